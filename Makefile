@@ -1,0 +1,36 @@
+# SteadyRank developer commands. `make test` is what CI runs.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint bench-ops build-ops clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Reinstall only when the project's metadata changes; the op build itself is incremental.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+	$(PY) -m steadyrank.ops.build
+
+build-ops: install
+	$(PY) -m steadyrank.ops.build --force
+
+test: install
+	$(PY) -m pytest -q
+	$(PY) -m ruff check .
+
+lint: install
+	$(PY) -m ruff check .
+
+bench-ops: install
+	$(PY) bench/ops_bench.py
+
+clean:
+	rm -rf ops/_lib build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,41 @@
+"""SmeLU as a TensorFlow custom op, with gradients to any order and Keras integration.
+
+Importing this package loads the compiled op library, building it first when it is
+missing or was built for another TensorFlow version.
+
+    import steadyrank.ops as sro
+    y = sro.smelu(x, beta=1.0)
+    layer = tf.keras.layers.Dense(64, activation="smelu")
+"""
+
+import os
+import sys
+
+# tensorflow-recommenders needs Keras 2 (tf-keras); this must precede TensorFlow's import.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from steadyrank.ops._errors import BuildError  # noqa: E402
+from steadyrank.ops._loader import load_library  # noqa: E402
+from steadyrank.ops.keras import SmeLU, smelu_activation  # noqa: E402
+from steadyrank.ops.smelu import check_beta, smelu, smelu_reference  # noqa: E402
+
+
+def _running_build_module() -> bool:
+    """True under ``python -m steadyrank.ops.build``, which builds before it loads."""
+    argv = getattr(sys, "orig_argv", [])
+    pairs = zip(argv, argv[1:], strict=False)
+    return any(a == "-m" and b == "steadyrank.ops.build" for a, b in pairs)
+
+
+if not _running_build_module():
+    load_library()
+
+__all__ = [
+    "BuildError",
+    "SmeLU",
+    "check_beta",
+    "load_library",
+    "smelu",
+    "smelu_activation",
+    "smelu_reference",
+]

@@ -1,0 +1,36 @@
+"""Loads the compiled op library, building it first when missing or stale."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from types import ModuleType
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _load_cached() -> ModuleType:
+    import tensorflow as tf
+    from steadyrank.ops import build as _build
+
+    lib_path = _build.lib_dir() / _build.LIB_NAME
+    have = _build.read_info()
+    if have is None or not have.matches(_build.wanted_info()):
+        # Missing, or built for another TensorFlow or other sources: rebuild (under a file
+        # lock, so concurrent importers build once).
+        if os.environ.get("STEADYRANK_OPS_NO_BUILD") == "1":
+            raise _build.BuildError(
+                f"the op library at {lib_path} is missing or was built for another TensorFlow "
+                "version, and STEADYRANK_OPS_NO_BUILD=1 forbids building it here; run "
+                "'python -m steadyrank.ops.build'."
+            )
+        lib_path = _build.build()
+    return tf.load_op_library(str(lib_path))
+
+
+def load_library() -> ModuleType:
+    """The loaded op module (``smelu``, ``smelu_grad``, ``smelu_grad_grad``); thread-safe."""
+    with _lock:
+        return _load_cached()

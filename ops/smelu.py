@@ -1,0 +1,116 @@
+"""SmeLU: the custom op's Python wrapper, its gradients, and a pure-TensorFlow reference."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+import tensorflow as tf
+from steadyrank.ops._loader import load_library
+from tensorflow.python.ops import control_flow_util  # no public API tells XLA contexts apart
+
+SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+
+def check_beta(beta: object) -> float:
+    """Returns ``beta`` as a float, or raises ValueError naming the bad value.
+
+    beta must be a finite real number > 0. The op stores it as a float32 attr, so a
+    beta that underflows float32 to 0 or overflows it to inf is rejected too.
+    """
+    if isinstance(beta, bool) or not isinstance(beta, Real):
+        raise ValueError(f"SmeLU beta must be a finite number > 0, got {beta!r}")
+    value = float(beta)
+    as_f32 = np.float32(value) if math.isfinite(value) and abs(value) < 3.5e38 else np.inf
+    if not math.isfinite(value) or value <= 0 or not (0 < as_f32 < np.inf):
+        raise ValueError(f"SmeLU beta must be a finite number > 0, got {beta!r}")
+    return value
+
+
+def _check_dtype(x: tf.Tensor) -> None:
+    if x.dtype not in SUPPORTED_DTYPES:
+        names = ", ".join(d.name for d in SUPPORTED_DTYPES)
+        raise TypeError(f"SmeLU input must be one of {names}; got {x.dtype.name}")
+
+
+def in_xla_context() -> bool:
+    """True while tracing a function that XLA will compile (``jit_compile=True``)."""
+    if tf.executing_eagerly():
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def smelu_reference(x: tf.Tensor, beta: float = 1.0, name: str | None = None) -> tf.Tensor:
+    """SmeLU as a composite of standard TensorFlow ops (XLA-compilable, differentiable).
+
+    Used in tests as the reference, and by :func:`smelu` under XLA, where the custom
+    op cannot be compiled.
+    """
+    beta = check_beta(beta)
+    with tf.name_scope(name or "smelu_reference"):
+        x = tf.convert_to_tensor(x)
+        _check_dtype(x)
+        b = tf.cast(tf.constant(beta, tf.float32), x.dtype)
+        zero = tf.zeros_like(x)
+        t = x + b
+        quad = t * t / (4 * b)
+        inner = tf.where(x <= -b, zero, quad)
+        return tf.where(x >= b, x, inner)
+
+
+def smelu(x: tf.Tensor, beta: float = 1.0, name: str | None = None) -> tf.Tensor:
+    """Smooth ReLU: 0 for x <= -beta, (x+beta)^2/(4 beta) inside, x for x >= beta.
+
+    Runs the compiled SmeLU kernel (CPU, or GPU when built with CUDA); differentiable
+    to any order. Inside ``jit_compile=True`` functions it lowers to
+    :func:`smelu_reference`, which XLA fuses.
+
+    Args:
+      x: a tensor of half, bfloat16, float32 or float64 (anything convertible).
+      beta: half-width of the quadratic region, a finite number > 0.
+      name: optional name scope.
+    """
+    beta = check_beta(beta)
+    if in_xla_context():
+        return smelu_reference(x, beta, name=name)
+    with tf.name_scope(name or "smelu"):
+        x = tf.convert_to_tensor(x)
+        _check_dtype(x)
+        return load_library().sme_lu(x, beta=beta)
+
+
+def _zeros_if_none(grad: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor:
+    return tf.zeros_like(like) if grad is None else grad
+
+
+@tf.RegisterGradient("SmeLU")
+def _smelu_grad(op: tf.Operation, dy: tf.Tensor) -> tf.Tensor:
+    return load_library().sme_lu_grad(dy, op.inputs[0], beta=op.get_attr("beta"))
+
+
+@tf.RegisterGradient("SmeLUGrad")
+def _smelu_grad_grad(op: tf.Operation, ddx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    dy, x = op.inputs
+    d_dy, d_x = load_library().sme_lu_grad_grad(ddx, dy, x, beta=op.get_attr("beta"))
+    return d_dy, d_x
+
+
+@tf.RegisterGradient("SmeLUGradGrad")
+def _smelu_grad_grad_grad(
+    op: tf.Operation, u_dy: tf.Tensor | None, u_x: tf.Tensor | None
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    # Outputs: d_dy = ddx * g(x), d_x = ddx * dy * h(x), with g = smelu', h = smelu''
+    # (h is piecewise constant, so h' = 0). With GG(a, b, x) = (a g(x), a b h(x)):
+    #   d/d ddx = u_dy g(x) + u_x dy h(x) = GG(u_dy, ., x)[0] + GG(u_x, dy, x)[1]
+    #   d/d dy  = u_x ddx h(x)            = GG(u_x, ddx, x)[1]
+    #   d/d x   = u_dy ddx h(x)           = GG(u_dy, ddx, x)[1]
+    ddx, dy, x = op.inputs
+    beta = op.get_attr("beta")
+    lib = load_library()
+    u_dy = _zeros_if_none(u_dy, x)
+    u_x = _zeros_if_none(u_x, x)
+    g_part, x_grad = lib.sme_lu_grad_grad(u_dy, ddx, x, beta=beta)
+    _, h_dy_part = lib.sme_lu_grad_grad(u_x, dy, x, beta=beta)
+    _, dy_grad = lib.sme_lu_grad_grad(u_x, ddx, x, beta=beta)
+    return g_part + h_dy_part, dy_grad, x_grad
