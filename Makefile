@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint bench-ops build-ops clean
+.PHONY: install test lint bench-ops bench-cuda build-ops clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ lint: install
 
 bench-ops: install
 	$(PY) bench/ops_bench.py
+
+# Standalone CUDA check and bandwidth benchmark (needs a GPU to run; compiles anywhere with nvcc).
+CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80
+bench-cuda:
+	mkdir -p bench/out
+	nvcc -O3 -std=c++17 $(CUDA_ARCH) -I ops/cc/kernels bench/cuda_smelu_check.cu -o bench/out/cuda_smelu_check
+	bench/out/cuda_smelu_check --json bench/out/cuda_smelu_check.json
 
 clean:
 	rm -rf ops/_lib build *.egg-info .pytest_cache .ruff_cache

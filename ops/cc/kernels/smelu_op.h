@@ -9,6 +9,8 @@
 #ifndef STEADYRANK_OPS_CC_KERNELS_SMELU_OP_H_
 #define STEADYRANK_OPS_CC_KERNELS_SMELU_OP_H_
 
+#include <type_traits>
+
 #include "absl/status/status.h"
 #include "smelu_math.h"
 #include "tensorflow/core/framework/tensor_types.h"
@@ -143,7 +145,11 @@ struct SmeLU<Eigen::ThreadPoolDevice, T> {
                   float beta, typename TTypes<T>::Flat y) {
     using C = typename steadyrank::ComputeType<T>::type;
     const steadyrank::SmeluValueOp<C> op(steadyrank::SmeluParams<C>::Make(beta));
-    y.device(d) = x.template cast<C>().unaryExpr(op).template cast<T>();
+    if constexpr (std::is_same_v<C, T>) {
+      y.device(d) = x.unaryExpr(op);
+    } else {
+      y.device(d) = x.template cast<C>().unaryExpr(op).template cast<T>();
+    }
     return absl::OkStatus();
   }
 };
@@ -154,7 +160,12 @@ struct SmeLUGrad<Eigen::ThreadPoolDevice, T> {
                   typename TTypes<T>::ConstFlat x, float beta, typename TTypes<T>::Flat dx) {
     using C = typename steadyrank::ComputeType<T>::type;
     const steadyrank::SmeluBackpropOp<C> op(steadyrank::SmeluParams<C>::Make(beta));
-    dx.device(d) = dy.template cast<C>().binaryExpr(x.template cast<C>(), op).template cast<T>();
+    if constexpr (std::is_same_v<C, T>) {
+      dx.device(d) = dy.binaryExpr(x, op);
+    } else {
+      dx.device(d) =
+          dy.template cast<C>().binaryExpr(x.template cast<C>(), op).template cast<T>();
+    }
     return absl::OkStatus();
   }
 };
