@@ -13,6 +13,7 @@ _lock = threading.Lock()
 @functools.cache
 def _load_cached() -> ModuleType:
     import tensorflow as tf
+
     from steadyrank.ops import build as _build
 
     lib_path = _build.lib_dir() / _build.LIB_NAME

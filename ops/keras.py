@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import tf_keras as keras
+
 from steadyrank.ops.smelu import check_beta, smelu
 
 

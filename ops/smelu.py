@@ -7,8 +7,9 @@ from numbers import Real
 
 import numpy as np
 import tensorflow as tf
-from steadyrank.ops._loader import load_library
 from tensorflow.python.ops import control_flow_util  # no public API tells XLA contexts apart
+
+from steadyrank.ops._loader import load_library
 
 SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 

@@ -7,7 +7,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import steadyrank.ops.build as build
-
 from tests.conftest import run_python
 
 IMPORT_AND_USE = """

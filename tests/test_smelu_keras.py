@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
-import steadyrank.ops as sro
 import tensorflow as tf
 import tf_keras as keras
 
+import steadyrank.ops as sro
 from tests.conftest import run_python
 
 

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-import steadyrank.ops as sro
 import tensorflow as tf
+
+import steadyrank.ops as sro
 
 LIB = sro.load_library()
 
