@@ -1,0 +1,66 @@
+"""The ``steadyrank`` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _ops_build(args: argparse.Namespace) -> int:
+    from steadyrank.ops import build
+
+    argv = ["--force"] if args.force else []
+    if args.cuda is not None:
+        argv.append("--cuda" if args.cuda else "--no-cuda")
+    return build.main(argv)
+
+
+def _ops_info(args: argparse.Namespace) -> int:
+    from steadyrank.ops import build
+
+    info = build.read_info()
+    if info is None:
+        print(f"no op library in {build.lib_dir()}; run 'steadyrank ops build'",
+              file=sys.stderr)
+        return 1
+    print(json.dumps({"path": str(build.lib_dir() / build.LIB_NAME), **asdict(info)},
+                     indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="steadyrank",
+        description="Reproducible recommender training and serving.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ops = sub.add_parser("ops", help="the SmeLU op library").add_subparsers(
+        dest="ops_command", required=True, metavar="OPS_COMMAND")
+    p = ops.add_parser("build", help="compile the op library")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--cuda", dest="cuda", action="store_true", default=None,
+                       help="require the CUDA kernels")
+    group.add_argument("--no-cuda", dest="cuda", action="store_false",
+                       help="CPU kernels only")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.set_defaults(handler=_ops_build)
+    ops.add_parser("info", help="show what the built library was built for").set_defaults(
+        handler=_ops_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``steadyrank`` command."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

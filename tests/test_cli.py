@@ -1,0 +1,34 @@
+"""The steadyrank command line."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _steadyrank() -> list[str]:
+    exe = Path(sys.executable).parent / "steadyrank"
+    return [str(exe)] if exe.exists() else [shutil.which("steadyrank") or "steadyrank"]
+
+
+def test_ops_info_reports_the_built_library():
+    proc = subprocess.run([*_steadyrank(), "ops", "info"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["tensorflow_version"] and info["path"].endswith("_smelu_ops.so")
+
+
+def test_ops_info_without_library_says_how_to_build(tmp_path):
+    proc = subprocess.run([*_steadyrank(), "ops", "info"], capture_output=True, text=True,
+                          env={**os.environ, "STEADYRANK_OPS_LIB_DIR": str(tmp_path)},
+                          timeout=120)
+    assert proc.returncode == 1 and "steadyrank ops build" in proc.stderr
+
+
+def test_unknown_subcommand_is_a_usage_error():
+    proc = subprocess.run([*_steadyrank(), "frobnicate"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "frobnicate" in proc.stderr
