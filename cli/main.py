@@ -33,6 +33,22 @@ def _ops_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_fetch(args: argparse.Namespace) -> int:
+    from steadyrank.model.data import DataError, fetch_movielens
+
+    if args.dataset != "movielens-100k":
+        print(f"error: unknown dataset {args.dataset!r}; known: movielens-100k",
+              file=sys.stderr)
+        return 2
+    try:
+        folder = fetch_movielens(args.data_dir, source=args.source, force=args.force)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(folder)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -52,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_ops_build)
     ops.add_parser("info", help="show what the built library was built for").set_defaults(
         handler=_ops_info)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(
+        dest="data_command", required=True, metavar="DATA_COMMAND")
+    p = data.add_parser("fetch", help="fetch, verify and cache a dataset")
+    p.add_argument("dataset", help="movielens-100k")
+    p.add_argument("--data-dir", default="data", help="cache root (default: data)")
+    p.add_argument("--from", dest="source", default=None, metavar="PATH",
+                   help="GroupLens ml-100k.zip or folder with u.data, u.user, u.item")
+    p.add_argument("--force", action="store_true", help="refetch even if cached")
+    p.set_defaults(handler=_data_fetch)
     return parser
 
 

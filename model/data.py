@@ -1,0 +1,109 @@
+"""Datasets for SteadyRank: MovieLens 100K as arrays, and deterministic train/eval splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from steadyrank.model import movielens
+from steadyrank.model.errors import DataError
+
+__all__ = ["DataError", "Interactions", "fetch_movielens", "load_movielens", "split"]
+
+
+@dataclass
+class Interactions:
+    """Interaction rows with per-user and per-item side features, as numpy arrays.
+
+    Row arrays (one entry per interaction): ``user_id``, ``item_id`` (int64 raw ids),
+    ``rating`` (float32), ``timestamp`` (int64). Side features are keyed by raw id:
+    ``users[name]`` and ``items[name]`` are arrays aligned with ``user_ids``/``item_ids``.
+    ``item_genres`` holds each item's genres (list of strings, multi-hot).
+    """
+
+    user_id: np.ndarray
+    item_id: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray
+    user_ids: np.ndarray
+    users: dict[str, np.ndarray]
+    item_ids: np.ndarray
+    items: dict[str, np.ndarray]
+    item_genres: list[list[str]]
+    checksum: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+    def take(self, index: np.ndarray) -> Interactions:
+        """The interactions at ``index``, sharing the side-feature tables."""
+        return Interactions(self.user_id[index], self.item_id[index], self.rating[index],
+                            self.timestamp[index], self.user_ids, self.users, self.item_ids,
+                            self.items, self.item_genres, self.checksum, self.meta)
+
+
+def fetch_movielens(data_dir: str | Path = "data", source: str | Path | None = None,
+                    force: bool = False) -> Path:
+    """Fetches and caches MovieLens 100K; see :func:`steadyrank.model.movielens.fetch`."""
+    return movielens.fetch(Path(data_dir), Path(source) if source else None, force=force)
+
+
+def load_movielens(folder: str | Path) -> Interactions:
+    """Loads a fetched MovieLens 100K folder (verified against its manifest)."""
+    tables, manifest = movielens.read_tables(Path(folder))
+    ratings = tables["ratings.tsv"]
+    users = sorted(tables["users.tsv"], key=lambda r: int(r["user_id"]))
+    items = sorted(tables["items.tsv"], key=lambda r: int(r["item_id"]))
+    data = Interactions(
+        user_id=np.array([int(r["user_id"]) for r in ratings], np.int64),
+        item_id=np.array([int(r["item_id"]) for r in ratings], np.int64),
+        rating=np.array([float(r["rating"]) for r in ratings], np.float32),
+        timestamp=np.array([int(r["timestamp"]) for r in ratings], np.int64),
+        user_ids=np.array([int(u["user_id"]) for u in users], np.int64),
+        users={
+            "age": np.array([int(u["age"]) for u in users], np.int64),
+            "gender": np.array([u["gender"] for u in users]),
+            "occupation": np.array([u["occupation"] for u in users]),
+            "zip": np.array([u["zip"] for u in users]),
+        },
+        item_ids=np.array([int(i["item_id"]) for i in items], np.int64),
+        items={"year": np.array([int(i["year"]) for i in items], np.int64)},
+        item_genres=[[g for g in i["genres"].split("|") if g] for i in items],
+        checksum=manifest["checksum"],
+        meta={"name": manifest.get("name", ""), "source": manifest.get("source", "")},
+    )
+    unknown_users = np.setdiff1d(data.user_id, data.user_ids)
+    unknown_items = np.setdiff1d(data.item_id, data.item_ids)
+    if unknown_users.size or unknown_items.size:
+        raise DataError(Path(folder) / "ratings.tsv",
+                        f"{unknown_users.size} user ids and {unknown_items.size} item ids have "
+                        "no row in users.tsv/items.tsv")
+    return data
+
+
+def split(data: Interactions, eval_fraction: float = 0.2, seed: int = 0,
+          by: str = "random") -> tuple[Interactions, Interactions]:
+    """Deterministic train/eval split.
+
+    Args:
+      data: all interactions.
+      eval_fraction: share of rows in the eval split, in (0, 1).
+      seed: with ``by="random"``, the permutation seed (same seed, same split).
+      by: ``"random"`` or ``"time"`` (the latest ``eval_fraction`` of rows by timestamp
+        are the eval split; ties broken by row order).
+    """
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+    n = len(data)
+    n_eval = max(1, int(round(n * eval_fraction)))
+    if by == "random":
+        order = np.random.default_rng(seed).permutation(n)
+    elif by == "time":
+        order = np.argsort(data.timestamp, kind="stable")
+    else:
+        raise ValueError(f"split 'by' must be 'random' or 'time', got {by!r}")
+    train, evaluation = np.sort(order[: n - n_eval]), np.sort(order[n - n_eval:])
+    return data.take(train), data.take(evaluation)
