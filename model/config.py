@@ -1,0 +1,151 @@
+"""Experiment configuration: data, model and training settings read from TOML."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from steadyrank.ops import check_beta
+
+ACTIVATIONS = ("relu", "smelu", "gelu", "swish", "softplus")
+TASKS = ("rating", "binary")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data and how it is split."""
+
+    dataset: str = "movielens-100k"
+    data_dir: str = "data"
+    eval_fraction: float = 0.2
+    split: str = "random"
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the ranking model."""
+
+    embedding_dim: int = 16
+    oov_buckets: int = 1
+    cross_layers: int = 1
+    deep_layers: tuple[int, ...] = (64, 32)
+    activation: str = "smelu"
+    smelu_beta: float = 1.0
+    layer_norm: bool = False
+    task: str = "rating"
+    binary_threshold: float = 4.0  # rating >= threshold is a positive, for task = "binary"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; ``ensemble`` > 1 trains that many seeds and averages them."""
+
+    epochs: int = 5
+    batch_size: int = 256
+    learning_rate: float = 0.005
+    ensemble: int = 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole experiment."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON/TOML-friendly)."""
+        out = asdict(self)
+        out["model"]["deep_layers"] = list(self.model.deep_layers)
+        return out
+
+
+def _section(cls: type, raw: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(known)}")
+    values = {}
+    for name, value in raw.items():
+        default = getattr(cls(), name)
+        if isinstance(default, tuple):
+            if not isinstance(value, list | tuple):
+                raise ConfigError(f"{where}.{name} must be a list, got {value!r}")
+            value = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{name} must be true or false, got {value!r}")
+        elif isinstance(default, int | float) and (
+                isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"{where}.{name} must be a number, got {value!r}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{where}.{name} must be a string, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and value != int(value):
+            raise ConfigError(f"{where}.{name} must be a whole number, got {value!r}")
+        values[name] = type(default)(value) if not isinstance(default, tuple) else value
+    return cls(**values)
+
+
+def validate(config: Config) -> Config:
+    """Checks ranges and choices; returns the config or raises ConfigError naming the key."""
+    m, t, d = config.model, config.train, config.data
+    checks = [
+        (m.activation in ACTIVATIONS, "model.activation",
+         f"must be one of {', '.join(ACTIVATIONS)}"),
+        (m.task in TASKS, "model.task", f"must be one of {', '.join(TASKS)}"),
+        (m.embedding_dim >= 1, "model.embedding_dim", "must be >= 1"),
+        (m.oov_buckets >= 1, "model.oov_buckets", "must be >= 1"),
+        (m.cross_layers >= 0, "model.cross_layers", "must be >= 0"),
+        (all(isinstance(u, int) and u >= 1 for u in m.deep_layers), "model.deep_layers",
+         "must be whole numbers >= 1"),
+        (t.epochs >= 1, "train.epochs", "must be >= 1"),
+        (t.batch_size >= 1, "train.batch_size", "must be >= 1"),
+        (t.learning_rate > 0, "train.learning_rate", "must be > 0"),
+        (t.ensemble >= 1, "train.ensemble", "must be >= 1"),
+        (0 < d.eval_fraction < 1, "data.eval_fraction", "must be in (0, 1)"),
+        (d.split in ("random", "time"), "data.split", "must be 'random' or 'time'"),
+    ]
+    for ok, key, rule in checks:
+        if not ok:
+            section, name = key.split(".")
+            value = getattr(getattr(config, section), name)
+            raise ConfigError(f"{key} {rule}, got {value!r}")
+    try:
+        check_beta(m.smelu_beta)
+    except ValueError as err:
+        raise ConfigError(f"model.smelu_beta: {err}") from None
+    return config
+
+
+def from_dict(raw: dict[str, Any], where: str = "config") -> Config:
+    """Builds and validates a Config from a nested dict (sections data, model, train)."""
+    unknown = sorted(set(raw) - {"data", "model", "train"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; known: data, "
+                          "model, train")
+    return validate(Config(
+        data=_section(DataConfig, raw.get("data", {}), f"{where}: data"),
+        model=_section(ModelConfig, raw.get("model", {}), f"{where}: model"),
+        train=_section(TrainConfig, raw.get("train", {}), f"{where}: train"),
+    ))
+
+
+def load(path: str | Path) -> Config:
+    """Reads a TOML config file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return from_dict(raw, where=str(path))

@@ -1,0 +1,114 @@
+"""Keras layers of the ranking model; each is serializable through ``get_config``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras as keras
+
+from steadyrank.ops import SmeLU
+
+PACKAGE = "steadyrank"
+
+
+def make_activation(name: str, smelu_beta: float = 1.0) -> keras.layers.Layer:
+    """An activation layer by config name: relu, smelu (with beta), gelu, swish, softplus."""
+    if name == "smelu":
+        return SmeLU(beta=smelu_beta)
+    if name in ("relu", "gelu", "swish", "softplus"):
+        return keras.layers.Activation(name)
+    raise ValueError(f"unknown activation {name!r}; expected relu, smelu, gelu, swish or "
+                     "softplus")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class IdEmbedding(keras.layers.Layer):
+    """Vocabulary lookup (with out-of-vocabulary buckets) followed by an embedding table."""
+
+    def __init__(self, vocabulary: Sequence[Any], dim: int, oov_buckets: int = 1,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vocabulary = list(vocabulary)
+        self.dim = int(dim)
+        self.oov_buckets = int(oov_buckets)
+        is_str = bool(self.vocabulary) and isinstance(self.vocabulary[0], str)
+        lookup = keras.layers.StringLookup if is_str else keras.layers.IntegerLookup
+        self.lookup = lookup(vocabulary=self.vocabulary, num_oov_indices=self.oov_buckets,
+                             name="lookup")
+        self.embedding = keras.layers.Embedding(len(self.vocabulary) + self.oov_buckets,
+                                                self.dim, name="embedding")
+
+    def call(self, ids: tf.Tensor) -> tf.Tensor:
+        """ids [...] -> embeddings [..., dim]."""
+        return self.embedding(self.lookup(ids))
+
+    def get_config(self) -> dict[str, Any]:
+        """Layer config."""
+        return {**super().get_config(), "vocabulary": self.vocabulary, "dim": self.dim,
+                "oov_buckets": self.oov_buckets}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MultiHotEmbedding(keras.layers.Layer):
+    """Mean-pooled embedding of a multi-hot feature (e.g. an item's genres)."""
+
+    def __init__(self, num_values: int, dim: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_values = int(num_values)
+        self.dim = int(dim)
+        self.table = self.add_weight(name="table", shape=(self.num_values, self.dim),
+                                     initializer="uniform")
+
+    def call(self, multi_hot: tf.Tensor) -> tf.Tensor:
+        """multi_hot [..., num_values] (0/1) -> mean of the set values' embeddings."""
+        weights = tf.cast(multi_hot, self.table.dtype)
+        count = tf.maximum(tf.reduce_sum(weights, axis=-1, keepdims=True), 1.0)
+        return tf.matmul(weights, self.table) / count
+
+    def get_config(self) -> dict[str, Any]:
+        """Layer config."""
+        return {**super().get_config(), "num_values": self.num_values, "dim": self.dim}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DeepCrossTower(keras.layers.Layer):
+    """DCN-v2 in parallel form: a cross network beside a deep MLP, then a linear score."""
+
+    def __init__(self, cross_layers: int = 1, deep_layers: Sequence[int] = (64, 32),
+                 activation: str = "smelu", smelu_beta: float = 1.0,
+                 layer_norm: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cross_layers = int(cross_layers)
+        self.deep_layers = [int(u) for u in deep_layers]
+        self.activation = activation
+        self.smelu_beta = float(smelu_beta)
+        self.layer_norm = bool(layer_norm)
+        self.crosses = [tfrs.layers.dcn.Cross(name=f"cross_{i}")
+                        for i in range(self.cross_layers)]
+        self.deep = []
+        for i, units in enumerate(self.deep_layers):
+            self.deep.append(keras.layers.Dense(units, name=f"dense_{i}"))
+            if self.layer_norm:
+                self.deep.append(keras.layers.LayerNormalization(name=f"norm_{i}"))
+            self.deep.append(make_activation(activation, smelu_beta))
+        self.score = keras.layers.Dense(1, name="score")
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """x [batch, features] -> score [batch, 1]."""
+        cross = x
+        for layer in self.crosses:
+            cross = layer(x, cross)
+        deep = x
+        for layer in self.deep:
+            deep = layer(deep)
+        parts = [deep] + ([cross] if self.crosses else [])
+        return self.score(tf.concat(parts, axis=-1))
+
+    def get_config(self) -> dict[str, Any]:
+        """Layer config."""
+        return {**super().get_config(), "cross_layers": self.cross_layers,
+                "deep_layers": self.deep_layers, "activation": self.activation,
+                "smelu_beta": self.smelu_beta, "layer_norm": self.layer_norm}

@@ -1,0 +1,139 @@
+"""The TFRS ranking model: id and side-feature embeddings into a DCN-v2 tower.
+
+Inputs are ``user_id`` and ``item_id`` (int64). User side features (gender, occupation, age
+bucket, zip prefix) and item side features (genres, multi-hot and mean-pooled; release year)
+are looked up inside the model from tables built from the training data, so a served model
+needs only the ids. Unknown ids fall into out-of-vocabulary buckets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras as keras
+
+from steadyrank.model.config import ModelConfig
+from steadyrank.model.data import Interactions
+from steadyrank.model.layers import DeepCrossTower, IdEmbedding, MultiHotEmbedding
+
+AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Integer codes 1..K for the distinct values (0 is kept for out-of-vocabulary)."""
+    vocab = sorted({str(v) for v in values})
+    index = {v: i + 1 for i, v in enumerate(vocab)}
+    return np.array([index[str(v)] for v in values], np.int64), vocab
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    """Side-feature tables keyed by raw id; row 0 of every table is the unknown id."""
+
+    user_ids: np.ndarray
+    user_codes: np.ndarray  # [n_users + 1, 4]: gender, occupation, age bucket, zip prefix
+    user_vocab_sizes: tuple[int, ...]
+    item_ids: np.ndarray
+    item_genres: np.ndarray  # [n_items + 1, n_genres] multi-hot
+    item_year: np.ndarray  # [n_items + 1] year code
+    year_vocab_size: int
+    genres: tuple[str, ...]
+
+    @classmethod
+    def from_data(cls, data: Interactions) -> FeatureTables:
+        """Builds the tables from a dataset's user and item side features."""
+        columns = [
+            _codes(data.users["gender"]),
+            _codes(data.users["occupation"]),
+            _codes(np.digitize(data.users["age"], AGE_BUCKETS)),
+            _codes(np.array([str(z)[:1] for z in data.users["zip"]])),
+        ]
+        user_codes = np.zeros((len(data.user_ids) + 1, len(columns)), np.int64)
+        for j, (codes, _) in enumerate(columns):
+            user_codes[1:, j] = codes
+        genres = tuple(sorted({g for gs in data.item_genres for g in gs}))
+        g_index = {g: i for i, g in enumerate(genres)}
+        item_genres = np.zeros((len(data.item_ids) + 1, len(genres)), np.float32)
+        for row, gs in enumerate(data.item_genres, 1):
+            for g in gs:
+                item_genres[row, g_index[g]] = 1.0
+        year_codes, year_vocab = _codes(data.items["year"] // 5 * 5)  # 5-year buckets
+        return cls(
+            user_ids=data.user_ids, user_codes=user_codes,
+            user_vocab_sizes=tuple(len(v) + 1 for _, v in columns),
+            item_ids=data.item_ids, item_genres=item_genres,
+            item_year=np.concatenate([[0], year_codes]), year_vocab_size=len(year_vocab) + 1,
+            genres=genres)
+
+
+class RankingModel(tfrs.models.Model):
+    """Scores (user, item) pairs; trained with a TFRS Ranking task.
+
+    ``task="rating"`` regresses the rating (MSE loss, RMSE metric); ``task="binary"``
+    predicts rating >= threshold (binary cross-entropy, AUC metric). ``call`` returns the
+    score: the predicted rating, or the logit for the binary task.
+    """
+
+    def __init__(self, config: ModelConfig, tables: FeatureTables, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.tables = tables
+        dim = config.embedding_dim
+        self.user_embedding = IdEmbedding(tables.user_ids.tolist(), dim, config.oov_buckets,
+                                          name="user_id")
+        self.item_embedding = IdEmbedding(tables.item_ids.tolist(), dim, config.oov_buckets,
+                                          name="item_id")
+        self.user_row = keras.layers.IntegerLookup(vocabulary=tables.user_ids.tolist(),
+                                                   num_oov_indices=1, name="user_row")
+        self.item_row = keras.layers.IntegerLookup(vocabulary=tables.item_ids.tolist(),
+                                                   num_oov_indices=1, name="item_row")
+        self.user_codes = tf.constant(tables.user_codes)
+        self.item_genres = tf.constant(tables.item_genres)
+        self.item_year = tf.constant(tables.item_year)
+        self.user_feature_embeddings = [
+            keras.layers.Embedding(size, dim, name=f"user_feature_{i}")
+            for i, size in enumerate(tables.user_vocab_sizes)]
+        self.genre_embedding = MultiHotEmbedding(len(tables.genres), dim, name="genres")
+        self.year_embedding = keras.layers.Embedding(tables.year_vocab_size, dim, name="year")
+        self.tower = DeepCrossTower(config.cross_layers, config.deep_layers, config.activation,
+                                    config.smelu_beta, config.layer_norm, name="tower")
+        if config.task == "rating":
+            self.task = tfrs.tasks.Ranking(
+                loss=keras.losses.MeanSquaredError(),
+                metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+        else:
+            self.task = tfrs.tasks.Ranking(
+                loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
+                         keras.metrics.BinaryCrossentropy(from_logits=True, name="log_loss")])
+
+    def features(self, user_id: tf.Tensor, item_id: tf.Tensor) -> tf.Tensor:
+        """Concatenated embeddings of the ids and their looked-up side features."""
+        user_row = self.user_row(user_id)
+        item_row = self.item_row(item_id)
+        codes = tf.gather(self.user_codes, user_row)
+        parts = [self.user_embedding(user_id), self.item_embedding(item_id),
+                 self.genre_embedding(tf.gather(self.item_genres, item_row)),
+                 self.year_embedding(tf.gather(self.item_year, item_row))]
+        parts += [emb(codes[..., j]) for j, emb in enumerate(self.user_feature_embeddings)]
+        return tf.concat(parts, axis=-1)
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+        """{"user_id": [B], "item_id": [B]} -> score [B, 1]."""
+        return self.tower(self.features(inputs["user_id"], inputs["item_id"]))
+
+    def label(self, rating: tf.Tensor) -> tf.Tensor:
+        """The training target for a rating, per task."""
+        if self.config.task == "binary":
+            return tf.cast(rating >= self.config.binary_threshold, tf.float32)
+        return rating
+
+    def compute_loss(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """TFRS loss of a batch holding user_id, item_id and rating."""
+        scores = self(inputs)
+        labels = tf.reshape(self.label(inputs["rating"]), tf.shape(scores))
+        return self.task(labels=labels, predictions=scores)
