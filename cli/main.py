@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -11,8 +12,16 @@ from dataclasses import asdict
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _ops_build(args: argparse.Namespace) -> int:
+def _import_build_module():
+    """steadyrank.ops.build without loading (and so building) the library on import."""
+    os.environ["STEADYRANK_OPS_NO_AUTOLOAD"] = "1"
     from steadyrank.ops import build
+
+    return build
+
+
+def _ops_build(args: argparse.Namespace) -> int:
+    build = _import_build_module()
 
     argv = ["--force"] if args.force else []
     if args.cuda is not None:
@@ -21,7 +30,7 @@ def _ops_build(args: argparse.Namespace) -> int:
 
 
 def _ops_info(args: argparse.Namespace) -> int:
-    from steadyrank.ops import build
+    build = _import_build_module()
 
     info = build.read_info()
     if info is None:

@@ -20,14 +20,17 @@ from steadyrank.ops.keras import SmeLU, smelu_activation  # noqa: E402
 from steadyrank.ops.smelu import check_beta, smelu, smelu_reference  # noqa: E402
 
 
-def _running_build_module() -> bool:
-    """True under ``python -m steadyrank.ops.build``, which builds before it loads."""
+def _autoload_disabled() -> bool:
+    """True under ``python -m steadyrank.ops.build`` (which builds before it loads), or when
+    ``STEADYRANK_OPS_NO_AUTOLOAD=1`` (tools that only inspect or build the library)."""
+    if os.environ.get("STEADYRANK_OPS_NO_AUTOLOAD") == "1":
+        return True
     argv = getattr(sys, "orig_argv", [])
     pairs = zip(argv, argv[1:], strict=False)
     return any(a == "-m" and b == "steadyrank.ops.build" for a, b in pairs)
 
 
-if not _running_build_module():
+if not _autoload_disabled():
     load_library()
 
 __all__ = [
