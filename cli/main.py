@@ -21,12 +21,7 @@ def _import_build_module():
 
 
 def _ops_build(args: argparse.Namespace) -> int:
-    build = _import_build_module()
-
-    argv = ["--force"] if args.force else []
-    if args.cuda is not None:
-        argv.append("--cuda" if args.cuda else "--no-cuda")
-    return build.main(argv)
+    return _import_build_module().main(args.build_args)
 
 
 def _ops_info(args: argparse.Namespace) -> int:
@@ -67,14 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops = sub.add_parser("ops", help="the SmeLU op library").add_subparsers(
         dest="ops_command", required=True, metavar="OPS_COMMAND")
-    p = ops.add_parser("build", help="compile the op library")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--cuda", dest="cuda", action="store_true", default=None,
-                       help="require the CUDA kernels")
-    group.add_argument("--no-cuda", dest="cuda", action="store_false",
-                       help="CPU kernels only")
-    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    p.set_defaults(handler=_ops_build)
+    # Options (--cuda, --no-cuda, --force, --help) belong to steadyrank.ops.build's parser.
+    p = ops.add_parser("build", help="compile the op library", add_help=False)
+    p.set_defaults(handler=_ops_build, passthrough=True)
     ops.add_parser("info", help="show what the built library was built for").set_defaults(
         handler=_ops_info)
 
@@ -92,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``steadyrank`` command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.build_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handler: Handler = args.handler
     return handler(args)
 

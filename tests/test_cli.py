@@ -32,3 +32,14 @@ def test_unknown_subcommand_is_a_usage_error():
     proc = subprocess.run([*_steadyrank(), "frobnicate"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and "frobnicate" in proc.stderr
+
+
+def test_ops_build_forwards_options_to_the_build_module(tmp_path):
+    env = {**os.environ, "STEADYRANK_OPS_LIB_DIR": str(tmp_path)}
+    proc = subprocess.run([*_steadyrank(), "ops", "build", "--help"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "--no-cuda" in proc.stdout
+    proc = subprocess.run([*_steadyrank(), "ops", "build", "--bogus"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "--bogus" in proc.stderr
+    assert not any(tmp_path.iterdir())  # neither call built anything
