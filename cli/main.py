@@ -53,6 +53,23 @@ def _data_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_synth(args: argparse.Namespace) -> int:
+    from steadyrank.model import synth
+    from steadyrank.model.data import DataError
+
+    spec = synth.SynthSpec(users=args.users, items=args.items, rows=args.rows, seed=args.seed,
+                           shard_rows=args.shard_rows, zipf_exponent=args.zipf)
+    try:
+        print(synth.generate(spec, args.out, force=args.force))
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -77,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GroupLens ml-100k.zip or folder with u.data, u.user, u.item")
     p.add_argument("--force", action="store_true", help="refetch even if cached")
     p.set_defaults(handler=_data_fetch)
+    p = data.add_parser("synth", help="generate synthetic interactions (Zipf popularity, "
+                        "side features, planted model) as sharded files")
+    p.add_argument("--users", type=int, default=10_000, help="number of users (default 10000)")
+    p.add_argument("--items", type=int, default=100_000, help="number of items (default 1e5)")
+    p.add_argument("--rows", type=int, default=1_000_000, help="interactions (default 1e6)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    p.add_argument("--shard-rows", type=int, default=1_000_000,
+                   help="rows per shard file (default 1e6)")
+    p.add_argument("--zipf", type=float, default=1.1,
+                   help="Zipf exponent of item popularity (default 1.1)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="replace an existing folder")
+    p.set_defaults(handler=_data_synth)
     return parser
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from steadyrank.model.data import DATASETS
 from steadyrank.ops import check_beta
 
 ACTIVATIONS = ("relu", "smelu", "gelu", "swish", "softplus")
@@ -19,7 +20,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data and how it is split."""
+    """Which data and how it is split.
+
+    ``dataset = "movielens-100k"`` is read from (and fetched into) ``data_dir``;
+    ``dataset = "synthetic"`` reads the folder ``data_dir`` written by ``steadyrank data synth``.
+    """
 
     dataset: str = "movielens-100k"
     data_dir: str = "data"
@@ -113,6 +118,7 @@ def validate(config: Config) -> Config:
         (t.ensemble >= 1, "train.ensemble", "must be >= 1"),
         (0 < d.eval_fraction < 1, "data.eval_fraction", "must be in (0, 1)"),
         (d.split in ("random", "time"), "data.split", "must be 'random' or 'time'"),
+        (d.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}"),
     ]
     for ok, key, rule in checks:
         if not ok:

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from steadyrank.model import movielens
+from steadyrank.model import movielens, synth
 from steadyrank.model.errors import DataError
 
-__all__ = ["DataError", "Interactions", "fetch_movielens", "load_movielens", "split"]
+__all__ = ["DATASETS", "DataError", "Interactions", "fetch_movielens", "load_dataset",
+           "load_movielens", "load_synthetic", "split"]
+
+DATASETS = ("movielens-100k", "synthetic")
 
 
 @dataclass
@@ -31,7 +34,8 @@ class Interactions:
     users: dict[str, np.ndarray]
     item_ids: np.ndarray
     items: dict[str, np.ndarray]
-    item_genres: list[list[str]]
+    item_genres: np.ndarray
+    genres: tuple[str, ...]
     checksum: str = ""
     meta: dict = field(default_factory=dict)
 
@@ -42,7 +46,8 @@ class Interactions:
         """The interactions at ``index``, sharing the side-feature tables."""
         return Interactions(self.user_id[index], self.item_id[index], self.rating[index],
                             self.timestamp[index], self.user_ids, self.users, self.item_ids,
-                            self.items, self.item_genres, self.checksum, self.meta)
+                            self.items, self.item_genres, self.genres, self.checksum,
+                            self.meta)
 
 
 def fetch_movielens(data_dir: str | Path = "data", source: str | Path | None = None,
@@ -71,7 +76,8 @@ def load_movielens(folder: str | Path) -> Interactions:
         },
         item_ids=np.array([int(i["item_id"]) for i in items], np.int64),
         items={"year": np.array([int(i["year"]) for i in items], np.int64)},
-        item_genres=[[g for g in i["genres"].split("|") if g] for i in items],
+        item_genres=_multi_hot([i["genres"].split("|") for i in items], movielens.GENRES),
+        genres=movielens.GENRES,
         checksum=manifest["checksum"],
         meta={"name": manifest.get("name", ""), "source": manifest.get("source", "")},
     )
@@ -82,6 +88,46 @@ def load_movielens(folder: str | Path) -> Interactions:
                         f"{unknown_users.size} user ids and {unknown_items.size} item ids have "
                         "no row in users.tsv/items.tsv")
     return data
+
+
+def load_synthetic(folder: str | Path) -> Interactions:
+    """Loads a folder written by ``steadyrank data synth`` (verified against its manifest)."""
+    manifest, users, items = synth.load_tables(folder)
+    shards = list(synth.iter_shards(folder, manifest))
+    column = lambda key: np.concatenate([s[key] for s in shards])  # noqa: E731
+    return Interactions(
+        user_id=column("user_id"), item_id=column("item_id"), rating=column("rating"),
+        timestamp=column("timestamp"), user_ids=users["user_id"],
+        users={k: users[k] for k in ("age", "gender", "occupation", "zip")},
+        item_ids=items["item_id"], items={"year": items["year"]},
+        item_genres=items["genres"], genres=tuple(manifest["genres"]),
+        checksum=manifest["checksum"], meta={"name": "synthetic", "spec": manifest["spec"]})
+
+
+def load_dataset(dataset: str, data_dir: str | Path) -> Interactions:
+    """Loads a dataset by config name.
+
+    ``movielens-100k`` reads ``data_dir/movielens-100k``, fetching it first when it is not
+    cached; ``synthetic`` reads the folder ``data_dir`` written by ``steadyrank data synth``.
+    """
+    if dataset == "movielens-100k":
+        folder = Path(data_dir) / movielens.NAME
+        if movielens.read_manifest(folder) is None:
+            fetch_movielens(data_dir)
+        return load_movielens(folder)
+    if dataset == "synthetic":
+        return load_synthetic(data_dir)
+    raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+
+
+def _multi_hot(values: list[list[str]], names: tuple[str, ...]) -> np.ndarray:
+    index = {name: j for j, name in enumerate(names)}
+    out = np.zeros((len(values), len(names)), np.uint8)
+    for row, row_values in enumerate(values):
+        for value in row_values:
+            if value:
+                out[row, index[value]] = 1
+    return out
 
 
 def split(data: Interactions, eval_fraction: float = 0.2, seed: int = 0,

@@ -55,19 +55,15 @@ class FeatureTables:
         user_codes = np.zeros((len(data.user_ids) + 1, len(columns)), np.int64)
         for j, (codes, _) in enumerate(columns):
             user_codes[1:, j] = codes
-        genres = tuple(sorted({g for gs in data.item_genres for g in gs}))
-        g_index = {g: i for i, g in enumerate(genres)}
-        item_genres = np.zeros((len(data.item_ids) + 1, len(genres)), np.float32)
-        for row, gs in enumerate(data.item_genres, 1):
-            for g in gs:
-                item_genres[row, g_index[g]] = 1.0
+        item_genres = np.zeros((len(data.item_ids) + 1, len(data.genres)), np.float32)
+        item_genres[1:] = data.item_genres
         year_codes, year_vocab = _codes(data.items["year"] // 5 * 5)  # 5-year buckets
         return cls(
             user_ids=data.user_ids, user_codes=user_codes,
             user_vocab_sizes=tuple(len(v) + 1 for _, v in columns),
             item_ids=data.item_ids, item_genres=item_genres,
             item_year=np.concatenate([[0], year_codes]), year_vocab_size=len(year_vocab) + 1,
-            genres=genres)
+            genres=tuple(data.genres))
 
 
 class RankingModel(tfrs.models.Model):

@@ -1,0 +1,96 @@
+"""Reproducibility metrics between two models' predictions (shared by compare and the monitor).
+
+Definitions (REFERENCE.md):
+
+- relative PD = mean over examples of |p1 - p2| / ((|p1| + |p2|) / 2); an example where both
+  predictions are 0 counts as 0 (no difference).
+- absolute PD = mean over examples of |p1 - p2|.
+- top-k swap rate = mean over requests of 1 - |topk(A) & topk(B)| / k. Ties in a score
+  list are broken by candidate position (earlier first), so the result is deterministic.
+- Kendall tau: tau-b rank correlation of two score lists over the same candidates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["absolute_pd", "kendall_tau", "relative_pd", "relative_pd_per_example",
+           "topk_indices", "topk_swap", "topk_swap_rate"]
+
+
+def _pair(p1: np.ndarray, p2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(p1, np.float64)
+    b = np.asarray(p2, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"prediction shapes differ: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        raise ValueError("no predictions to compare")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("predictions must be finite")
+    return a, b
+
+
+def relative_pd_per_example(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    """|p1 - p2| / ((|p1| + |p2|) / 2) for each example (0 where both are 0)."""
+    a, b = _pair(p1, p2)
+    scale = (np.abs(a) + np.abs(b)) / 2
+    diff = np.abs(a - b)
+    return np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
+
+
+def relative_pd(p1: np.ndarray, p2: np.ndarray) -> float:
+    """Relative prediction difference: mean of :func:`relative_pd_per_example`."""
+    return float(relative_pd_per_example(p1, p2).mean())
+
+
+def absolute_pd(p1: np.ndarray, p2: np.ndarray) -> float:
+    """Absolute prediction difference: mean |p1 - p2|."""
+    a, b = _pair(p1, p2)
+    return float(np.abs(a - b).mean())
+
+
+def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores per row, best first; ties go to the earlier index."""
+    scores = np.asarray(scores)
+    n = scores.shape[-1]
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}] (the number of candidates), got {k}")
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+
+
+def topk_swap(scores_a: np.ndarray, scores_b: np.ndarray, k: int) -> np.ndarray:
+    """Per request: 1 - |topk(A) & topk(B)| / k; inputs [requests, candidates] or [candidates]."""
+    a, b = _pair(scores_a, scores_b)
+    a2, b2 = np.atleast_2d(a), np.atleast_2d(b)
+    top_a, top_b = topk_indices(a2, k), topk_indices(b2, k)
+    overlap = (top_a[:, :, None] == top_b[:, None, :]).any(axis=2).sum(axis=1)
+    swap = 1.0 - overlap / k
+    return swap if a.ndim > 1 else swap[:1]
+
+
+def topk_swap_rate(scores_a: np.ndarray, scores_b: np.ndarray, k: int) -> float:
+    """Top-k swap rate: mean of :func:`topk_swap` over requests."""
+    return float(topk_swap(scores_a, scores_b, k).mean())
+
+
+def kendall_tau(x: np.ndarray, y: np.ndarray, block: int = 1024) -> float:
+    """Kendall's tau-b between two score lists (1: same order, -1: reversed).
+
+    Returns 0.0 when either list is constant (the correlation is undefined). O(n^2) in
+    blocks of ``block`` rows, meant for candidate lists of up to a few thousand items.
+    """
+    a, b = _pair(x, y)
+    if a.ndim != 1:
+        raise ValueError(f"kendall_tau takes 1-D score lists, got shape {a.shape}")
+    n = a.size
+    concordant = ties_a = ties_b = 0.0
+    for start in range(0, n, block):
+        da = np.sign(a[start:start + block, None] - a[None, :])
+        db = np.sign(b[start:start + block, None] - b[None, :])
+        concordant += float((da * db).sum())
+        ties_a += float((da == 0).sum())
+        ties_b += float((db == 0).sum())
+    # Each unordered pair was counted twice, and the diagonal (n self-pairs) as ties.
+    pairs = n * (n - 1)
+    denom = np.sqrt((pairs - (ties_a - n)) * (pairs - (ties_b - n)))
+    return float(concordant / denom) if denom > 0 else 0.0

@@ -1,0 +1,77 @@
+"""Synthetic data: deterministic, sharded, skewed, learnable, and verified on load."""
+
+import json
+
+import numpy as np
+import pytest
+
+from steadyrank.cli.main import main as cli_main
+from steadyrank.model import synth
+from steadyrank.model.data import DataError, load_dataset, load_synthetic
+
+SPEC = synth.SynthSpec(users=300, items=2000, rows=25_000, seed=4, shard_rows=10_000)
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    return synth.generate(SPEC, tmp_path_factory.mktemp("synth") / "ds")
+
+
+def test_shards_rows_and_determinism(synth_dir, tmp_path):
+    manifest = json.loads((synth_dir / "manifest.json").read_text())
+    assert [s["rows"] for s in manifest["shards"]] == [10_000, 10_000, 5_000]
+    again = synth.generate(SPEC, tmp_path / "again")
+    assert json.loads((again / "manifest.json").read_text())["checksum"] == manifest["checksum"]
+    other = synth.generate(synth.SynthSpec(**{**SPEC.__dict__, "seed": 5}), tmp_path / "other")
+    assert json.loads((other / "manifest.json").read_text())["checksum"] != manifest["checksum"]
+
+
+def test_data_has_zipf_popularity_side_features_and_planted_signal(synth_dir):
+    data = load_synthetic(synth_dir)
+    assert len(data) == SPEC.rows and len(data.item_ids) == SPEC.items
+    assert set(np.unique(data.rating)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    counts = np.sort(np.bincount(data.item_id, minlength=SPEC.items + 1)[1:])[::-1]
+    assert counts[:20].sum() > 0.3 * SPEC.rows  # a heavy head: top 1% of items > 30% of rows
+    assert set(np.unique(data.users["gender"])) == {"F", "M"}
+    assert (data.item_genres.sum(axis=1) >= 1).all() and data.item_genres.shape[1] == 19
+    # The ratings follow the planted model (the noise is 0.5 before rounding).
+    with np.load(synth_dir / "planted.npz") as npz:
+        planted = {k: npz[k] for k in npz.files}
+    occupation = np.searchsorted(np.array(synth.OCCUPATIONS), data.users["occupation"])
+    truth = synth.planted_rating(planted, occupation, data.item_genres, data.user_id - 1,
+                                 data.item_id - 1)
+    assert np.corrcoef(np.clip(truth, 1, 5), data.rating)[0, 1] > 0.7
+    assert np.all(np.diff(data.timestamp) > 0)
+
+
+def test_load_dataset_dispatch(synth_dir):
+    assert len(load_dataset("synthetic", synth_dir)) == SPEC.rows
+    with pytest.raises(ValueError, match="unknown dataset 'netflix'"):
+        load_dataset("netflix", synth_dir)
+
+
+def test_corrupt_and_missing_files_are_named(synth_dir, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in synth_dir.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    (copy / "interactions-00001.npz").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="interactions-00001.npz: SHA-256 does not match"):
+        load_synthetic(copy)
+    (copy / "interactions-00001.npz").unlink()
+    with pytest.raises(DataError, match="interactions-00001.npz: missing"):
+        load_synthetic(copy)
+    with pytest.raises(DataError, match="manifest.json: missing"):
+        load_synthetic(tmp_path / "nowhere")
+
+
+def test_cli_synth_and_bad_values(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli_main(["data", "synth", "--users", "10", "--items", "50", "--rows", "100",
+                     "--out", str(out)]) == 0
+    assert len(load_synthetic(out)) == 100
+    assert cli_main(["data", "synth", "--rows", "100", "--out", str(out)]) == 1
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert cli_main(["data", "synth", "--items", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--items must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
