@@ -70,6 +70,45 @@ def _data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from steadyrank.model.config import ConfigError, load
+    from steadyrank.model.data import DataError
+    from steadyrank.model.export import ExportError
+    from steadyrank.model.train import TrainError
+    from steadyrank.model.workflow import train_and_export
+
+    try:
+        config = load(args.config, args.overrides)
+        path = train_and_export(config, args.seed, args.export_dir, args.checkpoint_dir,
+                                keep_checkpoints=args.keep_checkpoints, version=args.version)
+    except (ConfigError, DataError, TrainError, ExportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (or ensemble) and export a new version")
+    p.add_argument("--config", required=True, help="experiment config (TOML), e.g. "
+                   "configs/smelu.toml")
+    p.add_argument("--seed", type=int, default=1,
+                   help="init and shuffle seed; replicas differ only by it (default 1)")
+    p.add_argument("--export-dir", required=True,
+                   help="model base folder; the export lands in EXPORT_DIR/VERSION/")
+    p.add_argument("--version", type=int, default=None,
+                   help="version number (default: the next free one)")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="epoch checkpoints, for resuming a killed run (default: "
+                   "checkpoints/NAME-seed-SEED)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the checkpoints after a successful export")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    p.set_defaults(handler=_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -107,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace an existing folder")
     p.set_defaults(handler=_data_synth)
+    _add_train(sub)
     return parser
 
 

@@ -145,8 +145,33 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> Config:
     ))
 
 
-def load(path: str | Path) -> Config:
-    """Reads a TOML config file; errors name the file and the key."""
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"section.key=value"`` (value in TOML syntax, or a bare string) -> parts."""
+    key, sep, value = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return section, name, parsed
+
+
+def with_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """The config with ``section.key=value`` overrides applied and validated."""
+    raw = config.to_dict()
+    for text in overrides:
+        section, name, value = parse_override(text)
+        if section not in raw:
+            raise ConfigError(f"override {text!r}: unknown section {section!r}; known: "
+                              f"{', '.join(raw)}")
+        raw[section][name] = value
+    return from_dict(raw, where="override")
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Reads a TOML config file (then ``section.key=value`` overrides); errors name the key."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -154,4 +179,5 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    return from_dict(raw, where=str(path))
+    config = from_dict(raw, where=str(path))
+    return with_overrides(config, overrides) if overrides else config

@@ -21,46 +21,54 @@ from steadyrank.model.data import Interactions
 from steadyrank.model.layers import DeepCrossTower, IdEmbedding, MultiHotEmbedding
 
 AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
+USER_FEATURES = ("gender", "occupation", "age", "zip")  # columns of FeatureTables.user_codes
 
 
-def _codes(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Integer codes 1..K for the distinct values (0 is kept for out-of-vocabulary)."""
-    vocab = sorted({str(v) for v in values})
+def _codes(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer codes 1..K over the sorted distinct values (0 is kept for out-of-vocabulary)."""
+    vocab = tuple(sorted({str(v) for v in values}))
     index = {v: i + 1 for i, v in enumerate(vocab)}
     return np.array([index[str(v)] for v in values], np.int64), vocab
 
 
 @dataclass(frozen=True)
 class FeatureTables:
-    """Side-feature tables keyed by raw id; row 0 of every table is the unknown id."""
+    """Side-feature tables keyed by raw id; row 0 of every table is the unknown id.
+
+    User codes: gender, occupation and zip prefix (first digit) are 1..K over the sorted
+    vocabularies in ``user_vocabs``; age is its bucket in ``AGE_BUCKETS`` plus 1.
+    """
 
     user_ids: np.ndarray
-    user_codes: np.ndarray  # [n_users + 1, 4]: gender, occupation, age bucket, zip prefix
-    user_vocab_sizes: tuple[int, ...]
+    user_codes: np.ndarray  # [n_users + 1, 4], columns USER_FEATURES
+    user_vocabs: tuple[tuple[str, ...], ...]  # gender, occupation, zip prefix
     item_ids: np.ndarray
     item_genres: np.ndarray  # [n_items + 1, n_genres] multi-hot
     item_year: np.ndarray  # [n_items + 1] year code
     year_vocab_size: int
     genres: tuple[str, ...]
 
+    @property
+    def user_vocab_sizes(self) -> tuple[int, ...]:
+        """Embedding rows per user feature column (including the unknown row 0)."""
+        gender, occupation, zip_prefix = self.user_vocabs
+        return (len(gender) + 1, len(occupation) + 1, len(AGE_BUCKETS) + 2, len(zip_prefix) + 1)
+
     @classmethod
     def from_data(cls, data: Interactions) -> FeatureTables:
         """Builds the tables from a dataset's user and item side features."""
-        columns = [
-            _codes(data.users["gender"]),
-            _codes(data.users["occupation"]),
-            _codes(np.digitize(data.users["age"], AGE_BUCKETS)),
-            _codes(np.array([str(z)[:1] for z in data.users["zip"]])),
-        ]
-        user_codes = np.zeros((len(data.user_ids) + 1, len(columns)), np.int64)
-        for j, (codes, _) in enumerate(columns):
-            user_codes[1:, j] = codes
+        gender, gender_vocab = _codes(data.users["gender"])
+        occupation, occupation_vocab = _codes(data.users["occupation"])
+        zip_prefix, zip_vocab = _codes(np.array([str(z)[:1] for z in data.users["zip"]]))
+        age = np.digitize(data.users["age"], AGE_BUCKETS) + 1
+        user_codes = np.zeros((len(data.user_ids) + 1, len(USER_FEATURES)), np.int64)
+        user_codes[1:] = np.stack([gender, occupation, age, zip_prefix], axis=1)
         item_genres = np.zeros((len(data.item_ids) + 1, len(data.genres)), np.float32)
         item_genres[1:] = data.item_genres
         year_codes, year_vocab = _codes(data.items["year"] // 5 * 5)  # 5-year buckets
         return cls(
             user_ids=data.user_ids, user_codes=user_codes,
-            user_vocab_sizes=tuple(len(v) + 1 for _, v in columns),
+            user_vocabs=(gender_vocab, occupation_vocab, zip_vocab),
             item_ids=data.item_ids, item_genres=item_genres,
             item_year=np.concatenate([[0], year_codes]), year_vocab_size=len(year_vocab) + 1,
             genres=tuple(data.genres))
@@ -90,6 +98,10 @@ class RankingModel(tfrs.models.Model):
         self.user_codes = tf.constant(tables.user_codes)
         self.item_genres = tf.constant(tables.item_genres)
         self.item_year = tf.constant(tables.item_year)
+        self.user_feature_lookups = [
+            keras.layers.StringLookup(vocabulary=list(vocab), num_oov_indices=1,
+                                      name=f"user_vocab_{i}")
+            for i, vocab in enumerate(tables.user_vocabs)]
         self.user_feature_embeddings = [
             keras.layers.Embedding(size, dim, name=f"user_feature_{i}")
             for i, size in enumerate(tables.user_vocab_sizes)]
@@ -107,11 +119,26 @@ class RankingModel(tfrs.models.Model):
                 metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
                          keras.metrics.BinaryCrossentropy(from_logits=True, name="log_loss")])
 
-    def features(self, user_id: tf.Tensor, item_id: tf.Tensor) -> tf.Tensor:
-        """Concatenated embeddings of the ids and their looked-up side features."""
-        user_row = self.user_row(user_id)
+    def encode_user_features(self, gender: tf.Tensor, occupation: tf.Tensor, age: tf.Tensor,
+                             zip_code: tf.Tensor) -> tf.Tensor:
+        """Raw user features (strings; age int64) -> codes [..., 4] like ``user_codes``."""
+        gender_vocab, occupation_vocab, zip_vocab = self.user_feature_lookups
+        age_bucket = tf.raw_ops.Bucketize(input=tf.cast(age, tf.int64),
+                                          boundaries=[float(b) for b in AGE_BUCKETS])
+        return tf.stack([gender_vocab(gender), occupation_vocab(occupation),
+                         tf.cast(age_bucket, tf.int64) + 1,
+                         zip_vocab(tf.strings.substr(zip_code, 0, 1))], axis=-1)
+
+    def features(self, user_id: tf.Tensor, item_id: tf.Tensor,
+                 user_codes: tf.Tensor | None = None) -> tf.Tensor:
+        """Concatenated embeddings of the ids and their side features.
+
+        Side features are looked up by id unless ``user_codes`` (from
+        :meth:`encode_user_features`) supplies the user's.
+        """
         item_row = self.item_row(item_id)
-        codes = tf.gather(self.user_codes, user_row)
+        codes = (tf.gather(self.user_codes, self.user_row(user_id)) if user_codes is None
+                 else tf.cast(user_codes, tf.int64))
         parts = [self.user_embedding(user_id), self.item_embedding(item_id),
                  self.genre_embedding(tf.gather(self.item_genres, item_row)),
                  self.year_embedding(tf.gather(self.item_year, item_row))]
@@ -119,8 +146,9 @@ class RankingModel(tfrs.models.Model):
         return tf.concat(parts, axis=-1)
 
     def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
-        """{"user_id": [B], "item_id": [B]} -> score [B, 1]."""
-        return self.tower(self.features(inputs["user_id"], inputs["item_id"]))
+        """{"user_id": [B], "item_id": [B], optional "user_codes": [B, 4]} -> score [B, 1]."""
+        return self.tower(self.features(inputs["user_id"], inputs["item_id"],
+                                        inputs.get("user_codes")))
 
     def label(self, rating: tf.Tensor) -> tf.Tensor:
         """The training target for a rating, per task."""

@@ -28,3 +28,19 @@ def run_python(code: str, env: dict | None = None, timeout: float = 300,
 def fresh_python():
     """Fixture form of :func:`run_python`."""
     return run_python
+
+
+@pytest.fixture(scope="session")
+def recbole_wheel(tmp_path_factory) -> Path:
+    """The pinned recbole wheel, downloaded once per test session with pip."""
+    from steadyrank.model import movielens
+
+    return movielens.download_recbole_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def ml100k(recbole_wheel, tmp_path_factory) -> Path:
+    """MovieLens 100K fetched once per test session; the folder data_dir/movielens-100k."""
+    from steadyrank.model import movielens
+
+    return movielens.fetch(tmp_path_factory.mktemp("data"), wheel=recbole_wheel)

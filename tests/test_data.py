@@ -12,17 +12,6 @@ from steadyrank.model import movielens
 from steadyrank.model.data import DataError, fetch_movielens, load_movielens, split
 
 
-@pytest.fixture(scope="session")
-def recbole_wheel(tmp_path_factory) -> Path:
-    """The pinned recbole wheel, downloaded once per test session with pip."""
-    return movielens.download_recbole_wheel(tmp_path_factory.mktemp("wheel"))
-
-
-@pytest.fixture(scope="session")
-def ml100k(recbole_wheel, tmp_path_factory) -> Path:
-    return movielens.fetch(tmp_path_factory.mktemp("data"), wheel=recbole_wheel)
-
-
 def _write_grouplens(canonical: Path, out: Path) -> Path:
     """Writes the original GroupLens layout (u.data, u.user, u.item) from canonical files."""
     tables, _ = movielens.read_tables(canonical)

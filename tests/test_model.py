@@ -10,7 +10,6 @@ from steadyrank.model.data import load_movielens, split
 from steadyrank.model.layers import DeepCrossTower, IdEmbedding, MultiHotEmbedding
 from steadyrank.model.ranking import FeatureTables, RankingModel
 from steadyrank.ops import SmeLU
-from tests.test_data import ml100k, recbole_wheel  # noqa: F401  (session fixtures)
 
 
 @pytest.mark.parametrize("layer", [
@@ -46,7 +45,7 @@ def test_oov_ids_use_the_oov_bucket():
 
 
 @pytest.mark.parametrize("task, metric", [("rating", "rmse"), ("binary", "auc")])
-def test_model_learns_on_movielens(ml100k, task, metric):  # noqa: F811
+def test_model_learns_on_movielens(ml100k, task, metric):
     keras.utils.set_random_seed(0)
     data = load_movielens(ml100k)
     train, evaluation = split(data, 0.2, seed=0)

@@ -1,0 +1,199 @@
+"""Deterministic training with epoch checkpoints, for one model or a K-seed ensemble.
+
+A run is fixed by (config, seed, data): TensorFlow op determinism is on, weights are
+initialised from the member's seed, and each epoch's shuffle order is a permutation drawn
+from (member seed, epoch). Replicas A and B are the same run with different seeds.
+
+After every epoch the model and optimizer state are checkpointed; a killed run started again
+with the same checkpoint folder resumes after the last finished epoch and ends with exactly
+the weights an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from steadyrank.model.config import Config
+from steadyrank.model.data import Interactions, load_dataset, split
+from steadyrank.model.ranking import FeatureTables, RankingModel
+
+Log = Callable[[str], None]
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or go on (e.g. a checkpoint folder of a different run)."""
+
+
+def say(msg: str) -> None:
+    """Default progress output: one line on stderr."""
+    print(f"[steadyrank train] {msg}", file=sys.stderr, flush=True)
+
+
+def member_seeds(seed: int, ensemble: int) -> list[int]:
+    """The seeds of an ensemble's members; a single model uses ``seed`` itself."""
+    if ensemble == 1:
+        return [seed]
+    states = np.random.SeedSequence([seed, ensemble]).generate_state(ensemble)
+    return [int(s) % (2**31 - 1) for s in states]
+
+
+@dataclass
+class Splits:
+    """The dataset with its deterministic train/eval split and side-feature tables."""
+
+    data: Interactions
+    train: Interactions
+    eval: Interactions
+    tables: FeatureTables
+
+
+def prepare_data(config: Config, data: Interactions | None = None,
+                 validation: bool = False) -> Splits:
+    """Loads the configured dataset and splits it.
+
+    With ``validation`` the eval part is carved out of the train split instead (same
+    fraction and method), so settings can be tuned without touching the eval split.
+    """
+    d = config.data
+    data = data if data is not None else load_dataset(d.dataset, d.data_dir)
+    train, evaluation = split(data, d.eval_fraction, d.split_seed, d.split)
+    if validation:
+        train, evaluation = split(train, d.eval_fraction, d.split_seed + 1, d.split)
+    return Splits(data, train, evaluation, FeatureTables.from_data(data))
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the trained members and how long training took."""
+
+    members: list[RankingModel]
+    seeds: list[int]
+    seconds: float
+    examples: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def examples_per_second(self) -> float:
+        """Training throughput over all members and epochs (resumed epochs excluded)."""
+        return self.examples / self.seconds if self.seconds > 0 else float("nan")
+
+
+class _Progress(keras.callbacks.Callback):
+    """Prints the batch position every ``every`` seconds during long epochs."""
+
+    def __init__(self, log: Log, prefix: str, steps: int, every: float = 15.0) -> None:
+        super().__init__()
+        self.log, self.prefix, self.steps, self.every = log, prefix, steps, every
+        self.last = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            loss = (logs or {}).get("loss", float("nan"))
+            self.log(f"{self.prefix}: batch {batch + 1}/{self.steps}, loss {loss:.4f}")
+
+
+def _epoch_dataset(train: Interactions, seed: int, epoch: int,
+                   batch_size: int) -> tf.data.Dataset:
+    order = np.random.default_rng([seed, epoch]).permutation(len(train))
+    return tf.data.Dataset.from_tensor_slices({
+        "user_id": train.user_id[order], "item_id": train.item_id[order],
+        "rating": train.rating[order]}).batch(batch_size).prefetch(2)
+
+
+def _check_run_identity(folder: Path, identity: dict) -> None:
+    marker = folder / "run.json"
+    if marker.exists():
+        saved = json.loads(marker.read_text())
+        if saved != identity:
+            changed = sorted(k for k in identity if saved.get(k) != identity[k])
+            raise TrainError(f"{folder} holds checkpoints of a different run (differs in "
+                             f"{', '.join(changed)}); remove it or pass another "
+                             "--checkpoint-dir")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps(identity, indent=2) + "\n")
+        tmp.replace(marker)
+
+
+def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path | None,
+                 log: Log = say, prefix: str = "") -> tuple[RankingModel, float, int,
+                                                             list[dict[str, float]]]:
+    """Trains one model; returns (model, seconds, examples trained, per-epoch logs)."""
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    model = RankingModel(config.model, splits.tables)
+    optimizer = keras.optimizers.Adam(config.train.learning_rate)
+    model.compile(optimizer=optimizer)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    manager = None
+    if checkpoint_dir is not None:
+        _check_run_identity(checkpoint_dir, {
+            "config": config.to_dict(), "seed": seed, "data": splits.data.checksum})
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+        manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
+        if manager.latest_checkpoint:
+            # Build the model's and optimizer's variables so the restore is immediate.
+            model({"user_id": tf.constant(splits.train.user_id[:1]),
+                   "item_id": tf.constant(splits.train.item_id[:1])})
+            optimizer.build(model.trainable_variables)
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            log(f"{prefix}resuming after epoch {int(epoch.numpy())} from "
+                f"{manager.latest_checkpoint}")
+    epochs, batch_size = config.train.epochs, config.train.batch_size
+    steps = -(-len(splits.train) // batch_size)
+    seconds, examples, history = 0.0, 0, []
+    for e in range(int(epoch.numpy()), epochs):
+        label = f"{prefix}epoch {e + 1}/{epochs}"
+        started = time.perf_counter()
+        fit = model.fit(_epoch_dataset(splits.train, seed, e, batch_size), epochs=1,
+                        verbose=0, callbacks=[_Progress(log, label, steps)])
+        took = time.perf_counter() - started
+        seconds += took
+        examples += len(splits.train)
+        logs = {k: float(v[-1]) for k, v in fit.history.items()}
+        history.append({"epoch": e + 1, **logs})
+        epoch.assign(e + 1)
+        saved = f", checkpoint {manager.save(checkpoint_number=e + 1)}" if manager else ""
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items()
+                          if k not in ("regularization_loss", "total_loss"))
+        log(f"{label}: {shown} ({took:.1f}s, {len(splits.train) / took:,.0f} ex/s{saved})")
+    return model, seconds, examples, history
+
+
+def train(config: Config, seed: int, splits: Splits | None = None,
+          checkpoint_dir: str | Path | None = None, log: Log = say) -> TrainResult:
+    """Trains the configured model (``config.train.ensemble`` members) for a seed."""
+    splits = splits or prepare_data(config)
+    seeds = member_seeds(seed, config.train.ensemble)
+    members, seconds, examples, history = [], 0.0, 0, []
+    log(f"training {len(seeds)} model(s) on {len(splits.train):,} rows "
+        f"({config.model.activation}, seed {seed})")
+    for i, member_seed in enumerate(seeds):
+        folder = None
+        if checkpoint_dir is not None:
+            folder = Path(checkpoint_dir) / (f"member-{i}" if len(seeds) > 1 else "model")
+        prefix = f"member {i + 1}/{len(seeds)} " if len(seeds) > 1 else ""
+        model, took, n, logs = train_member(config, splits, member_seed, folder, log, prefix)
+        members.append(model)
+        seconds += took
+        examples += n
+        history += [{"member": i, **h} for h in logs]
+    return TrainResult(members, seeds, seconds, examples, history)
+
+
+def remove_checkpoints(checkpoint_dir: str | Path) -> None:
+    """Deletes a finished run's checkpoints."""
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)

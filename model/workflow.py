@@ -1,0 +1,61 @@
+"""Train, evaluate and export in one step: what ``steadyrank train`` runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from steadyrank.model.config import Config
+from steadyrank.model.evaluate import accuracy
+from steadyrank.model.export import ServingModule, export, parameter_count
+from steadyrank.model.train import Log, Splits, prepare_data, remove_checkpoints, say, train
+
+
+def default_checkpoint_dir(export_dir: str | Path, seed: int) -> Path:
+    """``checkpoints/<model name>-seed-<seed>`` in the working folder."""
+    return Path("checkpoints") / f"{Path(export_dir).name}-seed-{seed}"
+
+
+def score_pairs(module: ServingModule, user_id: np.ndarray, item_id: np.ndarray,
+                batch: int = 65536) -> np.ndarray:
+    """In-process ``serving_default`` scores of (user, item) pairs."""
+    parts = [module.serve(tf.constant(user_id[i:i + batch]),
+                          tf.constant(item_id[i:i + batch]))["score"].numpy()
+             for i in range(0, len(user_id), batch)]
+    return np.concatenate(parts)
+
+
+def train_and_export(config: Config, seed: int, export_dir: str | Path,
+                     checkpoint_dir: str | Path | None = None, splits: Splits | None = None,
+                     keep_checkpoints: bool = False, version: int | None = None,
+                     extra: dict[str, Any] | None = None, log: Log = say) -> Path:
+    """Trains a model (or ensemble) for ``seed`` and exports it as a new version.
+
+    Checkpoints go to ``checkpoint_dir`` (default :func:`default_checkpoint_dir`), so a
+    killed run resumes; they are removed after a successful export unless kept.
+    """
+    checkpoint_dir = Path(checkpoint_dir or default_checkpoint_dir(export_dir, seed))
+    splits = splits or prepare_data(config)
+    result = train(config, seed, splits, checkpoint_dir, log)
+    module = ServingModule(result.members, splits.tables, config.model.task)
+    scores = score_pairs(module, splits.eval.user_id, splits.eval.item_id)
+    metrics = accuracy(config.model, splits.eval.rating, scores)
+    manifest = {
+        "config": config.to_dict(), "seed": seed, "member_seeds": result.seeds,
+        "data": {"dataset": config.data.dataset, "checksum": splits.data.checksum,
+                 "train_rows": len(splits.train), "eval_rows": len(splits.eval)},
+        "metrics": metrics, "parameters": parameter_count(result.members),
+        "training": {"seconds": result.seconds, "examples": result.examples,
+                     "examples_per_second": result.examples_per_second,
+                     "history": result.history},
+        **(extra or {}),
+    }
+    path = export(module, export_dir, manifest, version)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    log(f"exported {path} (eval {shown})")
+    if not keep_checkpoints:
+        remove_checkpoints(checkpoint_dir)
+    return path
