@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -109,6 +110,53 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_train)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    import shlex
+
+    from steadyrank.model import compare, report
+    from steadyrank.model.config import ConfigError, load
+    from steadyrank.model.data import DataError
+    from steadyrank.model.export import ExportError
+    from steadyrank.model.train import TrainError
+
+    command = "steadyrank " + shlex.join(args.argv)
+    try:
+        variants = compare.parse_variants(args.variants)
+        config = load(args.config, args.overrides)
+        notes = Path(args.notes).read_text() if args.notes else ""
+        work = Path(args.work_dir) if args.work_dir else Path("runs") / Path(args.out).name
+        result = compare.run(config, variants, args.pairs, work, users=args.users,
+                             validation=args.validation)
+    except (ValueError, OSError, DataError, TrainError, ExportError) as err:
+        kind = 2 if isinstance(err, ValueError) and not isinstance(
+            err, ConfigError | DataError) else 1
+        print(f"error: {err}", file=sys.stderr)
+        return kind
+    print(report.write(result, args.out, command, notes))
+    return 0
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="train replica pairs per variant and report PD, top-k "
+                       "swap rate, accuracy and cost")
+    p.add_argument("--config", required=True, help="base config (TOML)")
+    p.add_argument("--variants", required=True,
+                   help="comma-separated: relu, smelu:BETA, gelu, swish, softplus, "
+                   "relu-ensemble:K, ...")
+    p.add_argument("--pairs", type=int, default=3, help="replica pairs per variant (default 3)")
+    p.add_argument("--out", required=True, help="report folder (report.md, report.json, png)")
+    p.add_argument("--work-dir", default=None,
+                   help="where replica exports are cached (default runs/<out name>)")
+    p.add_argument("--users", type=int, default=943,
+                   help="users whose full-catalog rankings are compared (default 943)")
+    p.add_argument("--validation", action="store_true",
+                   help="measure on a validation split carved from train (for tuning)")
+    p.add_argument("--notes", default=None, help="markdown file appended to report.md")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE", help="override a base config value")
+    p.set_defaults(handler=_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -147,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing folder")
     p.set_defaults(handler=_data_synth)
     _add_train(sub)
+    _add_compare(sub)
     return parser
 
 
@@ -158,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         args.build_args = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     handler: Handler = args.handler
     return handler(args)
 
