@@ -104,8 +104,9 @@ class _Progress(keras.callbacks.Callback):
             self.log(f"{self.prefix}: batch {batch + 1}/{self.steps}, loss {loss:.4f}")
 
 
-def _epoch_dataset(train: Interactions, seed: int, epoch: int,
-                   batch_size: int) -> tf.data.Dataset:
+def epoch_dataset(train: Interactions, seed: int, epoch: int,
+                  batch_size: int) -> tf.data.Dataset:
+    """The training batches of one epoch, in the order drawn from (seed, epoch)."""
     order = np.random.default_rng([seed, epoch]).permutation(len(train))
     return tf.data.Dataset.from_tensor_slices({
         "user_id": train.user_id[order], "item_id": train.item_id[order],
@@ -158,7 +159,7 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
     for e in range(int(epoch.numpy()), epochs):
         label = f"{prefix}epoch {e + 1}/{epochs}"
         started = time.perf_counter()
-        fit = model.fit(_epoch_dataset(splits.train, seed, e, batch_size), epochs=1,
+        fit = model.fit(epoch_dataset(splits.train, seed, e, batch_size), epochs=1,
                         verbose=0, callbacks=[_Progress(log, label, steps)])
         took = time.perf_counter() - started
         seconds += took

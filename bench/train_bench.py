@@ -1,0 +1,123 @@
+"""Training throughput of relu, smelu and the 4-model ReLU ensemble, side by side in one run.
+
+    python bench/train_bench.py [--repeats 3] [--synth-rows 1000000] [--max-rows 250000]
+                                [--config configs/smelu.toml] [--out FILE]
+
+Datasets: MovieLens 100K (the config's train split) and a synthetic set of ``--synth-rows``
+rows (10^4 users, 10^5 items; generated into bench/out once). For each repeat the variants
+run in turn (relu, smelu, relu-ensemble:4), so machine noise hits them alike. A measurement
+trains a freshly built, already traced model (a warm-up fit of a few batches first) on one
+epoch of the seeded shuffle, capped at ``--max-rows`` rows, with the same code path and op
+determinism as ``steadyrank train``. The ensemble trains its 4 members one after another,
+so its examples/s is rows / (time of all 4). Figures are medians over repeats; the ratios
+compare medians from this run. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from steadyrank.model import config as cfg  # noqa: E402
+from steadyrank.model import synth  # noqa: E402
+from steadyrank.model.data import load_synthetic  # noqa: E402
+from steadyrank.model.ranking import RankingModel  # noqa: E402
+from steadyrank.model.train import Splits, epoch_dataset, member_seeds, prepare_data  # noqa: E402
+
+VARIANTS = {"relu": ("relu", 1), "smelu": ("smelu", 1), "relu-ensemble:4": ("relu", 4)}
+
+
+def _model(config: cfg.Config, splits: Splits, seed: int) -> RankingModel:
+    keras.utils.set_random_seed(seed)
+    model = RankingModel(config.model, splits.tables)
+    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
+    model.fit(epoch_dataset(splits.train.take(np.arange(4 * config.train.batch_size)), seed,
+                            0, config.train.batch_size), epochs=1, verbose=0)  # trace
+    return model
+
+
+def measure(config: cfg.Config, splits: Splits, members: int, max_rows: int) -> float:
+    """Examples per second of one capped epoch over ``members`` freshly built models."""
+    rows = min(len(splits.train), max_rows)
+    subset = splits.train.take(np.arange(rows))
+    models = [_model(config, splits, s) for s in member_seeds(1, members)]
+    started = time.perf_counter()
+    for i, model in enumerate(models):
+        model.fit(epoch_dataset(subset, i, 1, config.train.batch_size), epochs=1, verbose=0)
+    return rows / (time.perf_counter() - started)
+
+
+def bench_dataset(name: str, base: cfg.Config, splits: Splits, repeats: int,
+                  max_rows: int) -> dict:
+    """Median examples/s per variant over interleaved repeats."""
+    samples: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for r in range(repeats):
+        for variant, (activation, members) in VARIANTS.items():
+            config = replace(base, model=replace(base.model, activation=activation))
+            samples[variant].append(measure(config, splits, members, max_rows))
+            print(f"  {name} repeat {r + 1}/{repeats} {variant}: "
+                  f"{samples[variant][-1]:,.0f} ex/s", file=sys.stderr, flush=True)
+    medians = {v: statistics.median(s) for v, s in samples.items()}
+    return {"rows": min(len(splits.train), max_rows), "train_rows": len(splits.train),
+            "examples_per_second": medians, "samples": samples,
+            "smelu_vs_relu": medians["smelu"] / medians["relu"],
+            "ensemble_vs_relu": medians["relu-ensemble:4"] / medians["relu"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/smelu.toml")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--synth-rows", type=int, default=1_000_000)
+    parser.add_argument("--max-rows", type=int, default=250_000,
+                        help="rows timed per measurement (default 250000)")
+    parser.add_argument("--out", default="bench/out/train_bench.json")
+    args = parser.parse_args(argv)
+    tf.config.experimental.enable_op_determinism()
+    base = cfg.load(args.config)
+    results = {}
+    print("MovieLens 100K ...", file=sys.stderr)
+    results["movielens-100k"] = bench_dataset("movielens-100k", base, prepare_data(base),
+                                              args.repeats, args.max_rows)
+    folder = Path("bench/out") / f"synth-{args.synth_rows}"
+    if not (folder / "manifest.json").exists():
+        synth.generate(synth.SynthSpec(users=10_000, items=100_000, rows=args.synth_rows,
+                                       seed=0), folder, force=True)
+    synth_config = replace(base, data=replace(base.data, dataset="synthetic",
+                                              data_dir=str(folder)))
+    print(f"synthetic {args.synth_rows:,} rows ...", file=sys.stderr)
+    results["synthetic"] = bench_dataset(
+        "synthetic", synth_config, prepare_data(synth_config, load_synthetic(folder)),
+        args.repeats, args.max_rows)
+    print(f"\n{'dataset':<16}{'rows timed':>12}" + "".join(f"{v:>18}" for v in VARIANTS)
+          + f"{'smelu/relu':>12}{'ens4/relu':>11}")
+    for name, r in results.items():
+        print(f"{name:<16}{r['rows']:>12,}"
+              + "".join(f"{r['examples_per_second'][v]:>14,.0f} ex/s" for v in VARIANTS)
+              + f"{r['smelu_vs_relu']:>12.3f}{r['ensemble_vs_relu']:>11.3f}")
+    payload = {"command": "python bench/train_bench.py " + " ".join(argv or sys.argv[1:]),
+               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                           "tensorflow": tf.__version__},
+               "config": base.to_dict(), "repeats": args.repeats, "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
