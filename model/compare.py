@@ -164,6 +164,8 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
     """
     if pairs < 1:
         raise ValueError(f"--pairs must be >= 1, got {pairs}")
+    if users < 1:
+        raise ValueError(f"--users must be >= 1, got {users}")
     split_name = "validation" if validation else "eval"
     splits = prepare_data(config, validation=validation)
     rank_users = np.unique(splits.eval.user_id)[:users]

@@ -117,4 +117,7 @@ def test_compare_cli_rejects_bad_arguments(tmp_path, capsys):
     assert cli_main(["compare", "--config", str(base), "--variants", "relu", "--pairs", "0",
                      "--out", str(tmp_path / "o")]) == 2
     assert "--pairs must be >= 1, got 0" in capsys.readouterr().err
+    assert cli_main(["compare", "--config", str(base), "--variants", "relu", "--users", "0",
+                     "--out", str(tmp_path / "o")]) == 2
+    assert "--users must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
