@@ -128,8 +128,7 @@ def pair_metrics(a: LoadedModel, b: LoadedModel, splits: Splits, config: Config,
     acc_b = accuracy(config.model, ev.rating, pb)
     items = splits.tables.item_ids
     ra, rb = rank_all(a, users, items), rank_all(b, users, items)
-    out: dict[str, Any] = {
-        f"{k}": (acc_a[k] + acc_b[k]) / 2 for k in acc_a}
+    out: dict[str, Any] = {k: (acc_a[k] + acc_b[k]) / 2 for k in acc_a}
     out["relative_pd"] = metrics.relative_pd(pa, pb)
     out["absolute_pd"] = metrics.absolute_pd(pa, pb)
     for k in SWAP_KS:

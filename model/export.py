@@ -103,6 +103,16 @@ class ServingModule(tf.Module):
                 "catalog": self.catalog.get_concrete_function()}
 
 
+def score_in_batches(serve: Any, user_id: np.ndarray, item_id: np.ndarray,
+                     batch: int = 65536) -> np.ndarray:
+    """Scores of (user, item) pairs through ``serve(user_id=, item_id=)["score"]``, batched."""
+    user_id, item_id = np.asarray(user_id, np.int64), np.asarray(item_id, np.int64)
+    parts = [serve(user_id=tf.constant(user_id[i:i + batch]),
+                   item_id=tf.constant(item_id[i:i + batch]))["score"].numpy()
+             for i in range(0, len(user_id), batch)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
 def parameter_count(members: list[RankingModel]) -> int:
     """Number of trainable scalars over all members (the serving cost in weights)."""
     return int(sum(np.prod(v.shape) for m in members for v in m.trainable_variables))
@@ -172,12 +182,8 @@ class LoadedModel:
 
     def score(self, user_id: np.ndarray, item_id: np.ndarray, batch: int = 65536) -> np.ndarray:
         """serving_default scores of (user, item) pairs, float32 [B]."""
-        fn = self.module.signatures["serving_default"]
-        user_id, item_id = np.asarray(user_id, np.int64), np.asarray(item_id, np.int64)
-        parts = [fn(user_id=tf.constant(user_id[i:i + batch]),
-                    item_id=tf.constant(item_id[i:i + batch]))["score"].numpy()
-                 for i in range(0, len(user_id), batch)]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        return score_in_batches(self.module.signatures["serving_default"], user_id, item_id,
+                                batch)
 
     def rank(self, user_id: int, item_ids: np.ndarray) -> np.ndarray:
         """``rank`` signature scores of candidate items for one user."""

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from steadyrank.model.config import Config
 from steadyrank.model.evaluate import accuracy
-from steadyrank.model.export import ServingModule, export, parameter_count
+from steadyrank.model.export import ServingModule, export, parameter_count, score_in_batches
 from steadyrank.model.train import Log, Splits, prepare_data, remove_checkpoints, say, train
 
 
@@ -22,10 +21,7 @@ def default_checkpoint_dir(export_dir: str | Path, seed: int) -> Path:
 def score_pairs(module: ServingModule, user_id: np.ndarray, item_id: np.ndarray,
                 batch: int = 65536) -> np.ndarray:
     """In-process ``serving_default`` scores of (user, item) pairs."""
-    parts = [module.serve(tf.constant(user_id[i:i + batch]),
-                          tf.constant(item_id[i:i + batch]))["score"].numpy()
-             for i in range(0, len(user_id), batch)]
-    return np.concatenate(parts)
+    return score_in_batches(module.serve, user_id, item_id, batch)
 
 
 def train_and_export(config: Config, seed: int, export_dir: str | Path,
