@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 	$(PY) -m steadyrank.ops.build
+	$(PY) -m steadyrank.service.protos > /dev/null
 
 build-ops: install
 	$(PY) -m steadyrank.ops.build --force

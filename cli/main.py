@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from steadyrank.cli import serving
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -196,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_data_synth)
     _add_train(sub)
     _add_compare(sub)
+    serving.add_parsers(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ Signatures of an export:
 - ``rank_with_features``: as ``rank`` plus the user's ``gender``, ``occupation``, ``zip``
   (string []) and ``age`` (int64 []), used instead of the stored features (new users).
 - ``catalog``: no inputs -> ``item_ids`` int64 [M], the items the model knows.
+- ``users``: no inputs -> ``user_ids`` int64 [U], the users the model has features for.
 
 Item side features are looked up inside the model from tables saved with it. An ensemble's
 members are saved together and averaged in the graph, so it serves as one model.
@@ -49,6 +50,7 @@ class ServingModule(tf.Module):
         self.members = list(members)
         self.task = task
         self.item_ids = tf.constant(tables.item_ids, tf.int64)
+        self.user_ids = tf.constant(tables.user_ids, tf.int64)
 
     def score(self, user_id: tf.Tensor, item_id: tf.Tensor,
               user_codes: tf.Tensor | None = None) -> tf.Tensor:
@@ -95,12 +97,18 @@ class ServingModule(tf.Module):
         """The item ids the model knows."""
         return {"item_ids": tf.identity(self.item_ids)}
 
+    @tf.function(input_signature=[])
+    def users(self) -> dict[str, tf.Tensor]:
+        """The user ids the model has stored side features for."""
+        return {"user_ids": tf.identity(self.user_ids)}
+
     def signatures(self) -> dict[str, Any]:
         """Concrete functions by signature name, for ``tf.saved_model.save``."""
         return {"serving_default": self.serve.get_concrete_function(),
                 "rank": self.rank.get_concrete_function(),
                 "rank_with_features": self.rank_with_features.get_concrete_function(),
-                "catalog": self.catalog.get_concrete_function()}
+                "catalog": self.catalog.get_concrete_function(),
+                "users": self.users.get_concrete_function()}
 
 
 def score_in_batches(serve: Any, user_id: np.ndarray, item_id: np.ndarray,

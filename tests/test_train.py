@@ -79,7 +79,7 @@ def test_export_layout_manifest_and_signatures_in_a_fresh_process(ml100k, splits
     assert manifest["config"] == config.to_dict()
     assert 0.8 < manifest["metrics"]["rmse"] < 1.2
     assert manifest["signatures"] == ["catalog", "rank", "rank_with_features",
-                                      "serving_default"]
+                                      "serving_default", "users"]
     users, items = splits.eval.user_id[:64], splits.eval.item_id[:64]
     np.save(tmp_path / "pairs.npy", np.stack([users, items]))
     module = export.load(second).module

@@ -1,0 +1,171 @@
+"""The serving subcommands: ``serve``, ``rank`` and ``loadtest``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from steadyrank.service.server import ServerConfig, serve
+
+    config = ServerConfig(
+        model_base_path=Path(args.model_base_path), port=args.port,
+        metrics_port=args.metrics_port, host=args.host, poll_seconds=args.poll_seconds,
+        batching=not args.no_batching, max_batch_rows=args.max_batch_rows,
+        max_queue=args.max_queue, max_wait_ms=args.max_wait_ms,
+        model_threads=args.model_threads, max_concurrent_rpcs=args.max_concurrent_rpcs,
+        max_candidates=args.max_candidates, max_message_bytes=args.max_message_bytes,
+        shutdown_grace=args.shutdown_grace)
+    try:
+        return serve(config)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _rpc_error(err: Exception, server: str) -> int:
+    import grpc
+
+    if isinstance(err, grpc.RpcError):
+        print(f"error: {server}: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 1
+    raise err
+
+
+def _parse_features(pairs: list[str]) -> dict[str, object]:
+    features: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--feature {pair!r}: expected NAME=VALUE")
+        features[name] = int(value) if name == "age" and value.lstrip("-").isdigit() else value
+    return features
+
+
+def _rank(args: argparse.Namespace) -> int:
+    from steadyrank.service import client
+
+    try:
+        candidates = ([int(c) for c in args.candidates.split(",") if c.strip()]
+                      if args.candidates else None)
+        features = _parse_features(args.features)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    request = client.rank_request(args.model, args.user, args.k, candidates, features,
+                                  args.version)
+    try:
+        with client.channel(args.server) as chan:
+            response = client.ranking_pb2_grpc.RankingServiceStub(chan).Rank(
+                request, timeout=args.timeout)
+    except Exception as err:  # noqa: BLE001  (grpc.RpcError, reported by _rpc_error)
+        return _rpc_error(err, args.server)
+    print(client.format_ranking(response))
+    return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from steadyrank.service import client
+
+    try:
+        result = client.loadtest(args.server, args.model, args.concurrency, args.duration,
+                                 args.candidates, args.k, args.timeout, args.warmup, args.seed)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001
+        return _rpc_error(err, args.server)
+    print(result.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if result.errors or not result.latencies:
+        print(f"error: {result.errors} of {sum(result.codes.values())} requests failed",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text}: must be > 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Adds ``serve``, ``rank`` and ``loadtest`` to the ``steadyrank`` parser."""
+    p = sub.add_parser("serve", help="serve models over gRPC (TF Serving API + ranking API)")
+    p.add_argument("--model-base-path", default="models",
+                   help="folder of models in TF Serving layout NAME/VERSION/; NAME-b is the "
+                   "second replica of NAME (default: models)")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+    p.add_argument("--metrics-port", type=int, default=8502,
+                   help="Prometheus /metrics port (default 8502; -1: none)")
+    p.add_argument("--host", default="[::]", help="address to listen on (default [::])")
+    p.add_argument("--poll-seconds", type=float, default=2.0,
+                   help="how often to look for new versions (default 2; 0: never)")
+    p.add_argument("--no-batching", action="store_true",
+                   help="one model call per request (the naive baseline)")
+    p.add_argument("--max-batch-rows", type=int, default=8192,
+                   help="most (user, item) pairs per model call (default 8192)")
+    p.add_argument("--max-queue", type=int, default=1024,
+                   help="requests waiting for the model before RESOURCE_EXHAUSTED "
+                   "(default 1024)")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long a batch waits to fill up (default 0: take what is queued)")
+    p.add_argument("--model-threads", type=int, default=1,
+                   help="model calls running at once (default 1)")
+    p.add_argument("--max-concurrent-rpcs", type=int, default=4096,
+                   help="RPCs in progress before RESOURCE_EXHAUSTED (default 4096)")
+    p.add_argument("--max-candidates", type=int, default=10_000,
+                   help="most candidate items in one Rank request (default 10000)")
+    p.add_argument("--max-message-bytes", type=int, default=2**31 - 1,
+                   help="gRPC message size limit (default INT_MAX, as TF Serving)")
+    p.add_argument("--shutdown-grace", type=float, default=30.0,
+                   help="seconds in-flight requests get to finish on SIGTERM (default 30)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"], help="default info")
+    p.set_defaults(handler=_serve)
+
+    p = sub.add_parser("rank", help="ask a server for a user's top k items")
+    p.add_argument("--server", default="localhost:8500", help="default localhost:8500")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--version", type=int, default=None, help="model version (default: served)")
+    p.add_argument("--user", type=int, required=True, help="user id")
+    p.add_argument("--k", type=int, default=10, help="items to return (default 10)")
+    p.add_argument("--candidates", default=None,
+                   help="comma-separated item ids to rank (default: the whole catalog)")
+    p.add_argument("--feature", dest="features", action="append", default=[],
+                   metavar="NAME=VALUE", help="user feature for a new user: gender, "
+                   "occupation, zip, age (all four; repeatable)")
+    p.add_argument("--timeout", type=_positive(float), default=10.0,
+                   help="deadline in seconds (default 10)")
+    p.set_defaults(handler=_rank)
+
+    p = sub.add_parser("loadtest", help="keep C Rank requests in flight; report throughput "
+                       "and latency percentiles; exit 1 on any error")
+    p.add_argument("--server", default="localhost:8500", help="default localhost:8500")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--concurrency", type=_positive(int), default=8,
+                   help="requests in flight (default 8)")
+    p.add_argument("--duration", type=_positive(float), default=10.0,
+                   help="seconds to measure (default 10)")
+    p.add_argument("--warmup", type=float, default=1.0,
+                   help="seconds before measuring (default 1)")
+    p.add_argument("--candidates", type=int, default=100,
+                   help="random catalog items per request (default 100; 0: whole catalog)")
+    p.add_argument("--k", type=_positive(int), default=10, help="default 10")
+    p.add_argument("--timeout", type=_positive(float), default=5.0,
+                   help="per-request deadline in seconds (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="request sampling seed (default 0)")
+    p.add_argument("--json", default=None, help="also write the summary to this JSON file")
+    p.set_defaults(handler=_loadtest)

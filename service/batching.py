@@ -1,0 +1,203 @@
+"""Model calls off the event loop, with server-side batching across concurrent requests.
+
+The server runs on one asyncio event loop; model calls run in worker threads (TensorFlow
+releases the GIL while it computes). :class:`Batcher` queues each request's (user, item)
+pairs and lets ``threads`` workers take as many queued requests as fit in ``max_batch_rows``
+pairs (after waiting up to ``max_wait`` for more), scoring each model version's share with
+one model call. While a call runs, new requests queue up, so batches grow with load without
+any wait being configured. A full queue refuses a request with RESOURCE_EXHAUSTED; a request
+whose deadline passes while queued is dropped before the model sees it.
+
+:class:`DirectScorer` has the same interface and makes one model call per request
+(``steadyrank serve --no-batching``, the naive baseline of the benchmark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from steadyrank.service.errors import ServiceError, deadline, exhausted, unavailable
+from steadyrank.service.metrics import ServerMetrics
+from steadyrank.service.servable import Servable
+
+log = logging.getLogger("steadyrank.batching")
+
+
+@dataclass(eq=False)
+class _Task:
+    servable: Servable
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    deadline: float | None  # time.monotonic() value
+    future: asyncio.Future
+
+
+def _timeout(until: float | None) -> float | None:
+    return None if until is None else max(0.0, until - time.monotonic())
+
+
+class _Runner:
+    """A thread pool for model calls and the metrics of each call."""
+
+    def __init__(self, metrics: ServerMetrics, threads: int) -> None:
+        if threads < 1:
+            raise ValueError(f"model threads must be >= 1, got {threads}")
+        self.metrics = metrics
+        self.threads = threads
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="model")
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def call(self, servable: Servable, signature: str,
+                   inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs a signature in a model thread (not batched)."""
+        return await self._in_thread(servable.call, signature, inputs)
+
+    def _score(self, servable: Servable, users: np.ndarray, items: np.ndarray,
+               requests: int) -> np.ndarray:
+        started = time.perf_counter()
+        scores = servable.score(users, items)
+        self.metrics.model_call_seconds.labels(servable.name).observe(
+            time.perf_counter() - started)
+        self.metrics.batch_requests.observe(requests)
+        self.metrics.batch_rows.observe(items.size)
+        return scores
+
+    def close(self) -> None:
+        """Stops the model threads (after the calls in progress)."""
+        self.executor.shutdown(wait=True)
+
+
+class DirectScorer(_Runner):
+    """One model call per request, in one of ``threads`` model threads (no batching)."""
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def stop(self) -> None:
+        """Waits for the calls in progress."""
+        self.close()
+
+    async def score(self, servable: Servable, user_ids: np.ndarray, item_ids: np.ndarray,
+                    until: float | None = None) -> np.ndarray:
+        """Scores of (user, item) pairs."""
+        call = self._in_thread(self._score, servable, user_ids, item_ids, 1)
+        try:
+            return await asyncio.wait_for(call, _timeout(until))
+        except TimeoutError:
+            raise deadline("deadline exceeded while waiting for the model") from None
+
+
+class Batcher(_Runner):
+    """Merges concurrent scoring requests into few model calls."""
+
+    def __init__(self, metrics: ServerMetrics, max_batch_rows: int = 8192,
+                 max_queue: int = 1024, max_wait: float = 0.0, threads: int = 1) -> None:
+        if max_batch_rows < 1 or max_queue < 1 or max_wait < 0:
+            raise ValueError("max_batch_rows and max_queue must be >= 1, max_wait >= 0")
+        super().__init__(metrics, threads)
+        self.max_batch_rows = max_batch_rows
+        self.max_queue = max_queue
+        self.max_wait = max_wait
+        self._queue: deque[_Task] = deque()
+        self._ready: asyncio.Event | None = None
+        self._workers: list[asyncio.Task] = []
+        self._closing = False
+
+    async def start(self) -> None:
+        """Starts the workers on the running event loop."""
+        self._ready = asyncio.Event()
+        self._workers = [asyncio.create_task(self._work(), name=f"batcher-{i}")
+                         for i in range(self.threads)]
+
+    async def stop(self) -> None:
+        """Finishes the queued requests, then stops the workers and model threads."""
+        self._closing = True
+        if self._ready is not None:
+            self._ready.set()
+        await asyncio.gather(*self._workers)
+        self.close()
+
+    async def score(self, servable: Servable, user_ids: np.ndarray, item_ids: np.ndarray,
+                    until: float | None = None) -> np.ndarray:
+        """Scores of (user, item) pairs, batched with other requests."""
+        if self._closing or self._ready is None:
+            raise unavailable("the server is shutting down")
+        if len(self._queue) >= self.max_queue:
+            self.metrics.queue_rejections.inc()
+            raise exhausted(f"batch queue full ({self.max_queue} requests waiting); "
+                            "retry with backoff")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Task(servable, np.asarray(user_ids, np.int64),
+                                 np.asarray(item_ids, np.int64), until, future))
+        self.metrics.queue_depth.set(len(self._queue))
+        self._ready.set()
+        try:
+            return await asyncio.wait_for(future, _timeout(until))
+        except TimeoutError:  # wait_for cancelled the future: the worker skips it
+            raise deadline("deadline exceeded while waiting for the model") from None
+
+    def _take(self) -> list[_Task]:
+        batch = [self._queue.popleft()]
+        rows = batch[0].item_ids.size
+        while self._queue and rows + self._queue[0].item_ids.size <= self.max_batch_rows:
+            task = self._queue.popleft()
+            batch.append(task)
+            rows += task.item_ids.size
+        self.metrics.queue_depth.set(len(self._queue))
+        return batch
+
+    async def _work(self) -> None:
+        assert self._ready is not None
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+            if self.max_wait > 0 and not self._closing:
+                await asyncio.sleep(self.max_wait)  # let the batch fill up
+                if not self._queue:
+                    continue
+            now = time.monotonic()
+            groups: dict[int, list[_Task]] = {}
+            for task in self._take():
+                if task.future.done():
+                    continue  # the caller's deadline passed while it was queued
+                if task.deadline is not None and task.deadline <= now:
+                    task.future.set_exception(deadline("deadline exceeded in the batch queue"))
+                    continue
+                groups.setdefault(id(task.servable), []).append(task)
+            for tasks in groups.values():
+                await self._run(tasks)
+
+    async def _run(self, tasks: list[_Task]) -> None:
+        servable = tasks[0].servable
+        users = np.concatenate([t.user_ids for t in tasks])
+        items = np.concatenate([t.item_ids for t in tasks])
+        try:
+            scores = await self._in_thread(self._score, servable, users, items, len(tasks))
+        except Exception as err:  # noqa: BLE001  (every waiting request gets the error)
+            log.exception("model call failed (%s version %d, %d pairs)", servable.name,
+                          servable.version, items.size)
+            error = err if isinstance(err, ServiceError) else RuntimeError(
+                f"model call failed: {type(err).__name__}: {err}")
+            for task in tasks:
+                if not task.future.done():
+                    task.future.set_exception(error)
+            return
+        offset = 0
+        for task in tasks:
+            n = task.item_ids.size
+            if not task.future.done():
+                task.future.set_result(scores[offset:offset + n])
+            offset += n

@@ -1,0 +1,183 @@
+"""Clients of a SteadyRank server: one ranking (``steadyrank rank``) and a load generator
+(``steadyrank loadtest``). Both use only the public gRPC APIs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from steadyrank.service.ranking import ranking_pb2, ranking_pb2_grpc
+
+MAX_MESSAGE_BYTES = 2**31 - 1
+
+
+def channel(server: str) -> grpc.Channel:
+    """An insecure channel with TF Serving's message size limits."""
+    return grpc.insecure_channel(server, options=[
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+
+
+def rank_request(model: str, user: int, k: int, candidates: Any = None,
+                 features: dict[str, Any] | None = None, version: int | None = None,
+                 request_id: str = "") -> Any:
+    """A ``RankRequest``; string features go as strings, ``age`` as int64."""
+    request = ranking_pb2.RankRequest(user_id=user, k=k, request_id=request_id)
+    request.model_spec.name = model
+    if version is not None:
+        request.model_spec.version.value = version
+    if candidates is not None:
+        request.candidate_item_ids.extend(int(i) for i in candidates)
+    for name, value in (features or {}).items():
+        if isinstance(value, int | np.integer):
+            request.user_features[name].int64_value = int(value)
+        else:
+            request.user_features[name].string_value = str(value)
+    return request
+
+
+def format_ranking(response: Any) -> str:
+    """A printable table of a ``RankResponse``."""
+    lines = [f"model {response.model_spec.name} version {response.model_spec.version.value} "
+             f"(replica {response.replica})", f"{'rank':>4}  {'item':>8}  {'score':>9}"]
+    for i, item in enumerate(response.items, 1):
+        lines.append(f"{i:>4}  {item.item_id:>8}  {item.score:>9.4f}")
+    return "\n".join(lines)
+
+
+def predict_signature(stub: Any, model: str, signature: str, timeout: float = 30.0,
+                      **inputs: Any) -> dict[str, np.ndarray]:
+    """Runs a signature through the stock ``Predict`` API; numpy outputs."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    response = stub.Predict(request, timeout=timeout)
+    return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+
+
+@dataclass
+class LoadResult:
+    """What a load test measured."""
+
+    seconds: float
+    concurrency: int
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests
+    codes: Counter = field(default_factory=Counter)  # status code name -> count
+    versions: Counter = field(default_factory=Counter)  # model version -> answers
+
+    @property
+    def errors(self) -> int:
+        """Requests that did not end OK."""
+        return sum(n for code, n in self.codes.items() if code != "OK")
+
+    @property
+    def throughput(self) -> float:
+        """Successful requests per second."""
+        return len(self.latencies) / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Latency percentile in seconds (NaN without successful requests)."""
+        return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {"seconds": self.seconds, "concurrency": self.concurrency,
+                "requests": sum(self.codes.values()), "errors": self.errors,
+                "codes": dict(self.codes), "versions": {str(k): v for k, v in
+                                                        self.versions.items()},
+                "throughput_rps": self.throughput,
+                **{f"p{q}_ms": self.percentile(q) * 1000 for q in (50, 90, 99)},
+                "max_ms": max(self.latencies, default=float("nan")) * 1000}
+
+    def table(self) -> str:
+        """A printable summary."""
+        d = self.to_dict()
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(self.codes.items()))
+        return "\n".join([
+            f"requests    {d['requests']} in {self.seconds:.1f} s at concurrency "
+            f"{self.concurrency} ({codes})",
+            f"throughput  {d['throughput_rps']:.1f} requests/s",
+            f"latency ms  p50 {d['p50_ms']:.2f}  p90 {d['p90_ms']:.2f}  p99 {d['p99_ms']:.2f}  "
+            f"max {d['max_ms']:.2f}"])
+
+
+def request_pool(stub: Any, model: str, candidates: int, k: int, size: int = 2000,
+                 seed: int = 0) -> list[Any]:
+    """Random Rank requests: known users, ``candidates`` random catalog items each (0: all)."""
+    rng = np.random.default_rng(seed)
+    catalog = predict_signature(stub, model, "catalog")["item_ids"]
+    users = predict_signature(stub, model, "users")["user_ids"]
+    if candidates > catalog.size:
+        raise ValueError(f"--candidates {candidates}: the model has only {catalog.size} items")
+    pool = []
+    for i in range(size):
+        items = (rng.choice(catalog, candidates, replace=False) if candidates else None)
+        n = candidates or catalog.size
+        pool.append(rank_request(model, int(rng.choice(users)), min(k, n), items,
+                                 request_id=f"load-{i}"))
+    return pool
+
+
+def loadtest(server: str, model: str, concurrency: int, duration: float,
+             candidates: int = 100, k: int = 10, timeout: float = 5.0, warmup: float = 1.0,
+             seed: int = 0, pool: list[Any] | None = None,
+             on_response: Callable[[Any], None] | None = None) -> LoadResult:
+    """Keeps ``concurrency`` Rank requests in flight for ``duration`` seconds.
+
+    The first ``warmup`` seconds are not counted. ``on_response`` sees every response.
+    """
+    if concurrency < 1 or duration <= 0:
+        raise ValueError("concurrency must be >= 1 and duration > 0")
+    with channel(server) as chan:
+        stub = ranking_pb2_grpc.RankingServiceStub(chan)
+        if pool is None:
+            pool = request_pool(prediction_service_pb2_grpc.PredictionServiceStub(chan), model,
+                                candidates, k, seed=seed)
+        slots = threading.Semaphore(concurrency)
+        lock = threading.Lock()
+        result = LoadResult(seconds=duration, concurrency=concurrency)
+        started = time.monotonic()
+        count_from = started + warmup
+        stop_at = count_from + duration
+
+        def send(request: Any) -> None:
+            sent = time.perf_counter()
+            counted = time.monotonic() >= count_from
+            future = stub.Rank.future(request, timeout=timeout)
+
+            def done(f: grpc.Future) -> None:
+                elapsed = time.perf_counter() - sent
+                code = f.code()
+                if counted:
+                    with lock:
+                        result.codes[code.name] += 1
+                        if code == grpc.StatusCode.OK:
+                            result.latencies.append(elapsed)
+                            result.versions[f.result().model_spec.version.value] += 1
+                if on_response is not None and code == grpc.StatusCode.OK:
+                    on_response(f.result())
+                slots.release()
+
+            future.add_done_callback(done)
+
+        i = 0
+        while time.monotonic() < stop_at:
+            slots.acquire()
+            send(pool[i % len(pool)])
+            i += 1
+        for _ in range(concurrency):
+            slots.acquire()  # wait for the requests still in flight
+        result.seconds = time.monotonic() - count_from
+        return result

@@ -1,0 +1,248 @@
+"""Model management in TF Serving's layout: ``BASE/NAME/VERSION/``, polled for new versions.
+
+Every non-hidden folder under the base path is a model name; ``NAME-b`` beside ``NAME`` is
+the second replica of ``NAME`` (the monitor compares the two). The highest version of a name
+that loads and warms up is served. A new version is loaded beside the old one, which keeps
+answering until the new one is ready; then the serving reference is swapped, so no request
+fails during a switch. A version that fails to load is reported (END with an error) and never
+replaces a good one; it is retried only when its folder changes. Removing the serving
+version's folder rolls back to the highest remaining good version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from steadyrank.service.errors import not_found
+from steadyrank.service.metrics import ServerMetrics
+from steadyrank.service.servable import LoadError, Servable, load_servable
+
+log = logging.getLogger("steadyrank.models")
+REPLICA_SUFFIX = "-b"
+Loader = Callable[[str, int, Path], Servable]
+
+
+@dataclass
+class VersionStatus:
+    """What the server knows of one version folder."""
+
+    version: int
+    state: str  # LOADING, AVAILABLE, UNLOADING, END (TF Serving's ModelVersionStatus states)
+    error: str = ""
+    fingerprint: tuple[int, int, int] = (0, 0, 0)
+
+
+def fingerprint(path: Path) -> tuple[int, int, int]:
+    """(files, bytes, newest mtime in ns) of a folder tree: changes when its content does."""
+    files = size = newest = 0
+    for root, _, names in os.walk(path):
+        for name in names:
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+    return files, size, newest
+
+
+def version_folders(model_dir: Path) -> dict[int, Path]:
+    """Numeric subfolders of a model folder (hidden temp folders of an export are skipped)."""
+    try:
+        entries = list(model_dir.iterdir())
+    except OSError:
+        return {}
+    return {int(p.name): p for p in entries if p.name.isdigit() and p.is_dir()}
+
+
+def replica_of(name: str, names: set[str] | list[str]) -> tuple[str, str]:
+    """(primary model name, replica "a" or "b") of a model name among the served ``names``."""
+    if name.endswith(REPLICA_SUFFIX) and name[:-len(REPLICA_SUFFIX)] in names:
+        return name[:-len(REPLICA_SUFFIX)], "b"
+    return name, "a"
+
+
+class ModelManager:
+    """Loads, switches and reports the model versions under a base folder."""
+
+    def __init__(self, base: str | Path, metrics: ServerMetrics, poll_seconds: float = 2.0,
+                 loader: Loader = load_servable) -> None:
+        self.base = Path(base)
+        self.metrics = metrics
+        self.poll_seconds = poll_seconds
+        self._loader = loader
+        self._serving: dict[str, Servable] = {}
+        self._status: dict[str, dict[int, VersionStatus]] = {}
+        self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- reading (request path) ----
+
+    def names(self) -> list[str]:
+        """Model names with a folder under the base path, sorted."""
+        with self._lock:
+            return sorted(self._status)
+
+    def get(self, name: str, version: int | None = None) -> Servable:
+        """The servable answering ``name`` (and ``version``, if given); NOT_FOUND otherwise."""
+        if not name:
+            raise not_found("model_spec.name is empty; name the model to use")
+        servable = self._serving.get(name)
+        if servable is None:
+            with self._lock:
+                known = name in self._status
+                names = sorted(self._status)
+                errors = [f"version {s.version}: {s.error}"
+                          for s in self._status.get(name, {}).values() if s.error]
+            if known:
+                detail = f" ({'; '.join(errors)})" if errors else ""
+                raise not_found(f"model {name!r} has no loaded version{detail}")
+            raise not_found(f"model {name!r} is not served; models: {', '.join(names) or 'none'}"
+                            f" (under {self.base})")
+        if version is not None and version != servable.version:
+            raise not_found(f"model {name!r} version {version} is not loaded "
+                            f"(serving version {servable.version})")
+        return servable
+
+    def replica_b(self, name: str) -> Servable | None:
+        """The second replica (``NAME-b``) of a primary model name, if one is loaded."""
+        return self._serving.get(name + REPLICA_SUFFIX)
+
+    def replica_label(self, name: str) -> str:
+        """"a" for a primary model name, "b" for ``NAME-b`` beside ``NAME``."""
+        return replica_of(name, self._serving.keys() | self._status.keys())[1]
+
+    def status(self, name: str) -> list[VersionStatus]:
+        """The versions of ``name`` the server knows, ascending; NOT_FOUND for an unknown name."""
+        with self._lock:
+            if name not in self._status:
+                raise not_found(f"model {name!r} is not served; models: "
+                                f"{', '.join(sorted(self._status)) or 'none'}")
+            return [VersionStatus(**vars(s)) for _, s in sorted(self._status[name].items())]
+
+    # ---- polling (background) ----
+
+    def start(self) -> None:
+        """Loads what is there now, then polls every ``poll_seconds`` in a thread."""
+        self.poll()
+        if self.poll_seconds > 0:
+            self._thread = threading.Thread(target=self._run, name="model-poll", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stops polling (the loaded models stay usable by requests still holding them)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001  (the poller must survive anything)
+                log.exception("model poll failed")
+
+    def poll(self) -> None:
+        """One pass over the base folder: load new versions, unload removed models."""
+        with self._poll_lock:
+            try:
+                names = sorted(p.name for p in self.base.iterdir()
+                               if p.is_dir() and not p.name.startswith("."))
+            except OSError as err:
+                log.error("cannot list model base path %s: %s", self.base, err)
+                return
+            for name in names:
+                self._poll_model(name)
+            for name in set(self._status) - set(names):
+                self._drop_model(name)
+
+    def _set(self, name: str, status: VersionStatus) -> None:
+        with self._lock:
+            self._status.setdefault(name, {})[status.version] = status
+        self.metrics.set_version_state(name, status.version, status.state, bool(status.error))
+
+    def _poll_model(self, name: str) -> None:
+        folders = version_folders(self.base / name)
+        with self._lock:
+            known = self._status.setdefault(name, {})
+            for gone in set(known) - set(folders):
+                if not (name in self._serving and self._serving[name].version == gone):
+                    del known[gone]
+                    self.metrics.forget_version(name, gone)
+        current = self._serving.get(name)
+        for version in sorted(folders, reverse=True):
+            if current is not None and version == current.version:
+                return  # the serving version is the best one still on disk
+            path = folders[version]
+            status = self._status[name].get(version)
+            fp = fingerprint(path)
+            if status is not None and status.error and status.fingerprint == fp:
+                continue  # failed before and unchanged since
+            if self._load(name, version, path, fp):
+                return
+        if current is not None and current.version not in folders:
+            self._unload(name, current, reason="its folder was removed")
+
+    def _load(self, name: str, version: int, path: Path, fp: tuple[int, int, int]) -> bool:
+        self._set(name, VersionStatus(version, "LOADING", fingerprint=fp))
+        log.info("loading model %s version %d from %s", name, version, path)
+        started = time.perf_counter()
+        try:
+            servable = self._loader(name, version, path)
+        except LoadError as err:
+            error = str(err)
+        except Exception as err:  # noqa: BLE001  (a broken model must not stop the server)
+            error = f"{type(err).__name__}: {err}"
+        else:
+            seconds = time.perf_counter() - started
+            self.metrics.load_seconds.labels(name).observe(seconds)
+            self.metrics.loads.labels(name, "ok").inc()
+            with self._lock:
+                old = self._serving.get(name)
+                self._serving[name] = servable  # the switch: new requests see the new version
+            self._set(name, VersionStatus(version, "AVAILABLE", fingerprint=fp))
+            log.info("serving model %s version %d (loaded and warmed up in %.1f s)",
+                     name, version, seconds)
+            if old is not None:
+                self._retire(name, old)
+            return True
+        self.metrics.loads.labels(name, "error").inc()
+        self._set(name, VersionStatus(version, "END", error=error, fingerprint=fp))
+        current = self._serving.get(name)
+        keeps = f"; still serving version {current.version}" if current else ""
+        log.error("model %s version %d failed to load: %s%s", name, version, error, keeps)
+        return False
+
+    def _retire(self, name: str, old: Servable) -> None:
+        """Marks a replaced version; requests that hold it finish on it."""
+        self._set(name, VersionStatus(old.version, "UNLOADING"))
+        if (self.base / name / str(old.version)).is_dir():
+            self._set(name, VersionStatus(old.version, "END"))
+        else:
+            with self._lock:
+                self._status[name].pop(old.version, None)
+            self.metrics.forget_version(name, old.version)
+        log.info("model %s version %d unloaded", name, old.version)
+
+    def _unload(self, name: str, servable: Servable, reason: str) -> None:
+        with self._lock:
+            if self._serving.get(name) is servable:
+                del self._serving[name]
+        log.warning("model %s version %d unloaded: %s", name, servable.version, reason)
+        self._retire(name, servable)
+
+    def _drop_model(self, name: str) -> None:
+        servable = self._serving.get(name)
+        if servable is not None:
+            self._unload(name, servable, reason="the model folder was removed")
+        with self._lock:
+            versions = list(self._status.pop(name, {}))
+        for version in versions:
+            self.metrics.forget_version(name, version)

@@ -1,0 +1,154 @@
+"""One loaded, warmed-up model version, with what the server needs to validate requests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from steadyrank.model import export
+from steadyrank.service.errors import invalid
+
+REQUIRED_SIGNATURES = ("serving_default", "rank", "catalog")
+SHOWN_IDS = 5  # unknown ids listed in an error message
+
+
+class LoadError(RuntimeError):
+    """A version folder does not hold a servable model; the message says why."""
+
+
+def read_signature_defs(path: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """The SignatureDefs of a SavedModel folder, read from ``saved_model.pb``."""
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    except (OSError, ValueError) as err:  # protobuf's DecodeError is a ValueError
+        raise LoadError(f"{path}/saved_model.pb: unreadable: {err}") from None
+    if not proto.meta_graphs:
+        raise LoadError(f"{path}/saved_model.pb: no meta graph")
+    return dict(proto.meta_graphs[0].signature_def)
+
+
+def _missing(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The distinct values of ``ids`` not in ``sorted_ids``."""
+    if sorted_ids.size == 0:
+        return np.unique(ids)
+    pos = np.searchsorted(sorted_ids, ids)
+    pos[pos == sorted_ids.size] = 0
+    unknown = sorted_ids[pos] != ids
+    return np.unique(ids[unknown]) if unknown.any() else ids[:0]
+
+
+def _shown(ids: np.ndarray) -> str:
+    listed = ", ".join(str(int(i)) for i in ids[:SHOWN_IDS])
+    more = f" and {ids.size - SHOWN_IDS} more" if ids.size > SHOWN_IDS else ""
+    return f"{listed}{more}"
+
+
+@dataclass
+class Servable:
+    """A model version the server answers from."""
+
+    name: str
+    version: int
+    path: Path
+    model: export.LoadedModel
+    signature_defs: dict[str, meta_graph_pb2.SignatureDef]
+    catalog: np.ndarray  # item ids in the model's order
+    catalog_sorted: np.ndarray
+    users_sorted: np.ndarray | None  # None: an export without the ``users`` signature
+    loaded_at: float
+
+    @property
+    def task(self) -> str:
+        """``rating`` or ``binary``, from the export's manifest."""
+        return str(self.model.manifest.get("config", {}).get("model", {}).get("task",
+                                                                               "rating"))
+
+    def check_items(self, field: str, item_ids: np.ndarray) -> None:
+        """INVALID_ARGUMENT naming ``field`` if an item id is not in the catalog."""
+        unknown = _missing(self.catalog_sorted, item_ids)
+        if unknown.size:
+            raise invalid(f"{field}: unknown item ids {_shown(unknown)} (not in the catalog "
+                          f"of model {self.name!r} version {self.version}, "
+                          f"{self.catalog.size} items)")
+
+    def check_users(self, field: str, user_ids: np.ndarray, hint: str = "") -> None:
+        """INVALID_ARGUMENT naming ``field`` if a user id has no stored features."""
+        if self.users_sorted is None:
+            return
+        unknown = _missing(self.users_sorted, user_ids)
+        if unknown.size:
+            raise invalid(f"{field}: unknown user ids {_shown(unknown)} (model {self.name!r} "
+                          f"version {self.version} has no features for them){hint}")
+
+    def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """``serving_default`` scores of (user, item) pairs, float32 [B]."""
+        out = self.model.module.signatures["serving_default"](
+            user_id=tf.constant(user_ids, tf.int64), item_id=tf.constant(item_ids, tf.int64))
+        scores = out["score"].numpy()
+        if scores.shape != (len(item_ids),):
+            raise RuntimeError(f"model {self.name} version {self.version} returned shape "
+                               f"{scores.shape} for {len(item_ids)} pairs")
+        return scores
+
+    def call(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs a signature on numpy inputs; numpy outputs."""
+        fn = self.model.module.signatures[signature]
+        out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def load_servable(name: str, version: int, path: Path) -> Servable:
+    """Loads a version folder and warms it up; :class:`LoadError` if it cannot serve."""
+    if not (path / "saved_model.pb").exists():
+        raise LoadError(f"{path}: no saved_model.pb")
+    signature_defs = read_signature_defs(path)
+    missing = [s for s in REQUIRED_SIGNATURES if s not in signature_defs]
+    if missing:
+        raise LoadError(f"{path}: missing signatures {missing} (has {sorted(signature_defs)})")
+    try:
+        model = export.load(path)
+    except export.ExportError as err:
+        raise LoadError(str(err)) from None
+    except Exception as err:  # noqa: BLE001  (TF raises many types for a corrupt model)
+        raise LoadError(f"{path}: cannot load: {type(err).__name__}: {err}") from None
+    try:
+        catalog = model.item_ids.astype(np.int64)
+        users = (model.module.signatures["users"]()["user_ids"].numpy().astype(np.int64)
+                 if "users" in signature_defs else None)
+    except Exception as err:  # noqa: BLE001
+        raise LoadError(f"{path}: catalog signature failed: {err}") from None
+    if catalog.size == 0:
+        raise LoadError(f"{path}: empty catalog")
+    servable = Servable(name, version, path, model, signature_defs, catalog, np.sort(catalog),
+                        None if users is None else np.sort(users), time.time())
+    warm_up(servable)
+    return servable
+
+
+def warm_up(servable: Servable) -> None:
+    """Runs every scoring path once, so the first request does not pay for tracing."""
+    items = servable.catalog[:min(16, servable.catalog.size)]
+    user = (int(servable.users_sorted[0]) if servable.users_sorted is not None
+            and servable.users_sorted.size else 0)
+    try:
+        scores = servable.score(np.full(items.shape, user, np.int64), items)
+        ranked = servable.call("rank", {"user_id": np.int64(user), "item_ids": items})["scores"]
+    except Exception as err:  # noqa: BLE001
+        raise LoadError(f"{servable.path}: warm-up failed: {type(err).__name__}: {err}") from None
+    if not np.isfinite(scores).all() or not np.isfinite(ranked).all():
+        raise LoadError(f"{servable.path}: warm-up produced non-finite scores")
+    if not np.allclose(scores, ranked, rtol=1e-5, atol=1e-6):
+        raise LoadError(f"{servable.path}: warm-up: rank and serving_default disagree")
+
+
+def describe(servable: Servable) -> dict[str, Any]:
+    """A short summary for logs."""
+    return {"model": servable.name, "version": servable.version, "items": servable.catalog.size,
+            "task": servable.task, "signatures": sorted(servable.signature_defs)}

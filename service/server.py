@@ -1,0 +1,198 @@
+"""``steadyrank serve``: the gRPC server, its metrics endpoint, and graceful shutdown.
+
+The server is asyncio gRPC: request handling runs on one event loop, model calls in model
+threads (see :mod:`steadyrank.service.batching`), model loading in a polling thread.
+
+Services: ``tensorflow.serving.PredictionService``, ``tensorflow.serving.ModelService``,
+``steadyrank.RankingService``, ``grpc.health.v1.Health`` and server reflection. Metrics are
+served over HTTP at ``:METRICS_PORT/metrics``. On SIGTERM or SIGINT the server reports
+NOT_SERVING, stops taking new RPCs, lets in-flight ones finish (up to the grace period), then
+drains the batch queue and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+from tensorflow_serving.apis import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
+
+import steadyrank.ops  # noqa: F401  (the SmeLU op library before any SavedModel)
+from steadyrank.service.batching import Batcher, DirectScorer
+from steadyrank.service.metrics import ServerMetrics
+from steadyrank.service.models import ModelManager
+from steadyrank.service.prediction import ModelServicer, PredictionServicer
+from steadyrank.service.ranking import RankingServicer, ranking_pb2, ranking_pb2_grpc
+
+log = logging.getLogger("steadyrank.server")
+MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving's limit: INT_MAX, both directions
+SERVICES = (
+    prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    ranking_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name,
+)
+
+
+@dataclass
+class ServerConfig:
+    """Settings of ``steadyrank serve`` (the CLI flags of the same names)."""
+
+    model_base_path: Path = Path("models")
+    port: int = 8500
+    metrics_port: int = 8502  # 0 picks a free port; -1 serves no metrics endpoint
+    host: str = "[::]"
+    poll_seconds: float = 2.0
+    batching: bool = True
+    max_batch_rows: int = 8192
+    max_queue: int = 1024
+    max_wait_ms: float = 0.0
+    model_threads: int = 1
+    max_concurrent_rpcs: int = 4096
+    max_candidates: int = 10_000
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    shutdown_grace: float = 30.0
+
+    def validate(self) -> None:
+        """ValueError naming the first bad setting."""
+        if not self.model_base_path.is_dir():
+            raise ValueError(f"--model-base-path {self.model_base_path}: not a folder")
+        for name in ("max_batch_rows", "max_queue", "model_threads", "max_concurrent_rpcs",
+                     "max_candidates", "max_message_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, "
+                                 f"got {getattr(self, name)}")
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if not -1 <= value <= 65535:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: not a port")
+        if self.poll_seconds < 0 or self.max_wait_ms < 0 or self.shutdown_grace < 0:
+            raise ValueError("--poll-seconds, --max-wait-ms and --shutdown-grace must be >= 0")
+
+
+class Server:
+    """A SteadyRank server (gRPC plus the metrics endpoint), run on an asyncio loop."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        config.validate()
+        self.config = config
+        self.metrics = ServerMetrics()
+        self.manager = ModelManager(config.model_base_path, self.metrics, config.poll_seconds)
+        self.scorer: Batcher | DirectScorer = (
+            Batcher(self.metrics, config.max_batch_rows, config.max_queue,
+                    config.max_wait_ms / 1000, config.model_threads)
+            if config.batching else DirectScorer(self.metrics, config.model_threads))
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self.metrics_port = 0
+        self._grpc: grpc.aio.Server | None = None
+        self._http: Any = None
+        self._stopping = False
+
+    async def start(self) -> Server:
+        """Loads the models there are, then starts serving; returns self."""
+        await asyncio.get_running_loop().run_in_executor(None, self.manager.start)
+        await self.scorer.start()
+        options = [("grpc.max_send_message_length", self.config.max_message_bytes),
+                   ("grpc.max_receive_message_length", self.config.max_message_bytes),
+                   ("grpc.so_reuseport", 0)]
+        self._grpc = grpc.aio.server(options=options,
+                                     maximum_concurrent_rpcs=self.config.max_concurrent_rpcs)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.manager, self.scorer, self.metrics), self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(self.manager, self.metrics), self._grpc)
+        ranking_pb2_grpc.add_RankingServiceServicer_to_server(
+            RankingServicer(self.manager, self.scorer, self.metrics,
+                            self.config.max_candidates), self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        reflection.enable_server_reflection(
+            (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        address = f"{self.config.host}:{self.config.port}"
+        try:
+            self.port = self._grpc.add_insecure_port(address)
+        except RuntimeError as err:
+            raise OSError(f"cannot listen on {address}: {err}") from None
+        await self._grpc.start()
+        for service in ("", *SERVICES):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.metrics_port >= 0:
+            self._http, _ = start_http_server(self.config.metrics_port,
+                                              registry=self.metrics.registry)
+            self.metrics_port = self._http.server_port
+        log.info("serving on port %d (metrics on %s), models: %s", self.port,
+                 self.metrics_port or "none", ", ".join(self.manager.names()) or "none yet")
+        return self
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, no new RPCs, in-flight ones finish, queue drained."""
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = self.config.shutdown_grace if grace is None else grace
+        log.info("shutting down: finishing in-flight requests (up to %.0f s)", grace)
+        await self.health.enter_graceful_shutdown()
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        await self.scorer.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        log.info("stopped")
+
+
+class ServerThread:
+    """A :class:`Server` on its own event loop in a background thread (tests, benchmarks)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.server = Server(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="server-loop",
+                                        daemon=True)
+
+    def start(self) -> Server:
+        """Starts the loop and the server; returns the server once it listens."""
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops the server gracefully, then the loop."""
+        asyncio.run_coroutine_threadsafe(self.server.stop(grace), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+async def _serve(config: ServerConfig) -> int:
+    server = Server(config)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, done.set)
+    await server.start()
+    print(f"steadyrank serve: gRPC on port {server.port}, metrics on "
+          f"{f'port {server.metrics_port}' if server.metrics_port else 'no port'}", flush=True)
+    await done.wait()
+    log.info("received a stop signal")
+    await server.stop()
+    return 0
+
+
+def serve(config: ServerConfig) -> int:
+    """Runs a server until SIGTERM or SIGINT, then stops it gracefully; the exit code."""
+    config.validate()
+    return asyncio.run(_serve(config))
