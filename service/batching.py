@@ -137,13 +137,21 @@ class Batcher(_Runner):
             raise exhausted(f"batch queue full ({self.max_queue} requests waiting); "
                             "retry with backoff")
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Task(servable, np.asarray(user_ids, np.int64),
-                                 np.asarray(item_ids, np.int64), until, future))
+        task = _Task(servable, np.asarray(user_ids, np.int64), np.asarray(item_ids, np.int64),
+                     until, future)
+        self._queue.append(task)
         self.metrics.queue_depth.set(len(self._queue))
         self._ready.set()
         try:
             return await asyncio.wait_for(future, _timeout(until))
-        except TimeoutError:  # wait_for cancelled the future: the worker skips it
+        except (TimeoutError, asyncio.CancelledError) as err:
+            # The caller gave up (deadline, or the client went away): free its queue slot.
+            # If a worker already took it, the worker skips its cancelled future.
+            if task in self._queue:
+                self._queue.remove(task)
+                self.metrics.queue_depth.set(len(self._queue))
+            if isinstance(err, asyncio.CancelledError):
+                raise
             raise deadline("deadline exceeded while waiting for the model") from None
 
     def _take(self) -> list[_Task]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from steadyrank.service.errors import not_found
+from steadyrank.service.errors import invalid, not_found
 from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.servable import LoadError, Servable, load_servable
 
@@ -67,6 +67,11 @@ def replica_of(name: str, names: set[str] | list[str]) -> tuple[str, str]:
     return name, "a"
 
 
+def _require(name: str) -> None:
+    if not name:
+        raise invalid("model_spec.name: required; name the model to use")
+
+
 class ModelManager:
     """Loads, switches and reports the model versions under a base folder."""
 
@@ -92,8 +97,7 @@ class ModelManager:
 
     def get(self, name: str, version: int | None = None) -> Servable:
         """The servable answering ``name`` (and ``version``, if given); NOT_FOUND otherwise."""
-        if not name:
-            raise not_found("model_spec.name is empty; name the model to use")
+        _require(name)
         servable = self._serving.get(name)
         if servable is None:
             with self._lock:
@@ -121,6 +125,7 @@ class ModelManager:
 
     def status(self, name: str) -> list[VersionStatus]:
         """The versions of ``name`` the server knows, ascending; NOT_FOUND for an unknown name."""
+        _require(name)
         with self._lock:
             if name not in self._status:
                 raise not_found(f"model {name!r} is not served; models: "

@@ -94,8 +94,6 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
     @rpc("Rank")
     async def Rank(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         """The k best candidates for the user, best first."""
-        if not request.model_spec.name:
-            raise invalid("model_spec.name: required")
         servable = self.manager.get(request.model_spec.name,
                                     requested_version(request.model_spec))
         items = self.candidates(servable, request.candidate_item_ids)
