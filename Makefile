@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint bench-ops bench-train bench-cuda build-ops clean
+.PHONY: install test lint bench-ops bench-train bench-serve bench-cuda build-ops clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-ops: install
 
 bench-train: install
 	$(PY) bench/train_bench.py
+
+bench-serve: install
+	$(PY) bench/serve_bench.py
 
 # Standalone CUDA check and bandwidth benchmark (needs a GPU to run; compiles anywhere with nvcc).
 CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80

@@ -40,10 +40,6 @@ class _Task:
     future: asyncio.Future
 
 
-def _timeout(until: float | None) -> float | None:
-    return None if until is None else max(0.0, until - time.monotonic())
-
-
 class _Runner:
     """A thread pool for model calls and the metrics of each call."""
 
@@ -90,11 +86,9 @@ class DirectScorer(_Runner):
     async def score(self, servable: Servable, user_ids: np.ndarray, item_ids: np.ndarray,
                     until: float | None = None) -> np.ndarray:
         """Scores of (user, item) pairs."""
-        call = self._in_thread(self._score, servable, user_ids, item_ids, 1)
-        try:
-            return await asyncio.wait_for(call, _timeout(until))
-        except TimeoutError:
-            raise deadline("deadline exceeded while waiting for the model") from None
+        # gRPC cancels the handler when the client's deadline passes; the call in progress
+        # finishes in its thread.
+        return await self._in_thread(self._score, servable, user_ids, item_ids, 1)
 
 
 class Batcher(_Runner):
@@ -136,23 +130,32 @@ class Batcher(_Runner):
             self.metrics.queue_rejections.inc()
             raise exhausted(f"batch queue full ({self.max_queue} requests waiting); "
                             "retry with backoff")
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         task = _Task(servable, np.asarray(user_ids, np.int64), np.asarray(item_ids, np.int64),
                      until, future)
         self._queue.append(task)
         self.metrics.queue_depth.set(len(self._queue))
         self._ready.set()
+        # A timer, not asyncio.wait_for: no extra task per request on the hot path.
+        timer = (None if until is None else
+                 loop.call_later(max(0.0, until - time.monotonic()), self._expire, task))
         try:
-            return await asyncio.wait_for(future, _timeout(until))
-        except (TimeoutError, asyncio.CancelledError) as err:
-            # The caller gave up (deadline, or the client went away): free its queue slot.
-            # If a worker already took it, the worker skips its cancelled future.
-            if task in self._queue:
-                self._queue.remove(task)
-                self.metrics.queue_depth.set(len(self._queue))
-            if isinstance(err, asyncio.CancelledError):
-                raise
-            raise deadline("deadline exceeded while waiting for the model") from None
+            return await future
+        except asyncio.CancelledError:  # the client went away (or its deadline passed)
+            self._expire(task)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, task: _Task) -> None:
+        """Fails a request that gave up and frees its queue slot (a taken one is skipped)."""
+        if task in self._queue:
+            self._queue.remove(task)
+            self.metrics.queue_depth.set(len(self._queue))
+        if not task.future.done():
+            task.future.set_exception(deadline("deadline exceeded while waiting for the model"))
 
     def _take(self) -> list[_Task]:
         batch = [self._queue.popleft()]

@@ -72,8 +72,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return await self.scorer.call(servable, signature, inputs)
 
     @rpc("Predict")
-    async def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 (gRPC method name)
-                context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
+    async def Predict(  # noqa: N802 (gRPC method name)
+            self, request: predict_pb2.PredictRequest,
+            context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
         """Runs the requested signature on the request's input tensors."""
         servable = self._servable(request.model_spec)
         name, signature = _signature(servable, request.model_spec.signature_name)
@@ -89,9 +90,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @rpc("GetModelMetadata")
-    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
-                         context: grpc.aio.ServicerContext
-                         ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    async def GetModelMetadata(  # noqa: N802
+            self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+            context: grpc.aio.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """The model's SignatureDefs (``metadata_field: "signature_def"``)."""
         if not request.metadata_field:
             raise invalid("metadata_field: empty; ask for \"signature_def\"")
@@ -110,8 +111,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @rpc("Regress")
-    async def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
-                context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
+    async def Regress(  # noqa: N802
+            self, request: regression_pb2.RegressionRequest,
+            context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
         """Predicted ratings of ``tf.Example`` inputs with int64 ``user_id`` and ``item_id``."""
         servable = self._servable(request.model_spec)
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
@@ -133,13 +135,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @rpc("Classify")
-    async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def Classify(  # noqa: N802
+            self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Not offered: ranking models have no classes; use Predict or Rank."""
         raise unimplemented("Classify: SteadyRank models are rankers, not classifiers; use "
                             "Predict (signature serving_default) or RankingService.Rank")
 
     @rpc("MultiInference")
-    async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def MultiInference(  # noqa: N802
+            self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Not offered; use Predict or Regress."""
         raise unimplemented("MultiInference: not supported; use Predict or Regress")
 
@@ -180,9 +184,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self.metrics = metrics
 
     @rpc("GetModelStatus")
-    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,  # noqa: N802
-                       context: grpc.aio.ServicerContext
-                       ) -> get_model_status_pb2.GetModelStatusResponse:
+    async def GetModelStatus(  # noqa: N802
+            self, request: get_model_status_pb2.GetModelStatusRequest,
+            context: grpc.aio.ServicerContext) -> get_model_status_pb2.GetModelStatusResponse:
         """Every known version of the model, or the requested one, with state and error."""
         statuses = self.manager.status(request.model_spec.name)
         version = requested_version(request.model_spec)
@@ -200,8 +204,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
     @rpc("HandleReloadConfigRequest")
-    async def HandleReloadConfigRequest(self, request: Any,  # noqa: N802
-                                  context: grpc.aio.ServicerContext) -> Any:
+    async def HandleReloadConfigRequest(  # noqa: N802
+            self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Not offered: models are discovered from the base folder."""
         raise unimplemented("HandleReloadConfigRequest: models are discovered by polling "
                             "--model-base-path; add or remove folders there instead")

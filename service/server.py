@@ -13,6 +13,7 @@ drains the batch queue and exits.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -105,6 +106,10 @@ class Server:
     async def start(self) -> Server:
         """Loads the models there are, then starts serving; returns self."""
         await asyncio.get_running_loop().run_in_executor(None, self.manager.start)
+        # The loaded models are long-lived: keep the cyclic GC from rescanning them on the
+        # request path (shorter GC pauses, a better tail latency).
+        gc.collect()
+        gc.freeze()
         await self.scorer.start()
         options = [("grpc.max_send_message_length", self.config.max_message_bytes),
                    ("grpc.max_receive_message_length", self.config.max_message_bytes),
