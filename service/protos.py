@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -46,9 +47,9 @@ def stale() -> bool:
 
 def generate() -> list[Path]:
     """Runs protoc (grpcio-tools) on :data:`PROTOS`; each file is replaced atomically."""
-    from grpc_tools import protoc
+    import grpc_tools
 
-    include = Path(protoc.__file__).resolve().parent / "_proto"  # google/protobuf/*.proto
+    include = Path(grpc_tools.__file__).resolve().parent / "_proto"  # google/protobuf/*.proto
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     init = OUT_DIR / "__init__.py"
     if not init.exists():
@@ -58,11 +59,15 @@ def generate() -> list[Path]:
         if not (PROTO_ROOT / proto).exists():
             raise ProtoError(f"{PROTO_ROOT / proto}: no such file")
         with tempfile.TemporaryDirectory(dir=OUT_DIR, prefix=".protoc-") as tmp:
-            code = protoc.main(["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{include}",
-                                f"--python_out={tmp}", f"--pyi_out={tmp}",
-                                f"--grpc_python_out={tmp}", str(PROTO_ROOT / proto)])
-            if code != 0:
-                raise ProtoError(f"{PROTO_ROOT / proto}: protoc failed with exit code {code}")
+            # In a child process: protoc's C++ protobuf runtime must not share a process with
+            # TensorFlow's (they crash each other at exit).
+            done = subprocess.run(
+                [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{include}",
+                 f"--python_out={tmp}", f"--pyi_out={tmp}", f"--grpc_python_out={tmp}",
+                 str(PROTO_ROOT / proto)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ProtoError(f"{PROTO_ROOT / proto}: protoc failed "
+                                 f"({done.returncode}): {done.stderr.strip()}")
             stem = Path(proto).stem
             module = proto[:-len(".proto")].replace("/", ".")  # steadyrank.ranking
             for name in (f"{stem}_pb2.py", f"{stem}_pb2.pyi", f"{stem}_pb2_grpc.py"):

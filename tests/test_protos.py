@@ -38,3 +38,12 @@ def test_messages_have_the_documented_fields():
     assert {"items", "model_spec", "replica", "request_id"} <= set(
         pb2.RankResponse.DESCRIPTOR.fields_by_name)
     assert hasattr(grpc_module, "RankingServiceServicer")
+
+
+def test_a_broken_proto_reports_protoc_output(tmp_path, monkeypatch):
+    (tmp_path / "steadyrank").mkdir()
+    (tmp_path / "steadyrank" / "ranking.proto").write_text('syntax = "proto3";\nmessage {\n')
+    monkeypatch.setattr(protos, "OUT_DIR", tmp_path / "gen")
+    monkeypatch.setattr(protos, "PROTO_ROOT", tmp_path)
+    with pytest.raises(protos.ProtoError, match="ranking.proto: protoc failed"):
+        protos.generate()
