@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +60,7 @@ def version_folders(model_dir: Path) -> dict[int, Path]:
     return {int(p.name): p for p in entries if p.name.isdigit() and p.is_dir()}
 
 
-def replica_of(name: str, names: set[str] | list[str]) -> tuple[str, str]:
+def replica_of(name: str, names: Collection[str]) -> tuple[str, str]:
     """(primary model name, replica "a" or "b") of a model name among the served ``names``."""
     if name.endswith(REPLICA_SUFFIX) and name[:-len(REPLICA_SUFFIX)] in names:
         return name[:-len(REPLICA_SUFFIX)], "b"
@@ -121,7 +121,7 @@ class ModelManager:
 
     def replica_label(self, name: str) -> str:
         """"a" for a primary model name, "b" for ``NAME-b`` beside ``NAME``."""
-        return replica_of(name, self._serving.keys() | self._status.keys())[1]
+        return replica_of(name, self._status.keys())[1]  # every model folder is in _status
 
     def status(self, name: str) -> list[VersionStatus]:
         """The versions of ``name`` the server knows, ascending; NOT_FOUND for an unknown name."""
