@@ -21,7 +21,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue, max_wait_ms=args.max_wait_ms,
         model_threads=args.model_threads, max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_candidates=args.max_candidates, max_message_bytes=args.max_message_bytes,
-        shutdown_grace=args.shutdown_grace)
+        shutdown_grace=args.shutdown_grace, shadow_rate=args.shadow_rate,
+        shadow_queue=args.shadow_queue)
     try:
         return serve(config)
     except (ValueError, OSError) as err:
@@ -132,6 +133,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="gRPC message size limit (default INT_MAX, as TF Serving)")
     p.add_argument("--shutdown-grace", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on SIGTERM (default 30)")
+    p.add_argument("--shadow-rate", type=float, default=0.1,
+                   help="fraction of Rank requests also scored by the second replica NAME-b "
+                   "to measure replica disagreement (default 0.1; 0: off)")
+    p.add_argument("--shadow-queue", type=int, default=256,
+                   help="sampled requests waiting for shadow scoring before drops "
+                   "(default 256)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="default info")
     p.set_defaults(handler=_serve)

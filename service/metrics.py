@@ -13,6 +13,12 @@ BATCH_REQUEST_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 BATCH_ROW_BUCKETS = (1, 10, 100, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 STATES = ("LOADING", "AVAILABLE", "UNLOADING", "END")
+# Relative PD of replicas is typically 0.01-0.1; absolute PD (ratings) 0.01-0.3.
+PD_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15,
+              0.2, 0.3, 0.5, 1.0, 2.0)
+SWAP_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+TAU_BUCKETS = (-0.5, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
+PAIR_LABELS = ["model", "version_a", "version_b"]
 
 
 class ServerMetrics:
@@ -55,6 +61,38 @@ class ServerMetrics:
             "steadyrank_model_load_duration_seconds",
             "Time to load and warm up a model version.", ["model"], buckets=LOAD_BUCKETS,
             registry=r)
+        self.replica_pd_relative = Histogram(
+            "steadyrank_replica_prediction_difference_relative",
+            "Relative PD between the two replicas, per shadowed request (mean over its "
+            "candidates of |p1 - p2| / ((|p1| + |p2|) / 2)).", PAIR_LABELS,
+            buckets=PD_BUCKETS, registry=r)
+        self.replica_pd_absolute = Histogram(
+            "steadyrank_replica_prediction_difference_absolute",
+            "Absolute PD between the two replicas, per shadowed request (mean |p1 - p2|).",
+            PAIR_LABELS, buckets=PD_BUCKETS, registry=r)
+        self.replica_topk_swap = Histogram(
+            "steadyrank_replica_topk_swap_rate",
+            "1 - |topk(A) & topk(B)| / k per shadowed request, by k.", [*PAIR_LABELS, "k"],
+            buckets=SWAP_BUCKETS, registry=r)
+        self.replica_kendall_tau = Histogram(
+            "steadyrank_replica_kendall_tau",
+            "Kendall tau-b between the replicas' candidate scores, per shadowed request.",
+            PAIR_LABELS, buckets=TAU_BUCKETS, registry=r)
+        self.shadow_pairs = Counter(
+            "steadyrank_shadow_pairs", "Requests scored by both replicas and compared.",
+            ["model"], registry=r)
+        self.shadow_dropped = Counter(
+            "steadyrank_shadow_dropped",
+            "Sampled requests not compared, by reason (queue_full, replica_missing, "
+            "replica_failed).", ["model", "reason"], registry=r)
+        self.shadow_seconds = Histogram(
+            "steadyrank_shadow_call_duration_seconds",
+            "Duration of one shadow model call on the second replica.", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.replica_up = Gauge(
+            "steadyrank_replica_up",
+            "1 if the second replica answered its last shadow call, 0 if missing or failing.",
+            ["model"], registry=r)
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
 

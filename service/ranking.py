@@ -15,6 +15,7 @@ from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.models import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
+from steadyrank.service.shadow import ShadowScorer
 
 ranking_pb2, ranking_pb2_grpc = protos.load("ranking")
 
@@ -54,11 +55,12 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
     """Ranks candidates with the scoring path shared with Predict (batched)."""
 
     def __init__(self, manager: ModelManager, scorer: Any, metrics: ServerMetrics,
-                 max_candidates: int = 10_000) -> None:
+                 max_candidates: int = 10_000, shadow: ShadowScorer | None = None) -> None:
         self.manager = manager
         self.scorer = scorer
         self.metrics = metrics
         self.max_candidates = max_candidates
+        self.shadow = shadow
 
     def candidates(self, servable: Servable, requested: Any) -> np.ndarray:
         """The candidate item ids: the request's (checked), or the whole catalog."""
@@ -104,8 +106,11 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         if scores.shape != items.shape:
             raise RuntimeError(f"model returned {scores.shape} scores for {items.size} items")
         top = topk_indices(scores, request.k)
-        response = ranking_pb2.RankResponse(request_id=request.request_id,
-                                            replica=self.manager.replica_label(servable.name))
+        replica = self.manager.replica_label(servable.name)
+        if self.shadow is not None and replica == "a" and not request.user_features:
+            self.shadow.offer(servable.name, servable,
+                              np.full(items.shape, request.user_id, np.int64), items, scores)
+        response = ranking_pb2.RankResponse(request_id=request.request_id, replica=replica)
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
         for i in top:

@@ -38,6 +38,7 @@ from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.models import ModelManager
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
 from steadyrank.service.ranking import RankingServicer, ranking_pb2, ranking_pb2_grpc
+from steadyrank.service.shadow import ShadowScorer
 
 log = logging.getLogger("steadyrank.server")
 MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving's limit: INT_MAX, both directions
@@ -66,6 +67,8 @@ class ServerConfig:
     max_candidates: int = 10_000
     max_message_bytes: int = MAX_MESSAGE_BYTES
     shutdown_grace: float = 30.0
+    shadow_rate: float = 0.1
+    shadow_queue: int = 256
 
     def validate(self) -> None:
         """ValueError naming the first bad setting."""
@@ -80,6 +83,10 @@ class ServerConfig:
             value = getattr(self, name)
             if not -1 <= value <= 65535:
                 raise ValueError(f"--{name.replace('_', '-')} {value}: not a port")
+        if not 0.0 <= self.shadow_rate <= 1.0:
+            raise ValueError(f"--shadow-rate {self.shadow_rate}: must be in [0, 1]")
+        if self.shadow_queue < 1:
+            raise ValueError(f"--shadow-queue must be >= 1, got {self.shadow_queue}")
         if self.poll_seconds < 0 or self.max_wait_ms < 0 or self.shutdown_grace < 0:
             raise ValueError("--poll-seconds, --max-wait-ms and --shutdown-grace must be >= 0")
 
@@ -96,6 +103,8 @@ class Server:
             Batcher(self.metrics, config.max_batch_rows, config.max_queue,
                     config.max_wait_ms / 1000, config.model_threads)
             if config.batching else DirectScorer(self.metrics, config.model_threads))
+        self.shadow = ShadowScorer(self.manager.replica_b, self.metrics, config.shadow_rate,
+                                   config.shadow_queue)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self.metrics_port = 0
@@ -111,6 +120,7 @@ class Server:
         gc.collect()
         gc.freeze()
         await self.scorer.start()
+        self.shadow.start()
         options = [("grpc.max_send_message_length", self.config.max_message_bytes),
                    ("grpc.max_receive_message_length", self.config.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
@@ -122,7 +132,7 @@ class Server:
             ModelServicer(self.manager, self.metrics), self._grpc)
         ranking_pb2_grpc.add_RankingServiceServicer_to_server(
             RankingServicer(self.manager, self.scorer, self.metrics,
-                            self.config.max_candidates), self._grpc)
+                            self.config.max_candidates, self.shadow), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection(
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
@@ -153,7 +163,9 @@ class Server:
         if self._grpc is not None:
             await self._grpc.stop(grace)
         await self.scorer.stop()
-        await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.shadow.stop)
+        await loop.run_in_executor(None, self.manager.stop)
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

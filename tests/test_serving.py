@@ -472,3 +472,72 @@ def test_sigterm_drains_in_flight_requests(models, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _shadow_pairs(srv, model="ml"):
+    return srv.metrics.shadow_pairs.labels(model)._value.get()
+
+
+def _mean(histogram, *labels):
+    child = histogram.labels(*labels)
+    count = sum(b.get() for b in child._buckets)
+    return child._sum.get() / count, count
+
+
+def test_live_replica_metrics_match_offline_metrics(models):
+    from steadyrank.model import metrics as repro
+
+    thread, srv = start(models, shadow_rate=1.0)
+    try:
+        a, b = export.load(models / "ml"), export.load(models / "ml-b")
+        rng = np.random.default_rng(5)
+        users = predict_users(a)
+        expected = {"rel": [], "abs": [], "swap5": []}
+        with client.channel(f"127.0.0.1:{srv.port}") as chan:
+            stub = ranking_pb2_grpc.RankingServiceStub(chan)
+            for _ in range(20):
+                user, items = int(rng.choice(users)), rng.choice(a.item_ids, 60, replace=False)
+                stub.Rank(client.rank_request("ml", user, 5, items), timeout=30)
+                pa, pb = a.rank(user, items), b.rank(user, items)
+                expected["rel"].append(repro.relative_pd(pa, pb))
+                expected["abs"].append(repro.absolute_pd(pa, pb))
+                expected["swap5"].append(repro.topk_swap_rate(pa, pb, 5))
+        assert wait_for(lambda: _shadow_pairs(srv) == 20, timeout=30)
+        m = srv.metrics
+        rel, count = _mean(m.replica_pd_relative, "ml", "1", "1")
+        assert count == 20 and rel == pytest.approx(np.mean(expected["rel"]), rel=1e-4)
+        assert rel > 0  # two seeds: the replicas disagree
+        assert _mean(m.replica_pd_absolute, "ml", "1", "1")[0] == pytest.approx(
+            np.mean(expected["abs"]), rel=1e-4)
+        assert _mean(m.replica_topk_swap, "ml", "1", "1", "5")[0] == pytest.approx(
+            np.mean(expected["swap5"]))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics",
+                                      timeout=10).read().decode()
+        for name in ("steadyrank_replica_prediction_difference_relative_bucket",
+                     "steadyrank_replica_prediction_difference_absolute_sum",
+                     'steadyrank_replica_topk_swap_rate_count{k="10",model="ml"',
+                     "steadyrank_replica_kendall_tau_bucket",
+                     'steadyrank_shadow_pairs_total{model="ml"} 20.0',
+                     'steadyrank_replica_up{model="ml"} 1.0'):
+            assert name in text, name
+    finally:
+        thread.stop(grace=1)
+
+
+def test_identical_replicas_show_zero_difference(models, tmp_path):
+    base = tmp_path / "models"
+    shutil.copytree(models / "ml", base / "ml")
+    shutil.copytree(models / "ml", base / "ml-b")
+    thread, srv = start(base, shadow_rate=1.0)
+    try:
+        with client.channel(f"127.0.0.1:{srv.port}") as chan:
+            stub = ranking_pb2_grpc.RankingServiceStub(chan)
+            for user in (1, 2, 3):
+                stub.Rank(client.rank_request("ml", user, 10), timeout=30)
+        assert wait_for(lambda: _shadow_pairs(srv) == 3, timeout=30)
+        m = srv.metrics
+        assert _mean(m.replica_pd_relative, "ml", "1", "1") == (0.0, 3)
+        assert _mean(m.replica_topk_swap, "ml", "1", "1", "10") == (0.0, 3)
+        assert _mean(m.replica_kendall_tau, "ml", "1", "1")[0] == pytest.approx(1.0)
+    finally:
+        thread.stop(grace=1)

@@ -1,0 +1,146 @@
+"""Shadow scoring: per-pair metrics, sampling, bounded queue, replica loss and recovery."""
+
+import time
+
+import numpy as np
+import pytest
+
+from steadyrank.service.metrics import ServerMetrics
+from steadyrank.service.shadow import ShadowScorer, pair_metrics
+
+
+class Replica:
+    def __init__(self, name="m-b", version=1, shift=0.0, delay=0.0, fail=False):
+        self.name, self.version, self.shift, self.delay, self.fail = (name, version, shift,
+                                                                      delay, fail)
+        self.calls = 0
+
+    def score(self, users, items):
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("replica broke")
+        return (items.astype(np.float32) + self.shift)
+
+
+class Primary:
+    name, version = "m", 3
+
+
+def value(metric, *labels):
+    return metric.labels(*labels)._value.get()
+
+
+def hist(metric, *labels):
+    """(count, sum) of a labelled histogram."""
+    child = metric.labels(*labels)
+    return sum(b.get() for b in child._buckets), child._sum.get()
+
+
+def wait_until(predicate, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_pair_metrics_by_hand():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    b = np.array([1.0, 2.0, 4.0, 3.0])
+    got = pair_metrics(a, b)
+    assert got["relative_pd"] == pytest.approx((1 / 3.5 + 1 / 3.5) / 4)
+    assert got["absolute_pd"] == pytest.approx(0.5)
+    assert got["top1_swap"] == 1.0  # item 3 vs item 2 on top
+    assert "top5_swap" not in got and "top10_swap" not in got  # k > candidates
+    assert got["kendall_tau"] == pytest.approx((5 - 1) / 6)  # one discordant pair of six
+
+
+def test_identical_replicas_give_zero_pd_and_swap():
+    scores = np.random.default_rng(0).normal(3, 1, 50)
+    got = pair_metrics(scores, scores.copy())
+    assert got["relative_pd"] == got["absolute_pd"] == 0.0
+    assert got["top1_swap"] == got["top5_swap"] == got["top10_swap"] == 0.0
+    assert got["kendall_tau"] == pytest.approx(1.0)
+
+
+def run_shadow(replica, rate=1.0, max_queue=16, offers=5, metrics=None):
+    metrics = metrics or ServerMetrics()
+    shadow = ShadowScorer(lambda model: replica, metrics, rate=rate, max_queue=max_queue,
+                          seed=0)
+    shadow.start()
+    items = np.arange(1, 21, dtype=np.int64)
+    primary_scores = items.astype(np.float32)
+    queued = [shadow.offer("m", Primary(), np.ones(20, np.int64), items, primary_scores)
+              for _ in range(offers)]
+    return shadow, metrics, queued
+
+
+def test_shadowed_requests_are_compared_with_the_replica():
+    replica = Replica(shift=0.5)
+    shadow, metrics, queued = run_shadow(replica, offers=5)
+    assert all(queued)
+    assert wait_until(lambda: value(metrics.shadow_pairs, "m") == 5)
+    shadow.stop()
+    count, total = hist(metrics.replica_pd_absolute, "m", "3", "1")
+    assert count == 5 and total == pytest.approx(5 * 0.5)
+    items = np.arange(1, 21)
+    want = np.mean(0.5 / ((items + items + 0.5) / 2))
+    count, total = hist(metrics.replica_pd_relative, "m", "3", "1")
+    assert total / count == pytest.approx(want, rel=1e-5)
+    assert hist(metrics.replica_topk_swap, "m", "3", "1", "10") == (5, 0.0)
+    assert value(metrics.replica_up, "m") == 1
+
+
+def test_a_slow_replica_never_blocks_offer_and_overflow_is_counted():
+    replica = Replica(delay=0.3)
+    started = time.perf_counter()
+    shadow, metrics, queued = run_shadow(replica, max_queue=2, offers=20)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.25  # twenty offers while the replica takes 0.3 s per call
+    dropped = value(metrics.shadow_dropped, "m", "queue_full")
+    assert dropped == queued.count(False) and dropped >= 15
+    assert wait_until(lambda: value(metrics.shadow_pairs, "m") == queued.count(True))
+    shadow.stop()
+
+
+def test_replica_loss_and_recovery():
+    current = {"replica": None}
+    metrics = ServerMetrics()
+    shadow = ShadowScorer(lambda model: current["replica"], metrics, rate=1.0, seed=0)
+    shadow.start()
+    items = np.arange(1, 6, dtype=np.int64)
+
+    def offer():
+        shadow.offer("m", Primary(), np.ones(5, np.int64), items, items.astype(np.float32))
+
+    offer()
+    assert wait_until(lambda: value(metrics.shadow_dropped, "m", "replica_missing") == 1)
+    assert value(metrics.replica_up, "m") == 0
+    current["replica"] = Replica(fail=True)
+    offer()
+    assert wait_until(lambda: value(metrics.shadow_dropped, "m", "replica_failed") == 1)
+    assert value(metrics.replica_up, "m") == 0
+    current["replica"] = Replica()
+    offer()
+    assert wait_until(lambda: value(metrics.shadow_pairs, "m") == 1)
+    assert value(metrics.replica_up, "m") == 1
+    shadow.stop()
+
+
+def test_sampling_rate():
+    shadow, metrics, queued = run_shadow(Replica(), rate=0.1, max_queue=10_000, offers=3000)
+    shadow.stop()
+    assert 200 <= sum(queued) <= 400
+    off, _, queued = run_shadow(Replica(), rate=0.0, offers=50)
+    assert not any(queued)
+    off.stop()
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="shadow rate"):
+        ShadowScorer(lambda m: None, ServerMetrics(), rate=1.5)
+    with pytest.raises(ValueError, match="shadow queue"):
+        ShadowScorer(lambda m: None, ServerMetrics(), max_queue=0)
