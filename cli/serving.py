@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from steadyrank.service.rpc import MAX_MESSAGE_BYTES
+
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
@@ -129,7 +131,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="RPCs in progress before RESOURCE_EXHAUSTED (default 4096)")
     p.add_argument("--max-candidates", type=int, default=10_000,
                    help="most candidate items in one Rank request (default 10000)")
-    p.add_argument("--max-message-bytes", type=int, default=2**31 - 1,
+    p.add_argument("--max-message-bytes", type=int, default=MAX_MESSAGE_BYTES,
                    help="gRPC message size limit (default INT_MAX, as TF Serving)")
     p.add_argument("--shutdown-grace", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on SIGTERM (default 30)")

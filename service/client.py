@@ -17,8 +17,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from steadyrank.service.ranking import ranking_pb2, ranking_pb2_grpc
-
-MAX_MESSAGE_BYTES = 2**31 - 1
+from steadyrank.service.rpc import MAX_MESSAGE_BYTES
 
 
 def channel(server: str) -> grpc.Channel:

@@ -14,6 +14,7 @@ import grpc
 from steadyrank.service.errors import ServiceError, invalid
 
 log = logging.getLogger("steadyrank.rpc")
+MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving's gRPC message limit: INT_MAX, both directions
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 

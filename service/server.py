@@ -38,10 +38,10 @@ from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.models import ModelManager
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
 from steadyrank.service.ranking import RankingServicer, ranking_pb2, ranking_pb2_grpc
+from steadyrank.service.rpc import MAX_MESSAGE_BYTES
 from steadyrank.service.shadow import ShadowScorer
 
 log = logging.getLogger("steadyrank.server")
-MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving's limit: INT_MAX, both directions
 SERVICES = (
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
