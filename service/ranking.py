@@ -108,8 +108,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         top = topk_indices(scores, request.k)
         replica = self.manager.replica_label(servable.name)
         if self.shadow is not None and replica == "a" and not request.user_features:
-            self.shadow.offer(servable.name, servable,
-                              np.full(items.shape, request.user_id, np.int64), items, scores)
+            self.shadow.offer(servable.name, servable, request.user_id, items, scores)
         response = ranking_pb2.RankResponse(request_id=request.request_id, replica=replica)
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version

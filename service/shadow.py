@@ -37,7 +37,7 @@ class ShadowJob:
 
     model: str
     primary: Servable
-    user_ids: np.ndarray
+    user_id: int
     item_ids: np.ndarray
     scores: np.ndarray
 
@@ -89,13 +89,13 @@ class ShadowScorer:
         self._thread.join()
         self._thread = None
 
-    def offer(self, model: str, primary: Servable, user_ids: np.ndarray,
-              item_ids: np.ndarray, scores: np.ndarray) -> bool:
+    def offer(self, model: str, primary: Servable, user_id: int, item_ids: np.ndarray,
+              scores: np.ndarray) -> bool:
         """Samples a primary answer for shadow scoring; never blocks. True if queued."""
         if self._thread is None or self._random.random() >= self.rate:
             return False
         try:
-            self._queue.put_nowait(ShadowJob(model, primary, user_ids, item_ids, scores))
+            self._queue.put_nowait(ShadowJob(model, primary, user_id, item_ids, scores))
         except queue.Full:
             self.metrics.shadow_dropped.labels(model, "queue_full").inc()
             return False
@@ -136,8 +136,9 @@ class ShadowScorer:
             return
         started = time.perf_counter()
         try:
-            scores = replica.score(np.concatenate([j.user_ids for j in jobs]),
-                                   np.concatenate([j.item_ids for j in jobs]))
+            users = np.concatenate([np.full(j.item_ids.shape, j.user_id, np.int64)
+                                    for j in jobs])
+            scores = replica.score(users, np.concatenate([j.item_ids for j in jobs]))
         except Exception as err:  # noqa: BLE001  (a failing replica is a state, not a crash)
             log.warning("replica %s version %d failed: %s", replica.name, replica.version, err)
             self.metrics.replica_up.labels(model).set(0)

@@ -24,6 +24,20 @@ def run_python(code: str, env: dict | None = None, timeout: float = 300,
     )
 
 
+SMALL = {"model": {"embedding_dim": 8, "deep_layers": [16, 8]},
+         "train": {"epochs": 1, "batch_size": 1024}}
+
+
+def small_config(ml100k: Path, **sections: dict):
+    """A quick-to-train config on the MovieLens folder ``ml100k``, with section overrides."""
+    from steadyrank.model import config as cfg
+
+    raw = {"data": {"data_dir": str(ml100k.parent)}, **SMALL}
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    return cfg.from_dict(raw)
+
+
 @pytest.fixture
 def fresh_python():
     """Fixture form of :func:`run_python`."""

@@ -21,15 +21,13 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from steadyrank.model import config as cfg
 from steadyrank.model import export
 from steadyrank.model.workflow import train_and_export
 from steadyrank.service import client
 from steadyrank.service.ranking import ranking_pb2_grpc
 from steadyrank.service.server import ServerConfig, ServerThread
+from tests.conftest import small_config
 
-SMALL = {"model": {"embedding_dim": 8, "deep_layers": [16, 8]},
-         "train": {"epochs": 1, "batch_size": 1024}}
 MAX_CANDIDATES = 300
 
 
@@ -37,7 +35,7 @@ MAX_CANDIDATES = 300
 def models(ml100k, tmp_path_factory):
     """models/ml (seed 1) and models/ml-b (seed 2), one version each."""
     base = tmp_path_factory.mktemp("models")
-    config = cfg.from_dict({"data": {"data_dir": str(ml100k.parent)}, **SMALL})
+    config = small_config(ml100k)
     work = tmp_path_factory.mktemp("ckpt")
     for name, seed in (("ml", 1), ("ml-b", 2)):
         train_and_export(config, seed, base / name, work / name, log=lambda _: None)

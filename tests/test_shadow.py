@@ -73,7 +73,7 @@ def run_shadow(replica, rate=1.0, max_queue=16, offers=5, metrics=None):
     shadow.start()
     items = np.arange(1, 21, dtype=np.int64)
     primary_scores = items.astype(np.float32)
-    queued = [shadow.offer("m", Primary(), np.ones(20, np.int64), items, primary_scores)
+    queued = [shadow.offer("m", Primary(), 1, items, primary_scores)
               for _ in range(offers)]
     return shadow, metrics, queued
 
@@ -114,7 +114,7 @@ def test_replica_loss_and_recovery():
     items = np.arange(1, 6, dtype=np.int64)
 
     def offer():
-        shadow.offer("m", Primary(), np.ones(5, np.int64), items, items.astype(np.float32))
+        shadow.offer("m", Primary(), 1, items, items.astype(np.float32))
 
     offer()
     assert wait_until(lambda: value(metrics.shadow_dropped, "m", "replica_missing") == 1)

@@ -15,17 +15,7 @@ from steadyrank.model import config as cfg
 from steadyrank.model import export
 from steadyrank.model.train import TrainError, member_seeds, prepare_data, train, train_member
 from steadyrank.model.workflow import score_pairs, train_and_export
-from tests.conftest import REPO, run_python
-
-SMALL = {"model": {"embedding_dim": 8, "deep_layers": [16, 8]},
-         "train": {"epochs": 1, "batch_size": 1024}}
-
-
-def small_config(ml100k, **sections):
-    raw = {"data": {"data_dir": str(ml100k.parent)}, **SMALL}
-    for section, values in sections.items():
-        raw[section] = {**raw.get(section, {}), **values}
-    return cfg.from_dict(raw)
+from tests.conftest import REPO, run_python, small_config
 
 
 @pytest.fixture(scope="module")
