@@ -2,15 +2,21 @@
 
     python bench/serve_bench.py [--repeats 3] [--duration 10] [--json FILE]
 
-Trains the MovieLens SmeLU model once (configs/smelu.toml) into bench/out/serve/models/ml
-unless ``--models`` points at a model base folder. Each repeat starts ``steadyrank serve``
-twice, batching (the default) and ``--no-batching`` (one model call per request), in
-alternating order, and drives each with the ``loadtest`` client: Rank over 100 random
-candidates at concurrency 32. At concurrency 1 it compares the batching server's p50 with
-calling the ``rank`` signature in this process. Reports medians over repeats.
+Trains the MovieLens SmeLU replicas once (configs/smelu.toml, seeds 1 and 2) into
+bench/out/serve/models/{ml,ml-b} unless ``--models`` points at a model base folder. Each
+repeat starts ``steadyrank serve`` once per mode, in rotating order, and drives it with the
+``loadtest`` client: Rank over 100 random candidates at concurrency 32. Modes:
 
-Goals (issue 5): throughput >= 3x naive at concurrency 32; p99 < 25 ms there; at
-concurrency 1, served p50 <= 1.5 x (in-process p50 + 1 ms).
+- ``batched``: the default server with shadow scoring off (``--shadow-rate 0``);
+- ``naive``: ``--no-batching`` (one model call per request), shadow scoring off;
+- ``shadow``: batched with ``--shadow-rate 0.1`` (a tenth of requests also scored by ml-b).
+
+At concurrency 1 it compares the batching server's p50 with calling the ``rank`` signature
+in this process. Reports medians over repeats of the per-repeat ratios.
+
+Goals: issue 5: throughput >= 3x naive at concurrency 32; p99 < 25 ms there; at
+concurrency 1, served p50 <= 1.5 x (in-process p50 + 1 ms). Issue 6: shadow throughput
+>= 0.9x batched.
 """
 
 from __future__ import annotations
@@ -32,15 +38,23 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def ensure_model(base: Path) -> Path:
-    """A trained SmeLU MovieLens export under ``base/ml`` (trained here if missing)."""
+MODES = {"batched": ["--shadow-rate", "0"],
+         "naive": ["--no-batching", "--shadow-rate", "0"],
+         "shadow": ["--shadow-rate", "0.1"]}
+
+
+def ensure_models(base: Path) -> Path:
+    """SmeLU MovieLens replicas under ``base/ml`` (seed 1), ``base/ml-b`` (seed 2)."""
     from steadyrank.model import export
 
-    if export.versions(base / "ml"):
-        return base
-    subprocess.run([sys.executable, "-m", "steadyrank.cli", "train", "--config",
-                    str(REPO / "configs" / "smelu.toml"), "--export-dir", str(base / "ml"),
-                    "--checkpoint-dir", str(base.parent / "ckpt")], check=True, cwd=REPO)
+    for name, seed in (("ml", 1), ("ml-b", 2)):
+        if export.versions(base / name):
+            continue
+        subprocess.run([sys.executable, "-m", "steadyrank.cli", "train", "--config",
+                        str(REPO / "configs" / "smelu.toml"), "--seed", str(seed),
+                        "--export-dir", str(base / name),
+                        "--checkpoint-dir", str(base.parent / f"ckpt-{name}")],
+                       check=True, cwd=REPO)
     return base
 
 
@@ -114,10 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--modes", default="batched,naive,shadow",
+                        help=f"comma-separated, from {', '.join(MODES)} (batched required)")
+    parser.add_argument("--no-c1", action="store_true", help="skip the concurrency-1 part")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" /
                                              "serve_bench.json"))
     args = parser.parse_args(argv)
-    base = ensure_model(Path(args.models))
+    modes = {m: MODES[m] for m in args.modes.split(",")}
+    if "batched" not in modes:
+        parser.error("--modes must include batched (the reference of every ratio)")
+    base = ensure_models(Path(args.models))
     logs = Path(args.models).parent
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -131,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         probe.stop()
 
-    modes = {"batched": [], "naive": ["--no-batching"]}
-    rows: dict[str, list[dict]] = {"batched": [], "naive": [], "batched_c1": []}
+    rows: dict[str, list[dict]] = {mode: [] for mode in [*modes, "batched_c1"]}
     inproc = []
     for repeat in range(args.repeats):
-        order = list(modes) if repeat % 2 == 0 else list(reversed(modes))
+        names = list(modes)
+        order = names[repeat % len(names):] + names[:repeat % len(names)]
         for mode in order:
             row = measure(base, modes[mode], args.concurrency, args.duration, pool,
                           logs / f"{mode}.log")
@@ -143,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"repeat {repeat + 1} {mode:8s} c={args.concurrency}: "
                   f"{row['throughput_rps']:7.1f} req/s, p50 {row['p50_ms']:.2f} ms, "
                   f"p99 {row['p99_ms']:.2f} ms, errors {row['errors']}", flush=True)
-        row = measure(base, [], 1, args.duration, pool, logs / "c1.log")
+        if args.no_c1:
+            continue
+        row = measure(base, MODES["batched"], 1, args.duration, pool, logs / "c1.log")
         rows["batched_c1"].append(row)
         inproc.append(in_process_p50(base, pool, 300))
         print(f"repeat {repeat + 1} c=1: served p50 {row['p50_ms']:.2f} ms, in-process p50 "
@@ -152,34 +174,44 @@ def main(argv: list[str] | None = None) -> int:
     def med(mode: str, key: str) -> float:
         return float(np.median([r[key] for r in rows[mode]]))
 
-    ratios = [b["throughput_rps"] / n["throughput_rps"]
-              for b, n in zip(rows["batched"], rows["naive"], strict=True)]
-    c1_budget = 1.5 * (float(np.median(inproc)) * 1000 + 1.0)
-    summary = {
-        "throughput_ratio_median": float(np.median(ratios)), "throughput_ratios": ratios,
-        "batched_rps": med("batched", "throughput_rps"), "naive_rps": med("naive",
-                                                                          "throughput_rps"),
-        "batched_p50_ms": med("batched", "p50_ms"), "batched_p99_ms": med("batched", "p99_ms"),
-        "naive_p99_ms": med("naive", "p99_ms"),
-        "c1_served_p50_ms": med("batched_c1", "p50_ms"),
-        "c1_in_process_p50_ms": float(np.median(inproc)) * 1000,
-        "c1_budget_ms": c1_budget,
-        "errors": sum(r["errors"] for mode in rows for r in rows[mode]),
-    }
-    summary["goals"] = {
-        "throughput_3x_naive": summary["throughput_ratio_median"] >= 3.0,
-        "p99_under_25ms": summary["batched_p99_ms"] < 25.0,
-        "c1_p50_within_budget": summary["c1_served_p50_ms"] <= c1_budget,
-    }
+    summary: dict = {"errors": sum(r["errors"] for mode in rows for r in rows[mode])}
+    goals: dict = {}
+    for mode in modes:
+        summary[f"{mode}_rps"] = med(mode, "throughput_rps")
+        summary[f"{mode}_p50_ms"] = med(mode, "p50_ms")
+        summary[f"{mode}_p99_ms"] = med(mode, "p99_ms")
+        if mode != "batched":
+            ratios = [r["throughput_rps"] / b["throughput_rps"]
+                      for r, b in zip(rows[mode], rows["batched"], strict=True)]
+            summary[f"{mode}_over_batched_ratios"] = ratios
+            summary[f"{mode}_over_batched_median"] = float(np.median(ratios))
+    if "naive" in modes:
+        summary["batching_speedup_median"] = 1 / summary["naive_over_batched_median"]
+        goals["throughput_3x_naive"] = summary["batching_speedup_median"] >= 3.0
+    goals["p99_under_25ms"] = summary["batched_p99_ms"] < 25.0
+    if "shadow" in modes:
+        goals["shadow_0.1_at_least_0.9x"] = summary["shadow_over_batched_median"] >= 0.9
+    if inproc:
+        c1_budget = 1.5 * (float(np.median(inproc)) * 1000 + 1.0)
+        summary.update(c1_served_p50_ms=med("batched_c1", "p50_ms"),
+                       c1_in_process_p50_ms=float(np.median(inproc)) * 1000,
+                       c1_budget_ms=c1_budget)
+        goals["c1_p50_within_budget"] = summary["c1_served_p50_ms"] <= c1_budget
+    summary["goals"] = goals
     print()
-    print(f"{'':28s}{'batched':>12s}{'naive':>12s}")
-    print(f"{'throughput (req/s)':28s}{summary['batched_rps']:12.1f}{summary['naive_rps']:12.1f}")
-    print(f"{'p99 (ms)':28s}{summary['batched_p99_ms']:12.2f}{summary['naive_p99_ms']:12.2f}")
-    print(f"throughput ratio (median of per-repeat ratios): "
-          f"{summary['throughput_ratio_median']:.2f}x")
-    print(f"c=1: served p50 {summary['c1_served_p50_ms']:.2f} ms vs budget "
-          f"{c1_budget:.2f} ms (1.5 x (in-process {summary['c1_in_process_p50_ms']:.2f} + 1))")
-    print("goals:", json.dumps(summary["goals"]))
+    print(f"{'':22s}" + "".join(f"{m:>12s}" for m in modes))
+    for key, label in (("rps", "throughput (req/s)"), ("p50_ms", "p50 (ms)"),
+                       ("p99_ms", "p99 (ms)")):
+        print(f"{label:22s}" + "".join(f"{summary[f'{m}_{key}']:12.2f}" for m in modes))
+    for mode in modes:
+        if mode != "batched":
+            print(f"{mode} / batched throughput (median of per-repeat ratios): "
+                  f"{summary[f'{mode}_over_batched_median']:.3f}")
+    if inproc:
+        print(f"c=1: served p50 {summary['c1_served_p50_ms']:.2f} ms vs budget "
+              f"{summary['c1_budget_ms']:.2f} ms (1.5 x (in-process "
+              f"{summary['c1_in_process_p50_ms']:.2f} + 1))")
+    print("goals:", json.dumps(goals))
     record = {"command": "python bench/serve_bench.py " + " ".join(argv or sys.argv[1:]),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "settings": vars(args), "summary": summary, "runs": rows,

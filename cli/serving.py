@@ -24,7 +24,8 @@ def _serve(args: argparse.Namespace) -> int:
         model_threads=args.model_threads, max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_candidates=args.max_candidates, max_message_bytes=args.max_message_bytes,
         shutdown_grace=args.shutdown_grace, shadow_rate=args.shadow_rate,
-        shadow_queue=args.shadow_queue)
+        shadow_queue=args.shadow_queue, churn_rate=args.churn_rate,
+        churn_window=args.churn_window)
     try:
         return serve(config)
     except (ValueError, OSError) as err:
@@ -141,6 +142,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shadow-queue", type=int, default=256,
                    help="sampled requests waiting for shadow scoring before drops "
                    "(default 256)")
+    p.add_argument("--churn-rate", type=float, default=0.1,
+                   help="fraction of Rank requests also scored by the replaced version during "
+                   "the churn window after a version switch (default 0.1; 0: off)")
+    p.add_argument("--churn-window", type=float, default=600.0,
+                   help="seconds the replaced version is kept after a switch to measure churn "
+                   "(default 600; 0: off)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="default info")
     p.set_defaults(handler=_serve)

@@ -17,8 +17,36 @@ STATES = ("LOADING", "AVAILABLE", "UNLOADING", "END")
 PD_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15,
               0.2, 0.3, 0.5, 1.0, 2.0)
 SWAP_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-TAU_BUCKETS = (-0.5, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
+# No negative bound: the client then omits _sum (OpenMetrics); a tau <= 0 lands in le="0".
+TAU_BUCKETS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
 PAIR_LABELS = ["model", "version_a", "version_b"]
+CHURN_LABELS = ["model", "version_old", "version_new"]
+
+
+class PairHistograms:
+    """Per-request-pair reproducibility histograms of two models, under one name prefix.
+
+    ``{prefix}_prediction_difference_relative`` and ``_absolute``, ``{prefix}_topk_swap_rate``
+    (by ``k``) and ``{prefix}_kendall_tau``; each observation is one request's value (a mean
+    over its candidates for PD).
+    """
+
+    def __init__(self, prefix: str, between: str, labels: list[str],
+                 registry: CollectorRegistry) -> None:
+        self.pd_relative = Histogram(
+            f"{prefix}_prediction_difference_relative",
+            f"Relative PD {between} (mean over its candidates of |p1 - p2| / "
+            "((|p1| + |p2|) / 2)).", labels, buckets=PD_BUCKETS, registry=registry)
+        self.pd_absolute = Histogram(
+            f"{prefix}_prediction_difference_absolute",
+            f"Absolute PD {between} (mean over its candidates of |p1 - p2|).", labels,
+            buckets=PD_BUCKETS, registry=registry)
+        self.topk_swap = Histogram(
+            f"{prefix}_topk_swap_rate", f"Top-k swap rate 1 - |topk(A) & topk(B)| / k "
+            f"{between}, by k.", [*labels, "k"], buckets=SWAP_BUCKETS, registry=registry)
+        self.kendall_tau = Histogram(
+            f"{prefix}_kendall_tau", f"Kendall tau-b of the candidate scores {between}.",
+            labels, buckets=TAU_BUCKETS, registry=registry)
 
 
 class ServerMetrics:
@@ -61,23 +89,25 @@ class ServerMetrics:
             "steadyrank_model_load_duration_seconds",
             "Time to load and warm up a model version.", ["model"], buckets=LOAD_BUCKETS,
             registry=r)
-        self.replica_pd_relative = Histogram(
-            "steadyrank_replica_prediction_difference_relative",
-            "Relative PD between the two replicas, per shadowed request (mean over its "
-            "candidates of |p1 - p2| / ((|p1| + |p2|) / 2)).", PAIR_LABELS,
-            buckets=PD_BUCKETS, registry=r)
-        self.replica_pd_absolute = Histogram(
-            "steadyrank_replica_prediction_difference_absolute",
-            "Absolute PD between the two replicas, per shadowed request (mean |p1 - p2|).",
-            PAIR_LABELS, buckets=PD_BUCKETS, registry=r)
-        self.replica_topk_swap = Histogram(
-            "steadyrank_replica_topk_swap_rate",
-            "1 - |topk(A) & topk(B)| / k per shadowed request, by k.", [*PAIR_LABELS, "k"],
-            buckets=SWAP_BUCKETS, registry=r)
-        self.replica_kendall_tau = Histogram(
-            "steadyrank_replica_kendall_tau",
-            "Kendall tau-b between the replicas' candidate scores, per shadowed request.",
-            PAIR_LABELS, buckets=TAU_BUCKETS, registry=r)
+        self.replica = PairHistograms(
+            "steadyrank_replica", "between the two replicas, per shadowed request",
+            PAIR_LABELS, r)
+        self.churn = PairHistograms(
+            "steadyrank_version_churn",
+            "between the replaced and the new version, per sampled request in the churn "
+            "window after a switch", CHURN_LABELS, r)
+        self.churn_pairs = Counter(
+            "steadyrank_version_churn_pairs",
+            "Requests scored by both the replaced and the new version and compared.",
+            ["model"], registry=r)
+        self.churn_dropped = Counter(
+            "steadyrank_version_churn_dropped",
+            "Churn samples not compared, by reason (queue_full, version_failed).",
+            ["model", "reason"], registry=r)
+        self.churn_window_open = Gauge(
+            "steadyrank_version_churn_window_open",
+            "1 while the replaced version is kept to measure churn after a switch, else 0.",
+            ["model"], registry=r)
         self.shadow_pairs = Counter(
             "steadyrank_shadow_pairs", "Requests scored by both replicas and compared.",
             ["model"], registry=r)

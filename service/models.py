@@ -7,6 +7,9 @@ answering until the new one is ready; then the serving reference is swapped, so 
 fails during a switch. A version that fails to load is reported (END with an error) and never
 replaces a good one; it is retried only when its folder changes. Removing the serving
 version's folder rolls back to the highest remaining good version.
+
+After a switch the replaced version is kept for a churn window (``churn_seconds``) so that
+the shadow scorer can measure how much the new version changes answers.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ class VersionStatus:
 
     version: int
     state: str  # LOADING, AVAILABLE, UNLOADING, END (TF Serving's ModelVersionStatus states)
-    error: str = ""
+    error: str = ""  # why the version failed to load
     fingerprint: tuple[int, int, int] = (0, 0, 0)
+    health: str = ""  # why the last call to the loaded version failed ("" if it worked)
 
 
 def fingerprint(path: Path) -> tuple[int, int, int]:
@@ -76,10 +80,12 @@ class ModelManager:
     """Loads, switches and reports the model versions under a base folder."""
 
     def __init__(self, base: str | Path, metrics: ServerMetrics, poll_seconds: float = 2.0,
-                 loader: Loader = load_servable) -> None:
+                 loader: Loader = load_servable, churn_seconds: float = 600.0) -> None:
         self.base = Path(base)
         self.metrics = metrics
         self.poll_seconds = poll_seconds
+        self.churn_seconds = churn_seconds
+        self._previous: dict[str, tuple[Servable, float]] = {}  # name -> (old, window end)
         self._loader = loader
         self._serving: dict[str, Servable] = {}
         self._status: dict[str, dict[int, VersionStatus]] = {}
@@ -123,6 +129,32 @@ class ModelManager:
         """"a" for a primary model name, "b" for ``NAME-b`` beside ``NAME``."""
         return replica_of(name, self._status.keys())[1]  # every model folder is in _status
 
+    def previous(self, name: str) -> Servable | None:
+        """The version ``name`` served before its last switch, while the churn window lasts."""
+        entry = self._previous.get(name)
+        if entry is None:
+            return None
+        if time.monotonic() >= entry[1]:
+            self._close_churn_window(name, entry)
+            return None
+        return entry[0]
+
+    def report_health(self, servable: Servable, error: str) -> None:
+        """Records that a call to a loaded version failed (``error``) or worked (empty).
+
+        Shown in ``GetModelStatus`` while the version is loaded; a working call clears it.
+        """
+        with self._lock:
+            status = self._status.get(servable.name, {}).get(servable.version)
+            if status is None or status.health == error:
+                return
+            status.health = error
+        if error:
+            log.warning("model %s version %d is failing: %s", servable.name, servable.version,
+                        error)
+        else:
+            log.info("model %s version %d answers again", servable.name, servable.version)
+
     def status(self, name: str) -> list[VersionStatus]:
         """The versions of ``name`` the server knows, ascending; NOT_FOUND for an unknown name."""
         _require(name)
@@ -150,6 +182,8 @@ class ModelManager:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
+                for name in list(self._previous):
+                    self.previous(name)  # closes expired churn windows
                 self.poll()
             except Exception:  # noqa: BLE001  (the poller must survive anything)
                 log.exception("model poll failed")
@@ -217,6 +251,7 @@ class ModelManager:
                      name, version, seconds)
             if old is not None:
                 self._retire(name, old)
+                self._open_churn_window(name, old)
             return True
         self.metrics.loads.labels(name, "error").inc()
         self._set(name, VersionStatus(version, "END", error=error, fingerprint=fp))
@@ -224,6 +259,20 @@ class ModelManager:
         keeps = f"; still serving version {current.version}" if current else ""
         log.error("model %s version %d failed to load: %s%s", name, version, error, keeps)
         return False
+
+    def _open_churn_window(self, name: str, old: Servable) -> None:
+        if self.churn_seconds > 0:
+            self._previous[name] = (old, time.monotonic() + self.churn_seconds)
+            self.metrics.churn_window_open.labels(name).set(1)
+            log.info("measuring churn between model %s versions %d and %d for %.0f s", name,
+                     old.version, self._serving[name].version, self.churn_seconds)
+
+    def _close_churn_window(self, name: str, entry: tuple[Servable, float]) -> None:
+        with self._lock:
+            if self._previous.get(name) is not entry:
+                return
+            del self._previous[name]  # the old version's memory is freed with it
+        self.metrics.churn_window_open.labels(name).set(0)
 
     def _retire(self, name: str, old: Servable) -> None:
         """Marks a replaced version; requests that hold it finish on it."""
@@ -244,6 +293,9 @@ class ModelManager:
         self._retire(name, servable)
 
     def _drop_model(self, name: str) -> None:
+        entry = self._previous.get(name)
+        if entry is not None:
+            self._close_churn_window(name, entry)
         servable = self._serving.get(name)
         if servable is not None:
             self._unload(name, servable, reason="the model folder was removed")

@@ -187,7 +187,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     async def GetModelStatus(  # noqa: N802
             self, request: get_model_status_pb2.GetModelStatusRequest,
             context: grpc.aio.ServicerContext) -> get_model_status_pb2.GetModelStatusResponse:
-        """Every known version of the model, or the requested one, with state and error."""
+        """Every known version of the model, or the requested one, with state and error.
+
+        A load failure has error code UNKNOWN; a loaded version whose last call failed (a
+        shadow replica) is AVAILABLE with error code UNAVAILABLE until a call works again.
+        """
         statuses = self.manager.status(request.model_spec.name)
         version = requested_version(request.model_spec)
         if version is not None:
@@ -201,6 +205,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             if status.error:
                 entry.status.error_code = error_codes_pb2.UNKNOWN
                 entry.status.error_message = status.error
+            elif status.health:
+                entry.status.error_code = error_codes_pb2.UNAVAILABLE
+                entry.status.error_message = status.health
         return response
 
     @rpc("HandleReloadConfigRequest")

@@ -107,8 +107,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             raise RuntimeError(f"model returned {scores.shape} scores for {items.size} items")
         top = topk_indices(scores, request.k)
         replica = self.manager.replica_label(servable.name)
-        if self.shadow is not None and replica == "a" and not request.user_features:
-            self.shadow.offer(servable.name, servable, request.user_id, items, scores)
+        if self.shadow is not None and not request.user_features:
+            self.shadow.offer(servable, request.user_id, items, scores, replica == "a")
         response = ranking_pb2.RankResponse(request_id=request.request_id, replica=replica)
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version

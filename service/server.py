@@ -69,6 +69,8 @@ class ServerConfig:
     shutdown_grace: float = 30.0
     shadow_rate: float = 0.1
     shadow_queue: int = 256
+    churn_rate: float = 0.1
+    churn_window: float = 600.0  # seconds the replaced version is kept after a switch
 
     def validate(self) -> None:
         """ValueError naming the first bad setting."""
@@ -83,12 +85,16 @@ class ServerConfig:
             value = getattr(self, name)
             if not -1 <= value <= 65535:
                 raise ValueError(f"--{name.replace('_', '-')} {value}: not a port")
-        if not 0.0 <= self.shadow_rate <= 1.0:
-            raise ValueError(f"--shadow-rate {self.shadow_rate}: must be in [0, 1]")
+        for name in ("shadow_rate", "churn_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be "
+                                 "in [0, 1]")
         if self.shadow_queue < 1:
             raise ValueError(f"--shadow-queue must be >= 1, got {self.shadow_queue}")
-        if self.poll_seconds < 0 or self.max_wait_ms < 0 or self.shutdown_grace < 0:
-            raise ValueError("--poll-seconds, --max-wait-ms and --shutdown-grace must be >= 0")
+        for name in ("poll_seconds", "max_wait_ms", "shutdown_grace", "churn_window"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, "
+                                 f"got {getattr(self, name)}")
 
 
 class Server:
@@ -98,13 +104,14 @@ class Server:
         config.validate()
         self.config = config
         self.metrics = ServerMetrics()
-        self.manager = ModelManager(config.model_base_path, self.metrics, config.poll_seconds)
+        self.manager = ModelManager(config.model_base_path, self.metrics, config.poll_seconds,
+                                    churn_seconds=config.churn_window)
         self.scorer: Batcher | DirectScorer = (
             Batcher(self.metrics, config.max_batch_rows, config.max_queue,
                     config.max_wait_ms / 1000, config.model_threads)
             if config.batching else DirectScorer(self.metrics, config.model_threads))
-        self.shadow = ShadowScorer(self.manager.replica_b, self.metrics, config.shadow_rate,
-                                   config.shadow_queue)
+        self.shadow = ShadowScorer(self.manager, self.metrics, config.shadow_rate,
+                                   config.shadow_queue, churn_rate=config.churn_rate)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self.metrics_port = 0

@@ -5,8 +5,11 @@ After the primary has answered, :meth:`ShadowScorer.offer` samples the request a
 background thread takes what is queued, scores it with the replica ``NAME-b`` in one model
 call, and records, per request pair, the reproducibility metrics of
 :mod:`steadyrank.model.metrics` (the functions ``steadyrank compare`` uses) as Prometheus
-histograms. None of this runs on the request path: a missing, failing or slow replica shows
-in ``steadyrank_replica_up`` and the drop counters, never in primary answers.
+histograms. After a version switch, for a warm-up window, a sample of requests is also
+scored by the replaced version, and the same metrics measure the churn a retrain causes
+(``steadyrank_version_churn_*``). None of this runs on the request path: a missing, failing
+or slow replica shows in ``steadyrank_replica_up``, in ``GetModelStatus`` and in the drop
+counters, never in primary answers.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from steadyrank.model import metrics as repro
-from steadyrank.service.metrics import ServerMetrics
+from steadyrank.service.metrics import PairHistograms, ServerMetrics
 from steadyrank.service.servable import Servable
 
 log = logging.getLogger("steadyrank.shadow")
@@ -31,48 +34,90 @@ KENDALL_MAX_CANDIDATES = 2000  # tau is O(n^2); larger requests skip it
 MAX_JOBS_PER_CALL = 64
 
 
+class ModelSource(Protocol):
+    """Where the shadow scorer finds the models to compare (a :class:`ModelManager`)."""
+
+    def replica_b(self, name: str) -> Servable | None:
+        """The loaded second replica of model ``name``, if any."""
+
+    def previous(self, name: str) -> Servable | None:
+        """The version ``name`` served before its last switch, while its churn window lasts."""
+
+    def report_health(self, servable: Servable, error: str) -> None:
+        """Records that a call to ``servable`` failed (``error``) or worked (empty)."""
+
+
 @dataclass(frozen=True)
 class ShadowJob:
-    """A primary answer to compare: the scored pairs and the primary's scores."""
+    """A primary answer to compare with another model: its scored pairs and scores.
 
-    model: str
+    ``kind`` is "replica" (compare with the second replica, found when scored) or "churn"
+    (compare with ``other``, the version the primary replaced).
+    """
+
+    kind: str
     primary: Servable
     user_id: int
     item_ids: np.ndarray
     scores: np.ndarray
+    other: Servable | None = None
 
 
 def pair_metrics(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, float]:
-    """Reproducibility metrics of one request's candidate scores from two models."""
+    """Reproducibility metrics of one request's candidate scores from two models.
+
+    Top-k swap only for k below the number of candidates (with k or fewer, both top-k sets
+    are all of them and cannot differ); Kendall tau for 2 to 2,000 candidates.
+    """
     out = {"relative_pd": repro.relative_pd(scores_a, scores_b),
            "absolute_pd": repro.absolute_pd(scores_a, scores_b)}
     for k in SWAP_KS:
-        if k <= scores_a.size:
+        if k < scores_a.size:
             out[f"top{k}_swap"] = repro.topk_swap_rate(scores_a, scores_b, k)
     if 2 <= scores_a.size <= KENDALL_MAX_CANDIDATES:
         out["kendall_tau"] = repro.kendall_tau(scores_a, scores_b)
     return out
 
 
-class ShadowScorer:
-    """Samples requests and compares the primary's scores with the second replica's."""
+def observe(family: PairHistograms, labels: tuple[str, ...], scores_a: np.ndarray,
+            scores_b: np.ndarray) -> None:
+    """Records one request pair's :func:`pair_metrics` in a family of histograms."""
+    values = pair_metrics(scores_a, scores_b)
+    family.pd_relative.labels(*labels).observe(values["relative_pd"])
+    family.pd_absolute.labels(*labels).observe(values["absolute_pd"])
+    for k in SWAP_KS:
+        if f"top{k}_swap" in values:
+            family.topk_swap.labels(*labels, str(k)).observe(values[f"top{k}_swap"])
+    if "kendall_tau" in values:
+        family.kendall_tau.labels(*labels).observe(values["kendall_tau"])
 
-    def __init__(self, replica_of: Callable[[str], Servable | None], metrics: ServerMetrics,
-                 rate: float = 0.1, max_queue: int = 256, seed: int | None = None) -> None:
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"shadow rate must be in [0, 1], got {rate}")
+
+class ShadowScorer:
+    """Samples requests and compares the primary's scores with another model's.
+
+    Two comparisons: with the second replica (at ``rate``), and, during the churn window
+    after a version switch, with the replaced version (at ``churn_rate``).
+    """
+
+    def __init__(self, models: ModelSource, metrics: ServerMetrics, rate: float = 0.1,
+                 max_queue: int = 256, seed: int | None = None,
+                 churn_rate: float = 0.1) -> None:
+        for name, value in (("shadow rate", rate), ("churn rate", churn_rate)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         if max_queue < 1:
             raise ValueError(f"shadow queue must hold >= 1 request, got {max_queue}")
-        self.replica_of = replica_of
+        self.models = models
         self.metrics = metrics
         self.rate = rate
+        self.churn_rate = churn_rate
         self._queue: queue.Queue[ShadowJob | None] = queue.Queue(max_queue)
         self._random = random.Random(seed)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Starts the shadow thread (nothing to do at rate 0)."""
-        if self.rate > 0 and self._thread is None:
+        """Starts the shadow thread (nothing to do when both rates are 0)."""
+        if (self.rate > 0 or self.churn_rate > 0) and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
             self._thread.start()
 
@@ -89,15 +134,32 @@ class ShadowScorer:
         self._thread.join()
         self._thread = None
 
-    def offer(self, model: str, primary: Servable, user_id: int, item_ids: np.ndarray,
-              scores: np.ndarray) -> bool:
-        """Samples a primary answer for shadow scoring; never blocks. True if queued."""
-        if self._thread is None or self._random.random() >= self.rate:
-            return False
+    def offer(self, primary: Servable, user_id: int, item_ids: np.ndarray,
+              scores: np.ndarray, replica: bool = True) -> int:
+        """Samples an answer of ``primary`` for comparison; never blocks.
+
+        ``replica``: whether to sample it for the replica comparison (False for a request
+        answered by the second replica itself). The number of comparisons queued.
+        """
+        if self._thread is None:
+            return 0
+        queued = 0
+        if replica and self.rate > 0 and self._random.random() < self.rate:
+            queued += self._put(ShadowJob("replica", primary, user_id, item_ids, scores))
+        if self.churn_rate > 0:
+            old = self.models.previous(primary.name)
+            if old is not None and self._random.random() < self.churn_rate:
+                queued += self._put(ShadowJob("churn", primary, user_id, item_ids, scores,
+                                              old))
+        return queued
+
+    def _put(self, job: ShadowJob) -> bool:
         try:
-            self._queue.put_nowait(ShadowJob(model, primary, user_id, item_ids, scores))
+            self._queue.put_nowait(job)
         except queue.Full:
-            self.metrics.shadow_dropped.labels(model, "queue_full").inc()
+            dropped = self.metrics.shadow_dropped if job.kind == "replica" else \
+                self.metrics.churn_dropped
+            dropped.labels(job.primary.name, "queue_full").inc()
             return False
         return True
 
@@ -119,51 +181,62 @@ class ShadowScorer:
             self._score(jobs)
 
     def _score(self, jobs: list[ShadowJob]) -> None:
-        by_model: dict[str, list[ShadowJob]] = {}
+        groups: dict[tuple[str, str, int], list[ShadowJob]] = {}
         for job in jobs:
-            by_model.setdefault(job.model, []).append(job)
-        for model, group in by_model.items():
+            groups.setdefault((job.kind, job.primary.name, id(job.other)), []).append(job)
+        for (kind, model, _), group in groups.items():
             try:
-                self._score_model(model, group)
+                if kind == "replica":
+                    self._score_replica(model, group)
+                else:
+                    self._score_churn(model, group)
             except Exception:  # noqa: BLE001  (shadow work must never take the server down)
-                log.exception("shadow scoring of %s failed", model)
+                log.exception("%s scoring of %s failed", kind, model)
 
-    def _score_model(self, model: str, jobs: list[ShadowJob]) -> None:
-        replica = self.replica_of(model)
+    def _score_replica(self, model: str, jobs: list[ShadowJob]) -> None:
+        m = self.metrics
+        replica = self.models.replica_b(model)
         if replica is None:
-            self.metrics.replica_up.labels(model).set(0)
-            self.metrics.shadow_dropped.labels(model, "replica_missing").inc(len(jobs))
+            m.replica_up.labels(model).set(0)
+            m.shadow_dropped.labels(model, "replica_missing").inc(len(jobs))
             return
         started = time.perf_counter()
+        scores = self._call(replica, jobs)
+        if scores is None:
+            m.replica_up.labels(model).set(0)
+            m.shadow_dropped.labels(model, "replica_failed").inc(len(jobs))
+            return
+        m.replica_up.labels(model).set(1)
+        m.shadow_seconds.labels(model).observe(time.perf_counter() - started)
+        for job, other in zip(jobs, scores, strict=True):
+            observe(m.replica, (model, str(job.primary.version), str(replica.version)),
+                    job.scores, other)
+            m.shadow_pairs.labels(model).inc()
+
+    def _score_churn(self, model: str, jobs: list[ShadowJob]) -> None:
+        m = self.metrics
+        old = jobs[0].other
+        assert old is not None
+        scores = self._call(old, jobs)
+        if scores is None:
+            m.churn_dropped.labels(model, "version_failed").inc(len(jobs))
+            return
+        for job, old_scores in zip(jobs, scores, strict=True):
+            observe(m.churn, (model, str(old.version), str(job.primary.version)), old_scores,
+                    job.scores)
+            m.churn_pairs.labels(model).inc()
+
+    def _call(self, servable: Servable, jobs: list[ShadowJob]) -> list[np.ndarray] | None:
+        """Scores every job's pairs with ``servable`` in one call; None if it fails."""
         try:
             users = np.concatenate([np.full(j.item_ids.shape, j.user_id, np.int64)
                                     for j in jobs])
-            scores = replica.score(users, np.concatenate([j.item_ids for j in jobs]))
-        except Exception as err:  # noqa: BLE001  (a failing replica is a state, not a crash)
-            log.warning("replica %s version %d failed: %s", replica.name, replica.version, err)
-            self.metrics.replica_up.labels(model).set(0)
-            self.metrics.shadow_dropped.labels(model, "replica_failed").inc(len(jobs))
-            return
-        self.metrics.replica_up.labels(model).set(1)
-        self.metrics.shadow_seconds.labels(model).observe(time.perf_counter() - started)
-        offset = 0
-        for job in jobs:
-            n = job.item_ids.size
-            self.observe(model, job.primary.version, replica.version, job.scores,
-                         scores[offset:offset + n])
-            offset += n
-
-    def observe(self, model: str, version_a: int, version_b: int, scores_a: np.ndarray,
-                scores_b: np.ndarray) -> None:
-        """Records one request pair's metrics."""
-        labels = (model, str(version_a), str(version_b))
-        values = pair_metrics(scores_a, scores_b)
-        m = self.metrics
-        m.replica_pd_relative.labels(*labels).observe(values["relative_pd"])
-        m.replica_pd_absolute.labels(*labels).observe(values["absolute_pd"])
-        for k in SWAP_KS:
-            if f"top{k}_swap" in values:
-                m.replica_topk_swap.labels(*labels, str(k)).observe(values[f"top{k}_swap"])
-        if "kendall_tau" in values:
-            m.replica_kendall_tau.labels(*labels).observe(values["kendall_tau"])
-        m.shadow_pairs.labels(model).inc()
+            scores = servable.score(users, np.concatenate([j.item_ids for j in jobs]))
+        except Exception as err:  # noqa: BLE001  (a failing model is a state, not a crash)
+            log.warning("model %s version %d failed a shadow call: %s", servable.name,
+                        servable.version, err)
+            self.models.report_health(servable, f"shadow call failed: {err}")
+            return None
+        self.models.report_health(servable, "")
+        bounds = np.cumsum([j.item_ids.size for j in jobs])[:-1]
+        return np.split(np.asarray(scores), bounds)

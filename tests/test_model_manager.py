@@ -147,3 +147,43 @@ def test_version_folders_skip_files_and_hidden_folders(tmp_path):
     (tmp_path / "m" / "7").write_text("a file")
     (tmp_path / "m" / ".tmp-export-1").mkdir()
     assert list(version_folders(tmp_path / "m")) == [3]
+
+
+def test_the_replaced_version_is_kept_for_the_churn_window(tmp_path, monkeypatch):
+    clock = {"now": 100.0}
+    monkeypatch.setattr("steadyrank.service.models.time.monotonic", lambda: clock["now"])
+    metrics = ServerMetrics()
+    manager = ModelManager(tmp_path, metrics, poll_seconds=0, loader=loader, churn_seconds=60)
+    write(tmp_path, "m", 1)
+    manager.poll()
+    assert manager.previous("m") is None  # the first load replaces nothing
+    write(tmp_path, "m", 2)
+    manager.poll()
+    assert manager.previous("m").version == 1
+    assert metrics.churn_window_open.labels("m")._value.get() == 1
+    clock["now"] += 59
+    assert manager.previous("m").version == 1
+    clock["now"] += 1
+    assert manager.previous("m") is None  # window over: the old version is let go
+    assert metrics.churn_window_open.labels("m")._value.get() == 0
+
+
+def test_no_churn_window_when_turned_off(tmp_path):
+    manager = ModelManager(tmp_path, ServerMetrics(), poll_seconds=0, loader=loader,
+                           churn_seconds=0)
+    write(tmp_path, "m", 1)
+    manager.poll()
+    write(tmp_path, "m", 2)
+    manager.poll()
+    assert manager.previous("m") is None
+
+
+def test_a_failing_loaded_version_shows_in_its_status_until_it_answers(tmp_path, manager):
+    write(tmp_path, "m-b", 4)
+    manager.poll()
+    replica = manager.get("m-b")
+    manager.report_health(replica, "shadow call failed: out of memory")
+    (status,) = manager.status("m-b")
+    assert (status.state, status.health) == ("AVAILABLE", "shadow call failed: out of memory")
+    manager.report_health(replica, "")
+    assert manager.status("m-b")[0].health == ""

@@ -502,12 +502,12 @@ def test_live_replica_metrics_match_offline_metrics(models):
                 expected["swap5"].append(repro.topk_swap_rate(pa, pb, 5))
         assert wait_for(lambda: _shadow_pairs(srv) == 20, timeout=30)
         m = srv.metrics
-        rel, count = _mean(m.replica_pd_relative, "ml", "1", "1")
+        rel, count = _mean(m.replica.pd_relative, "ml", "1", "1")
         assert count == 20 and rel == pytest.approx(np.mean(expected["rel"]), rel=1e-4)
         assert rel > 0  # two seeds: the replicas disagree
-        assert _mean(m.replica_pd_absolute, "ml", "1", "1")[0] == pytest.approx(
+        assert _mean(m.replica.pd_absolute, "ml", "1", "1")[0] == pytest.approx(
             np.mean(expected["abs"]), rel=1e-4)
-        assert _mean(m.replica_topk_swap, "ml", "1", "1", "5")[0] == pytest.approx(
+        assert _mean(m.replica.topk_swap, "ml", "1", "1", "5")[0] == pytest.approx(
             np.mean(expected["swap5"]))
         text = urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics",
                                       timeout=10).read().decode()
@@ -534,8 +534,8 @@ def test_identical_replicas_show_zero_difference(models, tmp_path):
                 stub.Rank(client.rank_request("ml", user, 10), timeout=30)
         assert wait_for(lambda: _shadow_pairs(srv) == 3, timeout=30)
         m = srv.metrics
-        assert _mean(m.replica_pd_relative, "ml", "1", "1") == (0.0, 3)
-        assert _mean(m.replica_topk_swap, "ml", "1", "1", "10") == (0.0, 3)
-        assert _mean(m.replica_kendall_tau, "ml", "1", "1")[0] == pytest.approx(1.0)
+        assert _mean(m.replica.pd_relative, "ml", "1", "1") == (0.0, 3)
+        assert _mean(m.replica.topk_swap, "ml", "1", "1", "10") == (0.0, 3)
+        assert _mean(m.replica.kendall_tau, "ml", "1", "1")[0] == pytest.approx(1.0)
     finally:
         thread.stop(grace=1)

@@ -28,6 +28,23 @@ class Primary:
     name, version = "m", 3
 
 
+class Models:
+    """A model source: the replica and the replaced version to compare with, and health."""
+
+    def __init__(self, replica=None, previous=None):
+        self.replica, self.old = replica, previous
+        self.health = {}
+
+    def replica_b(self, name):
+        return self.replica
+
+    def previous(self, name):
+        return self.old
+
+    def report_health(self, servable, error):
+        self.health[(servable.name, servable.version)] = error
+
+
 def value(metric, *labels):
     return metric.labels(*labels)._value.get()
 
@@ -66,15 +83,14 @@ def test_identical_replicas_give_zero_pd_and_swap():
     assert got["kendall_tau"] == pytest.approx(1.0)
 
 
-def run_shadow(replica, rate=1.0, max_queue=16, offers=5, metrics=None):
-    metrics = metrics or ServerMetrics()
-    shadow = ShadowScorer(lambda model: replica, metrics, rate=rate, max_queue=max_queue,
-                          seed=0)
+def run_shadow(replica, rate=1.0, max_queue=16, offers=5, previous=None, churn_rate=0.0):
+    metrics = ServerMetrics()
+    shadow = ShadowScorer(Models(replica, previous), metrics, rate=rate, max_queue=max_queue,
+                          seed=0, churn_rate=churn_rate)
     shadow.start()
     items = np.arange(1, 21, dtype=np.int64)
     primary_scores = items.astype(np.float32)
-    queued = [shadow.offer("m", Primary(), 1, items, primary_scores)
-              for _ in range(offers)]
+    queued = [shadow.offer(Primary(), 1, items, primary_scores) for _ in range(offers)]
     return shadow, metrics, queued
 
 
@@ -84,13 +100,13 @@ def test_shadowed_requests_are_compared_with_the_replica():
     assert all(queued)
     assert wait_until(lambda: value(metrics.shadow_pairs, "m") == 5)
     shadow.stop()
-    count, total = hist(metrics.replica_pd_absolute, "m", "3", "1")
+    count, total = hist(metrics.replica.pd_absolute, "m", "3", "1")
     assert count == 5 and total == pytest.approx(5 * 0.5)
     items = np.arange(1, 21)
     want = np.mean(0.5 / ((items + items + 0.5) / 2))
-    count, total = hist(metrics.replica_pd_relative, "m", "3", "1")
+    count, total = hist(metrics.replica.pd_relative, "m", "3", "1")
     assert total / count == pytest.approx(want, rel=1e-5)
-    assert hist(metrics.replica_topk_swap, "m", "3", "1", "10") == (5, 0.0)
+    assert hist(metrics.replica.topk_swap, "m", "3", "1", "10") == (5, 0.0)
     assert value(metrics.replica_up, "m") == 1
 
 
@@ -107,33 +123,75 @@ def test_a_slow_replica_never_blocks_offer_and_overflow_is_counted():
 
 
 def test_replica_loss_and_recovery():
-    current = {"replica": None}
+    models = Models()
     metrics = ServerMetrics()
-    shadow = ShadowScorer(lambda model: current["replica"], metrics, rate=1.0, seed=0)
+    shadow = ShadowScorer(models, metrics, rate=1.0, seed=0)
     shadow.start()
     items = np.arange(1, 6, dtype=np.int64)
 
     def offer():
-        shadow.offer("m", Primary(), 1, items, items.astype(np.float32))
+        shadow.offer(Primary(), 1, items, items.astype(np.float32))
 
     offer()
     assert wait_until(lambda: value(metrics.shadow_dropped, "m", "replica_missing") == 1)
     assert value(metrics.replica_up, "m") == 0
-    current["replica"] = Replica(fail=True)
+    models.replica = Replica(fail=True)
     offer()
     assert wait_until(lambda: value(metrics.shadow_dropped, "m", "replica_failed") == 1)
     assert value(metrics.replica_up, "m") == 0
-    current["replica"] = Replica()
+    assert "replica broke" in models.health[("m-b", 1)]
+    models.replica = Replica()
     offer()
     assert wait_until(lambda: value(metrics.shadow_pairs, "m") == 1)
     assert value(metrics.replica_up, "m") == 1
+    assert models.health[("m-b", 1)] == ""
     shadow.stop()
+
+
+def test_churn_compares_the_replaced_version_with_the_new_one():
+    old = Replica(name="m", version=2, shift=-1.0)  # the version that "m" 3 replaced
+    shadow, metrics, queued = run_shadow(None, rate=0.0, previous=old, churn_rate=1.0,
+                                         offers=4)
+    assert queued == [1, 1, 1, 1]
+    assert wait_until(lambda: value(metrics.churn_pairs, "m") == 4)
+    shadow.stop()
+    assert hist(metrics.churn.pd_absolute, "m", "2", "3") == (4, pytest.approx(4.0))
+    assert hist(metrics.churn.topk_swap, "m", "2", "3", "5") == (4, 0.0)  # same order
+    assert value(metrics.shadow_pairs, "m") == 0  # no replica comparison at rate 0
+
+
+def test_churn_and_replica_comparisons_are_separate():
+    old = Replica(name="m", version=2)
+    shadow, metrics, queued = run_shadow(Replica(shift=0.25), rate=1.0, previous=old,
+                                         churn_rate=1.0, offers=3)
+    assert queued == [2, 2, 2]
+    assert wait_until(lambda: value(metrics.churn_pairs, "m") == 3
+                      and value(metrics.shadow_pairs, "m") == 3)
+    shadow.stop()
+    assert hist(metrics.churn.pd_absolute, "m", "2", "3") == (3, 0.0)
+    assert hist(metrics.replica.pd_absolute, "m", "3", "1") == (3, pytest.approx(0.75))
+
+
+def test_a_failing_replaced_version_drops_churn_samples():
+    shadow, metrics, _ = run_shadow(None, rate=0.0, previous=Replica(version=2, fail=True),
+                                    churn_rate=1.0, offers=2)
+    assert wait_until(lambda: value(metrics.churn_dropped, "m", "version_failed") == 2)
+    shadow.stop()
+    assert value(metrics.churn_pairs, "m") == 0
+
+
+def test_no_churn_sampling_outside_a_churn_window():
+    shadow, metrics, queued = run_shadow(None, rate=0.0, previous=None, churn_rate=1.0)
+    shadow.stop()
+    assert queued == [0] * 5
 
 
 def test_sampling_rate():
     shadow, metrics, queued = run_shadow(Replica(), rate=0.1, max_queue=10_000, offers=3000)
     shadow.stop()
     assert 200 <= sum(queued) <= 400
+    with pytest.raises(ValueError, match="churn rate"):
+        ShadowScorer(Models(), metrics, churn_rate=1.5)
     off, _, queued = run_shadow(Replica(), rate=0.0, offers=50)
     assert not any(queued)
     off.stop()
