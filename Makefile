@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint bench-ops bench-train bench-serve bench-cuda build-ops clean
+.PHONY: install tools test lint bench-ops bench-train bench-serve bench-cuda build-ops clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 	$(PY) -m steadyrank.ops.build
 	$(PY) -m steadyrank.service.protos > /dev/null
+
+# System tools from Debian packages (promtool for the alert rule tests); needs root.
+tools:
+	deploy/install-tools.sh
 
 build-ops: install
 	$(PY) -m steadyrank.ops.build --force

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from steadyrank.cli import serving
+from steadyrank.cli import deploy, serving
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_compare(sub)
     serving.add_parsers(sub)
+    deploy.add_parsers(sub)
     return parser
 
 

@@ -14,7 +14,11 @@ from steadyrank.service.rpc import MAX_MESSAGE_BYTES
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import os as _os  # EXPERIMENT
+
     from steadyrank.service.server import ServerConfig, serve
+    if _os.environ.get("SR_SWITCH_MS"):
+        sys.setswitchinterval(float(_os.environ["SR_SWITCH_MS"]) / 1000)
 
     config = ServerConfig(
         model_base_path=Path(args.model_base_path), port=args.port,
@@ -25,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_candidates=args.max_candidates, max_message_bytes=args.max_message_bytes,
         shutdown_grace=args.shutdown_grace, shadow_rate=args.shadow_rate,
         shadow_queue=args.shadow_queue, churn_rate=args.churn_rate,
-        churn_window=args.churn_window)
+        churn_window=args.churn_window, wait_for_models=args.wait_for_models)
     try:
         return serve(config)
     except (ValueError, OSError) as err:
@@ -148,6 +152,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--churn-window", type=float, default=600.0,
                    help="seconds the replaced version is kept after a switch to measure churn "
                    "(default 600; 0: off)")
+    p.add_argument("--wait-for-models", type=float, default=0.0, metavar="SECONDS",
+                   help="before serving, wait up to this long for a first model version "
+                   "(beside a trainer that has not exported yet; default 0: do not wait)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="default info")
     p.set_defaults(handler=_serve)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["absolute_pd", "kendall_tau", "relative_pd", "relative_pd_per_example",
-           "topk_indices", "topk_swap", "topk_swap_rate"]
+__all__ = ["absolute_pd", "kendall_tau", "kendall_tau_rows", "relative_pd",
+           "relative_pd_per_example", "topk_indices", "topk_swap", "topk_swap_rate"]
 
 
 def _pair(p1: np.ndarray, p2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +90,44 @@ def kendall_tau(x: np.ndarray, y: np.ndarray, block: int = 1024) -> float:
         concordant += float((da * db).sum())
         ties_a += float((da == 0).sum())
         ties_b += float((db == 0).sum())
-    # Each unordered pair was counted twice, and the diagonal (n self-pairs) as ties.
+    return float(_tau_b(np.float64(concordant), np.float64(ties_a), np.float64(ties_b), n))
+
+
+def kendall_tau_rows(x: np.ndarray, y: np.ndarray, max_elements: int = 4_000_000
+                     ) -> np.ndarray:
+    """:func:`kendall_tau` of each row of two [requests, candidates] score arrays.
+
+    Vectorised over rows on the n(n-1)/2 candidate pairs while ``requests * pairs`` stays
+    under ``max_elements`` (many short candidate lists, as the live monitor sees them); row
+    by row beyond that. Differences are taken in the inputs' own float precision: the sign
+    of a rounded float difference is the sign of the exact one.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    _pair(x, y)  # shape and finiteness checks
+    dtype = np.result_type(x, y)
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.float64
+    a, b = np.asarray(x, dtype), np.asarray(y, dtype)
+    if a.ndim != 2:
+        raise ValueError(f"kendall_tau_rows takes 2-D score arrays, got shape {a.shape}")
+    rows, n = a.shape
+    pairs = n * (n - 1) // 2
+    if rows * pairs > max_elements:
+        return np.array([kendall_tau(a[r], b[r]) for r in range(rows)])
+    first, second = np.triu_indices(n, 1)
+    sign_a = np.sign(a[:, first] - a[:, second]).astype(np.int8)
+    sign_b = np.sign(b[:, first] - b[:, second]).astype(np.int8)
+    concordant = (sign_a * sign_b).sum(axis=1, dtype=np.int64)
+    # Counted over unordered pairs: twice that is the ordered-pair count of _tau_b.
+    ties_a = pairs - np.count_nonzero(sign_a, axis=1)
+    ties_b = pairs - np.count_nonzero(sign_b, axis=1)
+    return _tau_b(2.0 * concordant, 2.0 * ties_a + n, 2.0 * ties_b + n, n)
+
+
+def _tau_b(concordant: np.ndarray, ties_a: np.ndarray, ties_b: np.ndarray, n: int
+           ) -> np.ndarray:
+    """tau-b from sign-product sums over all ordered pairs (each unordered pair counted twice,
+    the n self-pairs counted as ties); 0 where a list is constant."""
     pairs = n * (n - 1)
     denom = np.sqrt((pairs - (ties_a - n)) * (pairs - (ties_b - n)))
-    return float(concordant / denom) if denom > 0 else 0.0
+    return np.divide(concordant, denom, out=np.zeros(np.shape(denom)), where=denom > 0)

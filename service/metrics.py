@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -123,7 +124,24 @@ class ServerMetrics:
             "steadyrank_replica_up",
             "1 if the second replica answered its last shadow call, 0 if missing or failing.",
             ["model"], registry=r)
+        self.offline_pd = Gauge(
+            "steadyrank_model_offline_prediction_difference_relative",
+            "Relative PD between this version and its replica on the eval split, measured "
+            "by the trainer before publishing it.", ["model", "version"], registry=r)
+        self.offline_swap = Gauge(
+            "steadyrank_model_offline_topk_swap_rate",
+            "Top-k swap rate between this version and its replica on full-catalog rankings, "
+            "measured by the trainer.", ["model", "version", "k"], registry=r)
+        self.training_seconds = Gauge(
+            "steadyrank_model_training_duration_seconds",
+            "Training time of a loaded version, from its manifest.", ["model", "version"],
+            registry=r)
+        self.created = Gauge(
+            "steadyrank_model_created_timestamp_seconds",
+            "When a loaded version was exported (Unix time), from its manifest.",
+            ["model", "version"], registry=r)
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
+        self._info: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
 
     def set_version_state(self, model: str, version: int, state: str, error: bool) -> None:
@@ -139,10 +157,33 @@ class ServerMetrics:
             self._states[key] = labels
             self.version_state.labels(*key, *labels).set(1)
 
+    def set_model_info(self, model: str, version: int, manifest: dict[str, Any]) -> None:
+        """Training time, export time and offline reproducibility of a loaded version."""
+        key = (model, str(version))
+        values: list[tuple[Gauge, tuple[str, ...], float]] = []
+        training = manifest.get("training", {})
+        if "seconds" in training:
+            values.append((self.training_seconds, key, float(training["seconds"])))
+        if "created" in manifest:
+            values.append((self.created, key, float(manifest["created"])))
+        offline = manifest.get("offline_reproducibility", {})
+        if "relative_pd" in offline:
+            values.append((self.offline_pd, key, float(offline["relative_pd"])))
+        for k in (1, 5, 10):
+            if f"top{k}_swap_rate" in offline:
+                values.append((self.offline_swap, (*key, str(k)),
+                               float(offline[f"top{k}_swap_rate"])))
+        with self._lock:
+            for gauge, labels, value in values:
+                gauge.labels(*labels).set(value)
+            self._info[key] = [(gauge, labels) for gauge, labels, _ in values]
+
     def forget_version(self, model: str, version: int) -> None:
-        """Drops a version whose folder is gone from the state gauge."""
+        """Drops a version whose folder is gone from the per-version gauges."""
         key = (model, str(version))
         with self._lock:
             previous = self._states.pop(key, None)
             if previous is not None:
                 self.version_state.remove(*key, *previous)
+            for gauge, labels in self._info.pop(key, []):
+                gauge.remove(*labels)

@@ -64,6 +64,15 @@ def version_folders(model_dir: Path) -> dict[int, Path]:
     return {int(p.name): p for p in entries if p.name.isdigit() and p.is_dir()}
 
 
+def has_versions(base: Path) -> bool:
+    """Whether some model folder under ``base`` has a version folder."""
+    try:
+        names = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return False
+    return any(version_folders(p) for p in names)
+
+
 def replica_of(name: str, names: Collection[str]) -> tuple[str, str]:
     """(primary model name, replica "a" or "b") of a model name among the served ``names``."""
     if name.endswith(REPLICA_SUFFIX) and name[:-len(REPLICA_SUFFIX)] in names:
@@ -247,6 +256,7 @@ class ModelManager:
                 old = self._serving.get(name)
                 self._serving[name] = servable  # the switch: new requests see the new version
             self._set(name, VersionStatus(version, "AVAILABLE", fingerprint=fp))
+            self.metrics.set_model_info(name, version, servable.manifest)
             log.info("serving model %s version %d (loaded and warmed up in %.1f s)",
                      name, version, seconds)
             if old is not None:

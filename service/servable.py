@@ -65,6 +65,11 @@ class Servable:
     loaded_at: float
 
     @property
+    def manifest(self) -> dict[str, Any]:
+        """The export's manifest (config, seed, training, offline reproducibility)."""
+        return self.model.manifest
+
+    @property
     def task(self) -> str:
         """``rating`` or ``binary``, from the export's manifest."""
         return str(self.model.manifest.get("config", {}).get("model", {}).get("task",

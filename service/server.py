@@ -17,6 +17,7 @@ import gc
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from tensorflow_serving.apis import (
 import steadyrank.ops  # noqa: F401  (the SmeLU op library before any SavedModel)
 from steadyrank.service.batching import Batcher, DirectScorer
 from steadyrank.service.metrics import ServerMetrics
-from steadyrank.service.models import ModelManager
+from steadyrank.service.models import ModelManager, has_versions
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
 from steadyrank.service.ranking import RankingServicer, ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.rpc import MAX_MESSAGE_BYTES
@@ -71,6 +72,7 @@ class ServerConfig:
     shadow_queue: int = 256
     churn_rate: float = 0.1
     churn_window: float = 600.0  # seconds the replaced version is kept after a switch
+    wait_for_models: float = 0.0  # seconds to wait for a first version before serving
 
     def validate(self) -> None:
         """ValueError naming the first bad setting."""
@@ -91,7 +93,8 @@ class ServerConfig:
                                  "in [0, 1]")
         if self.shadow_queue < 1:
             raise ValueError(f"--shadow-queue must be >= 1, got {self.shadow_queue}")
-        for name in ("poll_seconds", "max_wait_ms", "shutdown_grace", "churn_window"):
+        for name in ("poll_seconds", "max_wait_ms", "shutdown_grace", "churn_window",
+                     "wait_for_models"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, "
                                  f"got {getattr(self, name)}")
@@ -120,8 +123,15 @@ class Server:
         self._stopping = False
 
     async def start(self) -> Server:
-        """Loads the models there are, then starts serving; returns self."""
-        await asyncio.get_running_loop().run_in_executor(None, self.manager.start)
+        """Loads the models there are, then starts serving; returns self.
+
+        With ``wait_for_models`` it first waits (up to that many seconds) for a version
+        folder to appear; TimeoutError if none does.
+        """
+        loop = asyncio.get_running_loop()
+        if self.config.wait_for_models > 0:
+            await self._wait_for_models()
+        await loop.run_in_executor(None, self.manager.start)
         # The loaded models are long-lived: keep the cyclic GC from rescanning them on the
         # request path (shorter GC pauses, a better tail latency).
         gc.collect()
@@ -158,6 +168,21 @@ class Server:
         log.info("serving on port %d (metrics on %s), models: %s", self.port,
                  self.metrics_port or "none", ", ".join(self.manager.names()) or "none yet")
         return self
+
+    async def _wait_for_models(self) -> None:
+        base, timeout = self.config.model_base_path, self.config.wait_for_models
+        started = time.monotonic()
+        next_note = started
+        while not has_versions(base):
+            now = time.monotonic()
+            if now - started >= timeout:
+                raise TimeoutError(f"no model version appeared under {base} within "
+                                   f"{timeout:.0f} s (--wait-for-models)")
+            if now >= next_note:
+                log.info("waiting for a model version under %s (up to %.0f s more)", base,
+                         timeout - (now - started))
+                next_note = now + 30
+            await asyncio.sleep(1.0)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: NOT_SERVING, no new RPCs, in-flight ones finish, queue drained."""
@@ -207,7 +232,18 @@ async def _serve(config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, done.set)
-    await server.start()
+    starting = asyncio.ensure_future(server.start())
+    stopping = asyncio.ensure_future(done.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # stopped while waiting for models
+        starting.cancel()
+        log.info("received a stop signal before serving")
+        return 0
+    stopping.cancel()
+    if isinstance(starting.exception(), TimeoutError):
+        log.error("%s", starting.exception())
+        return 1
+    starting.result()
     print(f"steadyrank serve: gRPC on port {server.port}, metrics on "
           f"{f'port {server.metrics_port}' if server.metrics_port else 'no port'}", flush=True)
     await done.wait()

@@ -63,45 +63,64 @@ class ShadowJob:
     other: Servable | None = None
 
 
-def pair_metrics(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, float]:
-    """Reproducibility metrics of one request's candidate scores from two models.
+def pair_metrics_rows(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, np.ndarray]:
+    """Reproducibility metrics of each request (row) of [requests, candidates] score arrays.
 
-    Top-k swap only for k below the number of candidates (with k or fewer, both top-k sets
-    are all of them and cannot differ); Kendall tau for 2 to 2,000 candidates.
+    Computed with :mod:`steadyrank.model.metrics`, vectorised over the requests. Top-k swap
+    only for k below the number of candidates (with k or fewer, both top-k sets are all of
+    them and cannot differ); Kendall tau for 2 to 2,000 candidates.
     """
-    out = {"relative_pd": repro.relative_pd(scores_a, scores_b),
-           "absolute_pd": repro.absolute_pd(scores_a, scores_b)}
+    n = scores_a.shape[1]
+    out = {"relative_pd": repro.relative_pd_per_example(scores_a, scores_b).mean(axis=1),
+           "absolute_pd": np.abs(scores_a.astype(np.float64) - scores_b).mean(axis=1)}
     for k in SWAP_KS:
-        if k < scores_a.size:
-            out[f"top{k}_swap"] = repro.topk_swap_rate(scores_a, scores_b, k)
-    if 2 <= scores_a.size <= KENDALL_MAX_CANDIDATES:
-        out["kendall_tau"] = repro.kendall_tau(scores_a, scores_b)
+        if k < n:
+            out[f"top{k}_swap"] = repro.topk_swap(scores_a, scores_b, k)
+    if 2 <= n <= KENDALL_MAX_CANDIDATES:
+        out["kendall_tau"] = repro.kendall_tau_rows(scores_a, scores_b)
     return out
 
 
-def observe(family: PairHistograms, labels: tuple[str, ...], scores_a: np.ndarray,
-            scores_b: np.ndarray) -> None:
-    """Records one request pair's :func:`pair_metrics` in a family of histograms."""
-    values = pair_metrics(scores_a, scores_b)
-    family.pd_relative.labels(*labels).observe(values["relative_pd"])
-    family.pd_absolute.labels(*labels).observe(values["absolute_pd"])
-    for k in SWAP_KS:
-        if f"top{k}_swap" in values:
-            family.topk_swap.labels(*labels, str(k)).observe(values[f"top{k}_swap"])
-    if "kendall_tau" in values:
-        family.kendall_tau.labels(*labels).observe(values["kendall_tau"])
+def pair_metrics(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, float]:
+    """:func:`pair_metrics_rows` of one request's candidate scores."""
+    rows = pair_metrics_rows(np.asarray(scores_a)[None], np.asarray(scores_b)[None])
+    return {name: float(values[0]) for name, values in rows.items()}
+
+
+def observe(family: PairHistograms, labels: list[tuple[str, ...]], scores_a: list[np.ndarray],
+            scores_b: list[np.ndarray]) -> None:
+    """Records each request pair's metrics in a family of histograms (one label set each).
+
+    Requests with the same number of candidates are measured together.
+    """
+    by_size: dict[int, list[int]] = {}
+    for i, scores in enumerate(scores_a):
+        by_size.setdefault(scores.size, []).append(i)
+    for members in by_size.values():
+        values = pair_metrics_rows(np.stack([scores_a[i] for i in members]),
+                                   np.stack([scores_b[i] for i in members]))
+        for row, i in enumerate(members):
+            family.pd_relative.labels(*labels[i]).observe(values["relative_pd"][row])
+            family.pd_absolute.labels(*labels[i]).observe(values["absolute_pd"][row])
+            for k in SWAP_KS:
+                if f"top{k}_swap" in values:
+                    family.topk_swap.labels(*labels[i], str(k)).observe(
+                        values[f"top{k}_swap"][row])
+            if "kendall_tau" in values:
+                family.kendall_tau.labels(*labels[i]).observe(values["kendall_tau"][row])
 
 
 class ShadowScorer:
     """Samples requests and compares the primary's scores with another model's.
 
     Two comparisons: with the second replica (at ``rate``), and, during the churn window
-    after a version switch, with the replaced version (at ``churn_rate``).
+    after a version switch, with the replaced version (at ``churn_rate``). The thread
+    gathers jobs for up to ``gather_seconds`` (or ``MAX_JOBS_PER_CALL`` jobs) per model call.
     """
 
     def __init__(self, models: ModelSource, metrics: ServerMetrics, rate: float = 0.1,
                  max_queue: int = 256, seed: int | None = None,
-                 churn_rate: float = 0.1) -> None:
+                 churn_rate: float = 0.1, gather_seconds: float = 0.1) -> None:
         for name, value in (("shadow rate", rate), ("churn rate", churn_rate)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -111,6 +130,7 @@ class ShadowScorer:
         self.metrics = metrics
         self.rate = rate
         self.churn_rate = churn_rate
+        self.gather_seconds = gather_seconds
         self._queue: queue.Queue[ShadowJob | None] = queue.Queue(max_queue)
         self._random = random.Random(seed)
         self._thread: threading.Thread | None = None
@@ -168,10 +188,13 @@ class ShadowScorer:
             job = self._queue.get()
             if job is None:
                 return
+            # Gather for a while: one model call and one metrics pass per many jobs cost far
+            # less server time (GIL, dispatch) than one per job. Shadow work is not in a hurry.
             jobs = [job]
+            until = time.monotonic() + self.gather_seconds
             while len(jobs) < MAX_JOBS_PER_CALL:
                 try:
-                    more = self._queue.get_nowait()
+                    more = self._queue.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     break
                 if more is None:
@@ -208,10 +231,9 @@ class ShadowScorer:
             return
         m.replica_up.labels(model).set(1)
         m.shadow_seconds.labels(model).observe(time.perf_counter() - started)
-        for job, other in zip(jobs, scores, strict=True):
-            observe(m.replica, (model, str(job.primary.version), str(replica.version)),
-                    job.scores, other)
-            m.shadow_pairs.labels(model).inc()
+        observe(m.replica, [(model, str(j.primary.version), str(replica.version)) for j in jobs],
+                [j.scores for j in jobs], scores)
+        m.shadow_pairs.labels(model).inc(len(jobs))
 
     def _score_churn(self, model: str, jobs: list[ShadowJob]) -> None:
         m = self.metrics
@@ -221,10 +243,9 @@ class ShadowScorer:
         if scores is None:
             m.churn_dropped.labels(model, "version_failed").inc(len(jobs))
             return
-        for job, old_scores in zip(jobs, scores, strict=True):
-            observe(m.churn, (model, str(old.version), str(job.primary.version)), old_scores,
-                    job.scores)
-            m.churn_pairs.labels(model).inc()
+        observe(m.churn, [(model, str(old.version), str(j.primary.version)) for j in jobs],
+                scores, [j.scores for j in jobs])
+        m.churn_pairs.labels(model).inc(len(jobs))
 
     def _call(self, servable: Servable, jobs: list[ShadowJob]) -> list[np.ndarray] | None:
         """Scores every job's pairs with ``servable`` in one call; None if it fails."""

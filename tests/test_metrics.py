@@ -71,6 +71,20 @@ def test_kendall_tau_by_hand_and_against_the_definition():
     assert metrics.kendall_tau(x, y, block=7) == pytest.approx(_tau_b_reference(x, y))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("max_elements", [4_000_000, 1])  # vectorised, and row by row
+def test_kendall_tau_rows_equals_the_definition_per_row(dtype, max_elements):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 8, (6, 40)).astype(dtype)  # ties in both lists
+    y = (x + rng.integers(-3, 4, (6, 40))).astype(dtype)
+    y[2] = 1.0  # a constant row: undefined -> 0
+    got = metrics.kendall_tau_rows(x, y, max_elements=max_elements)
+    want = [_tau_b_reference(x[i], y[i]) if i != 2 else 0.0 for i in range(6)]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    close = np.array([[1.0, 1.0 + 1e-7, 2.0]], np.float32)  # distinct only in float32
+    assert metrics.kendall_tau_rows(close, close)[0] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: metrics.relative_pd([1.0, 2.0], [1.0]), "shapes differ"),
     (lambda: metrics.absolute_pd([], []), "no predictions"),
@@ -78,6 +92,7 @@ def test_kendall_tau_by_hand_and_against_the_definition():
     (lambda: metrics.topk_swap_rate([[1.0, 2.0]], [[2.0, 1.0]], 3), r"k must be in \[1, 2\]"),
     (lambda: metrics.topk_swap_rate([[1.0, 2.0]], [[2.0, 1.0]], 0), "k must be"),
     (lambda: metrics.kendall_tau([[1.0]], [[1.0]]), "1-D"),
+    (lambda: metrics.kendall_tau_rows([1.0, 2.0], [1.0, 2.0]), "2-D"),
 ])
 def test_bad_inputs(call, message):
     with pytest.raises(ValueError, match=message):

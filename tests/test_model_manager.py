@@ -1,5 +1,7 @@
 """Model management: version discovery, switching, broken versions, rollback, replicas."""
 
+import shutil
+
 import grpc
 import pytest
 
@@ -12,6 +14,9 @@ from steadyrank.service.servable import LoadError
 class Loaded:
     def __init__(self, name, version, path):
         self.name, self.version, self.path = name, version, path
+        self.manifest = {"training": {"seconds": 12.5}, "created": 1.7e9 + version,
+                         "offline_reproducibility": {"relative_pd": 0.03,
+                                                     "top10_swap_rate": 0.2}}
 
 
 def loader(name, version, path):
@@ -187,3 +192,20 @@ def test_a_failing_loaded_version_shows_in_its_status_until_it_answers(tmp_path,
     assert (status.state, status.health) == ("AVAILABLE", "shadow call failed: out of memory")
     manager.report_health(replica, "")
     assert manager.status("m-b")[0].health == ""
+
+
+def test_loaded_versions_export_their_training_and_offline_numbers(tmp_path, manager):
+    write(tmp_path, "m", 1)
+    manager.poll()
+    m = manager.metrics
+    assert m.offline_pd.labels("m", "1")._value.get() == 0.03
+    assert m.offline_swap.labels("m", "1", "10")._value.get() == 0.2
+    assert m.training_seconds.labels("m", "1")._value.get() == 12.5
+    assert m.created.labels("m", "1")._value.get() == 1.7e9 + 1
+    write(tmp_path, "m", 2)
+    manager.poll()
+    shutil.rmtree(tmp_path / "m" / "1")
+    manager.poll()  # version 1's folder is gone: so are its series
+    names = {s.labels.get("version") for f in m.registry.collect() for s in f.samples
+             if f.name == "steadyrank_model_offline_prediction_difference_relative"}
+    assert names == {"2"}

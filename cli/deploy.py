@@ -1,0 +1,145 @@
+"""The deployment subcommands: ``trainer``, ``traffic``, ``health`` and ``up``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from steadyrank.cli.serving import _positive
+
+
+def _say(prefix: str):
+    def say(message: str) -> None:
+        print(f"[steadyrank {prefix}] {message}", file=sys.stderr, flush=True)
+    return say
+
+
+def _trainer(args: argparse.Namespace) -> int:
+    from steadyrank.model import replicas
+    from steadyrank.model.config import ConfigError, load
+    from steadyrank.model.data import DataError
+    from steadyrank.model.export import ExportError
+    from steadyrank.model.train import TrainError
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log = _say("trainer")
+    try:
+        config = load(args.config, args.overrides)
+        rounds = replicas.run(config, args.models, args.name, args.retrain_interval,
+                              args.keep, args.users, log=log, should_stop=stop.wait)
+    except (ValueError, OSError, ConfigError, DataError, TrainError, ExportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ValueError) and not isinstance(
+            err, ConfigError | DataError) else 1
+    log(f"done: {len(rounds)} round(s), latest version {rounds[-1].version}")
+    return 0
+
+
+def _traffic(args: argparse.Namespace) -> int:
+    from steadyrank.service import traffic
+
+    try:
+        stats = traffic.run(args.server, args.model, args.rate, args.duration,
+                            args.candidates, args.predict_share, args.timeout,
+                            args.ready_timeout, args.report_every, args.seed,
+                            log=_say("traffic"))
+    except (ValueError, TimeoutError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ValueError) else 1
+    except KeyboardInterrupt:
+        return 0
+    _say("traffic")(f"done: {stats.line()}")
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    from steadyrank.service import client
+
+    problem = client.health(args.server, args.model, args.timeout)
+    if problem:
+        print(f"unhealthy: {args.server}: {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.server}: SERVING" + (f", model {args.model!r} available" if args.model
+                                       else ""))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from steadyrank.service import stack
+
+    try:
+        return stack.up(stack.StackConfig(
+            config=Path(args.config), work=Path(args.work), port=args.port,
+            metrics_port=args.metrics_port, prometheus_port=args.prometheus_port,
+            traffic_rate=args.traffic_rate, retrain_interval=args.retrain_interval,
+            overrides=args.overrides))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Adds ``trainer``, ``traffic``, ``health`` and ``up``."""
+    p = sub.add_parser("trainer", help="train replicas NAME and NAME-b, measure their offline "
+                       "PD, publish both as a new version; optionally retrain on a schedule")
+    p.add_argument("--config", default="configs/smelu.toml",
+                   help="experiment config (default configs/smelu.toml)")
+    p.add_argument("--models", default="models", help="model base path (default models)")
+    p.add_argument("--name", default="ml", help="model name (default ml; B is NAME-b)")
+    p.add_argument("--retrain-interval", type=float, default=0.0,
+                   help="seconds between retrains; 0 (default): train once and exit")
+    p.add_argument("--keep", type=_positive(int), default=3,
+                   help="versions of each replica to keep (default 3)")
+    p.add_argument("--users", type=_positive(int), default=100,
+                   help="users whose full-catalog rankings give the offline swap rate "
+                   "(default 100)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE", help="override a config value")
+    p.set_defaults(handler=_trainer)
+
+    p = sub.add_parser("traffic", help="send a steady rate of Rank and Predict requests "
+                       "(open loop) until stopped")
+    p.add_argument("--server", default="localhost:8500", help="default localhost:8500")
+    p.add_argument("--model", default="ml", help="default ml")
+    p.add_argument("--rate", type=_positive(float), default=5.0,
+                   help="requests per second (default 5)")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="seconds to run (default 0: until stopped)")
+    p.add_argument("--candidates", type=int, default=100,
+                   help="random catalog items per Rank request (default 100; 0: whole catalog)")
+    p.add_argument("--predict-share", type=float, default=0.2,
+                   help="share of requests sent as Predict (default 0.2)")
+    p.add_argument("--timeout", type=_positive(float), default=5.0, help="default 5 s")
+    p.add_argument("--ready-timeout", type=_positive(float), default=1800.0,
+                   help="seconds to wait for the server and model (default 1800)")
+    p.add_argument("--report-every", type=_positive(float), default=30.0,
+                   help="seconds between progress lines (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.set_defaults(handler=_traffic)
+
+    p = sub.add_parser("health", help="exit 0 if the server is SERVING (and the model loaded)")
+    p.add_argument("--server", default="localhost:8500", help="default localhost:8500")
+    p.add_argument("--model", default=None, help="also require this model to be AVAILABLE")
+    p.add_argument("--timeout", type=_positive(float), default=3.0, help="default 3 s")
+    p.set_defaults(handler=_health)
+
+    p = sub.add_parser("up", help="the whole stack as local processes: data, train A and B, "
+                       "serve, traffic, and Prometheus if installed; Ctrl-C stops it")
+    p.add_argument("--config", default="configs/smelu.toml", help="default configs/smelu.toml")
+    p.add_argument("--work", default="run", help="folder for models, data and logs "
+                   "(default run)")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+    p.add_argument("--metrics-port", type=int, default=8502, help="default 8502")
+    p.add_argument("--prometheus-port", type=int, default=9090, help="default 9090")
+    p.add_argument("--traffic-rate", type=float, default=5.0,
+                   help="requests/s of the traffic generator (default 5; 0: none)")
+    p.add_argument("--retrain-interval", type=float, default=0.0,
+                   help="seconds between retrains (default 0: train once)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE", help="override a training config value")
+    p.set_defaults(handler=_up)

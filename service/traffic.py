@@ -1,0 +1,111 @@
+"""A steady trickle of requests, so a fresh deployment's dashboard has data to show.
+
+Open loop: requests leave at ``rate`` per second whatever the answers do, as real users'
+requests would. Mostly ``Rank`` (random known users over random candidates, or the whole
+catalog), with a share of ``Predict`` on ``serving_default``. It waits for the server and the
+model to be ready, survives server restarts (errors are counted, not fatal), and prints a
+progress line every ``report_every`` seconds.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from steadyrank.service import client
+from steadyrank.service.ranking import ranking_pb2_grpc
+
+
+@dataclass
+class TrafficStats:
+    """Answers by method and status code."""
+
+    codes: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, method: str, code: grpc.StatusCode) -> None:
+        """Counts one answer."""
+        with self.lock:
+            self.codes[(method, code.name)] += 1
+
+    def line(self) -> str:
+        """``Rank OK 120, Predict OK 30``: counts so far."""
+        with self.lock:
+            return ", ".join(f"{m} {c} {n}" for (m, c), n in sorted(self.codes.items()))
+
+
+def wait_until_ready(server: str, model: str, candidates: int, timeout: float,
+                     log: Callable[[str], None]) -> list[Any]:
+    """A Rank request pool (``candidates`` random items each, 0: the whole catalog) once
+    ``model`` answers; TimeoutError after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            with client.channel(server) as chan:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
+                return client.request_pool(stub, model, candidates, 10, size=500)
+        except grpc.RpcError as err:
+            last = f"{err.code().name}: {err.details()}"
+        if time.monotonic() >= end:
+            raise TimeoutError(f"{server} did not serve model {model!r} within {timeout:.0f} s "
+                               f"(last answer: {last})")
+        log(f"waiting for {server} to serve {model!r} ({last})")
+        time.sleep(2.0)
+
+
+def predict_request(model: str, rank: Any, rng: random.Random) -> Any:
+    """A ``Predict`` on ``serving_default`` scoring some of a Rank request's user's items."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    items = rng.sample(list(rank.candidate_item_ids), min(10, len(rank.candidate_item_ids)))
+    request.inputs["user_id"].CopyFrom(
+        tf.make_tensor_proto(np.full(len(items), rank.user_id, np.int64)))
+    request.inputs["item_id"].CopyFrom(tf.make_tensor_proto(np.array(items, np.int64)))
+    return request
+
+
+def run(server: str, model: str, rate: float, duration: float = 0.0,
+        candidates: int = 100, predict_share: float = 0.2, timeout: float = 5.0,
+        ready_timeout: float = 600.0, report_every: float = 30.0, seed: int = 0,
+        log: Callable[[str], None] = print) -> TrafficStats:
+    """Sends requests at ``rate``/s for ``duration`` seconds (0: until interrupted)."""
+    if rate <= 0:
+        raise ValueError(f"--rate must be > 0 requests/s, got {rate}")
+    if not 0 <= predict_share <= 1:
+        raise ValueError(f"--predict-share must be in [0, 1], got {predict_share}")
+    pool = wait_until_ready(server, model, candidates, ready_timeout, log)
+    rng = random.Random(seed)
+    stats = TrafficStats()
+    log(f"sending {rate:g} requests/s to {server} (model {model!r})")
+    with client.channel(server) as chan:
+        rank_stub = ranking_pb2_grpc.RankingServiceStub(chan)
+        predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
+        started = next_report = time.monotonic()
+        sent = 0
+        while duration <= 0 or time.monotonic() - started < duration:
+            due = started + sent / rate
+            time.sleep(max(0.0, due - time.monotonic()))
+            rank = pool[rng.randrange(len(pool))]
+            if rank.candidate_item_ids and rng.random() < predict_share:
+                method, future = "Predict", predict_stub.Predict.future(
+                    predict_request(model, rank, rng), timeout=timeout)
+            else:
+                method, future = "Rank", rank_stub.Rank.future(rank, timeout=timeout)
+            future.add_done_callback(lambda f, m=method: stats.add(m, f.code()))
+            sent += 1
+            if time.monotonic() >= next_report:
+                log(f"traffic: {sent} sent; {stats.line() or 'no answers yet'}")
+                next_report += report_every
+    return stats
+
