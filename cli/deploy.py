@@ -58,9 +58,9 @@ def _traffic(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from steadyrank.service import client
+    from steadyrank.service.probe import health
 
-    problem = client.health(args.server, args.model, args.timeout)
+    problem = health(args.server, args.model, args.timeout)
     if problem:
         print(f"unhealthy: {args.server}: {problem}", file=sys.stderr)
         return 1

@@ -93,6 +93,7 @@ def run(server: str, model: str, rate: float, duration: float = 0.0,
         predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
         started = next_report = time.monotonic()
         sent = 0
+        in_flight: list[Any] = []
         while duration <= 0 or time.monotonic() - started < duration:
             due = started + sent / rate
             time.sleep(max(0.0, due - time.monotonic()))
@@ -103,9 +104,13 @@ def run(server: str, model: str, rate: float, duration: float = 0.0,
             else:
                 method, future = "Rank", rank_stub.Rank.future(rank, timeout=timeout)
             future.add_done_callback(lambda f, m=method: stats.add(m, f.code()))
+            in_flight.append(future)
             sent += 1
             if time.monotonic() >= next_report:
+                in_flight = [f for f in in_flight if not f.done()]
                 log(f"traffic: {sent} sent; {stats.line() or 'no answers yet'}")
                 next_report += report_every
+        for future in in_flight:  # let the last answers arrive before closing the channel
+            future.exception()
     return stats
 

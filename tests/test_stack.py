@@ -15,7 +15,7 @@ import pytest
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model.workflow import train_and_export
-from steadyrank.service import client, stack, traffic
+from steadyrank.service import client, probe, stack, traffic
 from steadyrank.service.ranking import ranking_pb2_grpc
 from steadyrank.service.server import ServerConfig, ServerThread
 from tests.conftest import REPO, small_config
@@ -58,7 +58,7 @@ def test_server_waits_for_the_first_export(trained, tmp_path):
     try:
         assert time.monotonic() - started >= 1.4
         assert srv.manager.get("ml").version == 1  # serving from the first answer on
-        assert client.health(f"127.0.0.1:{srv.port}", "ml") == ""
+        assert probe.health(f"127.0.0.1:{srv.port}", "ml") == ""
     finally:
         thread.stop(grace=1)
 
@@ -76,14 +76,14 @@ def test_health_names_what_is_missing(trained, tmp_path, capsys):
     thread, srv = start(base)
     address = f"127.0.0.1:{srv.port}"
     try:
-        assert client.health(address) == ""
-        assert "not served" in client.health(address, "nope")
+        assert probe.health(address) == ""
+        assert "not served" in probe.health(address, "nope")
         assert cli_main(["health", "--server", address, "--model", "ml"]) == 0
         assert cli_main(["health", "--server", address, "--model", "nope"]) == 1
         assert "nope" in capsys.readouterr().err
     finally:
         thread.stop(grace=1)
-    assert "UNAVAILABLE" in client.health(address, timeout=1)  # nothing listens now
+    assert "UNAVAILABLE" in probe.health(address, timeout=1)  # nothing listens now
 
 
 def test_traffic_sends_rank_and_predict_at_the_rate(trained, tmp_path):
@@ -95,7 +95,6 @@ def test_traffic_sends_rank_and_predict_at_the_rate(trained, tmp_path):
         stats = traffic.run(f"127.0.0.1:{srv.port}", "ml", rate=40, duration=2.0,
                             candidates=50, predict_share=0.3, report_every=1.0,
                             log=lines.append)
-        time.sleep(0.5)  # the last answers
         codes = dict(stats.codes)
         sent = sum(codes.values())
         assert 70 <= sent <= 82  # 40/s for 2 s, open loop
@@ -147,10 +146,10 @@ def test_make_up_trains_serves_and_stops_on_ctrl_c(ml100k, tmp_path):
     try:
         address = f"127.0.0.1:{port}"
         end = time.monotonic() + 600
-        while client.health(address, "ml-b", timeout=1) and time.monotonic() < end:
+        while probe.health(address, "ml-b", timeout=1) and time.monotonic() < end:
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(2)
-        assert client.health(address, "ml-b") == "", log.read_text()[-3000:]
+        assert probe.health(address, "ml-b") == "", log.read_text()[-3000:]
         with client.channel(address) as chan:
             answer = ranking_pb2_grpc.RankingServiceStub(chan).Rank(
                 client.rank_request("ml", 1, 5), timeout=30)
