@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools test lint bench-ops bench-train bench-serve bench-cuda build-ops clean
+.PHONY: install tools test test-compose up lint bench-ops bench-train bench-serve bench-cuda build-ops clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ build-ops: install
 test: install
 	$(PY) -m pytest -q
 	$(PY) -m ruff check .
+
+# docker compose end to end (needs root: installs Docker, builds stand-in images).
+test-compose: install
+	PIP="$(PIP)" deploy/test/prepare-docker.sh
+	$(PY) -m pytest -q -m compose tests/test_compose.py
+
+# The stack as local processes (no Docker): data, trainer, server, traffic, Prometheus.
+up: install
+	$(PY) -m steadyrank.cli up
 
 lint: install
 	$(PY) -m ruff check .
