@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["absolute_pd", "kendall_tau", "kendall_tau_rows", "relative_pd",
-           "relative_pd_per_example", "topk_indices", "topk_swap", "topk_swap_rate"]
+__all__ = ["absolute_pd", "absolute_pd_per_example", "kendall_tau", "kendall_tau_rows",
+           "relative_pd", "relative_pd_per_example", "topk_indices", "topk_swap",
+           "topk_swap_rate"]
 
 
 def _pair(p1: np.ndarray, p2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,10 +44,15 @@ def relative_pd(p1: np.ndarray, p2: np.ndarray) -> float:
     return float(relative_pd_per_example(p1, p2).mean())
 
 
-def absolute_pd(p1: np.ndarray, p2: np.ndarray) -> float:
-    """Absolute prediction difference: mean |p1 - p2|."""
+def absolute_pd_per_example(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    """|p1 - p2| for each example."""
     a, b = _pair(p1, p2)
-    return float(np.abs(a - b).mean())
+    return np.abs(a - b)
+
+
+def absolute_pd(p1: np.ndarray, p2: np.ndarray) -> float:
+    """Absolute prediction difference: mean of :func:`absolute_pd_per_example`."""
+    return float(absolute_pd_per_example(p1, p2).mean())
 
 
 def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:

@@ -72,7 +72,7 @@ def pair_metrics_rows(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, n
     """
     n = scores_a.shape[1]
     out = {"relative_pd": repro.relative_pd_per_example(scores_a, scores_b).mean(axis=1),
-           "absolute_pd": np.abs(scores_a.astype(np.float64) - scores_b).mean(axis=1)}
+           "absolute_pd": repro.absolute_pd_per_example(scores_a, scores_b).mean(axis=1)}
     for k in SWAP_KS:
         if k < n:
             out[f"top{k}_swap"] = repro.topk_swap(scores_a, scores_b, k)
