@@ -43,6 +43,13 @@ def _trainer(args: argparse.Namespace) -> int:
 def _traffic(args: argparse.Namespace) -> int:
     from steadyrank.service import traffic
 
+    if args.rate == 0:  # switched off (TRAFFIC_RATE=0): stay up quietly until stopped
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        _say("traffic")("rate 0: sending nothing")
+        stop.wait()
+        return 0
     try:
         stats = traffic.run(args.server, args.model, args.rate, args.duration,
                             args.candidates, args.predict_share, args.timeout,
@@ -83,6 +90,13 @@ def _up(args: argparse.Namespace) -> int:
         return 2
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Adds ``trainer``, ``traffic``, ``health`` and ``up``."""
     p = sub.add_parser("trainer", help="train replicas NAME and NAME-b, measure their offline "
@@ -106,8 +120,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "(open loop) until stopped")
     p.add_argument("--server", default="localhost:8500", help="default localhost:8500")
     p.add_argument("--model", default="ml", help="default ml")
-    p.add_argument("--rate", type=_positive(float), default=5.0,
-                   help="requests per second (default 5)")
+    p.add_argument("--rate", type=_non_negative, default=5.0,
+                   help="requests per second (default 5; 0: send nothing, stay up)")
     p.add_argument("--duration", type=float, default=0.0,
                    help="seconds to run (default 0: until stopped)")
     p.add_argument("--candidates", type=int, default=100,

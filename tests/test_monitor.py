@@ -55,10 +55,9 @@ def scrape(srv) -> dict:
 
 
 def series(samples: dict, name: str, **labels) -> dict:
-    """The samples of ``name`` whose labels include ``labels``: {labels: value}."""
+    """The samples of ``name`` whose labels include ``labels``: {label set: value}."""
     want = set(labels.items())
-    return {dict(lb).get("le"): v for (n, lb), v in samples.items()
-            if n == name and want <= lb}
+    return {lb: v for (n, lb), v in samples.items() if n == name and want <= lb}
 
 
 def total(samples: dict, name: str, **labels) -> float:
@@ -67,8 +66,11 @@ def total(samples: dict, name: str, **labels) -> float:
 
 def buckets(samples: dict, name: str, **labels) -> list[tuple[float, float]]:
     """Cumulative (upper bound, count) pairs of a histogram, ascending."""
-    return sorted((float(le), v) for le, v in
-                  series(samples, name + "_bucket", **labels).items())
+    summed: dict[float, float] = {}
+    for lb, value in series(samples, name + "_bucket", **labels).items():
+        bound = float(dict(lb)["le"])
+        summed[bound] = summed.get(bound, 0.0) + value
+    return sorted(summed.items())
 
 
 def histogram_quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
@@ -256,5 +258,50 @@ def test_a_failing_replica_shows_in_model_status_and_recovers(compared, tmp_path
             assert total(scrape(srv), "steadyrank_replica_up", model="ml") == 1
             (entry,) = status.GetModelStatus(request, timeout=10).model_version_status
             assert entry.status.error_code == 0 and not entry.status.error_message
+    finally:
+        thread.stop(grace=1)
+
+
+def test_a_slow_replica_leaves_primary_latency_unchanged(compared, tmp_path):
+    _, work, _ = compared
+    base = tmp_path / "models"
+    base.mkdir()
+    (base / "ml").symlink_to(work / "pair0-a")
+    (base / "ml-b").symlink_to(work / "pair0-b")
+    thread, srv = start(base, shadow_rate=1.0, shadow_queue=4)
+    try:
+        replica = srv.manager.replica_b("ml")
+        real_score = replica.score
+
+        def slow(users, items):
+            time.sleep(1.0)  # a replica far slower than the primary
+            return real_score(users, items)
+
+        with client.channel(f"127.0.0.1:{srv.port}") as chan:
+            stub = ranking_pb2_grpc.RankingServiceStub(chan)
+
+            def latencies(pause=0.0):
+                out = []
+                for user in range(1, 41):
+                    started = time.perf_counter()
+                    stub.Rank(client.rank_request("ml", user, 10), timeout=30)
+                    out.append(time.perf_counter() - started)
+                    time.sleep(pause)
+                return np.array(out)
+
+            fast = latencies()
+            def settled():  # every fast-phase sample compared or dropped
+                samples = scrape(srv)
+                return (total(samples, "steadyrank_shadow_pairs_total")
+                        + total(samples, "steadyrank_shadow_dropped_total")) == 40
+
+            assert wait_for(settled)
+            before = total(scrape(srv), "steadyrank_shadow_dropped_total")
+            replica.score = slow
+            slowed = latencies(pause=0.03)  # 1.2 s of requests: the replica is still busy
+        assert np.median(slowed) < np.median(fast) + 0.05  # within noise, not +1 s
+        assert slowed.max() < 0.5
+        dropped = total(scrape(srv), "steadyrank_shadow_dropped_total") - before
+        assert dropped >= 10  # the bounded queue shed the work the slow replica could not take
     finally:
         thread.stop(grace=1)

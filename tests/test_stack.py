@@ -174,3 +174,22 @@ def test_make_up_trains_serves_and_stops_on_ctrl_c(ml100k, tmp_path):
         with client.channel(f"127.0.0.1:{port}") as chan:
             ranking_pb2_grpc.RankingServiceStub(chan).Rank(client.rank_request("ml", 1, 5),
                                                            timeout=2)
+
+
+def test_traffic_at_rate_zero_idles_until_stopped(tmp_path):
+    log = tmp_path / "traffic.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "steadyrank.cli", "traffic", "--rate",
+                                 "0"], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        end = time.monotonic() + 60
+        while "rate 0: sending nothing" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < end, log.read_text()
+            time.sleep(0.2)
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with pytest.raises(SystemExit):
+        cli_main(["traffic", "--rate", "-1"])
