@@ -81,7 +81,10 @@ def _train(args: argparse.Namespace) -> int:
     from steadyrank.model.workflow import train_and_export
 
     try:
-        config = load(args.config, args.overrides)
+        overrides = list(args.overrides)
+        if args.strategy:
+            overrides.append(f"train.strategy={args.strategy}")
+        config = load(args.config, overrides)
         path = train_and_export(config, args.seed, args.export_dir, args.checkpoint_dir,
                                 keep_checkpoints=args.keep_checkpoints, version=args.version)
     except (ConfigError, DataError, TrainError, ExportError) as err:
@@ -106,10 +109,55 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "checkpoints/NAME-seed-SEED)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the checkpoints after a successful export")
+    p.add_argument("--strategy", default=None,
+                   choices=["default", "parameter-server", "mirrored"],
+                   help="distribution strategy (default: the config's train.strategy); "
+                   "parameter-server and mirrored read the cluster from TF_CONFIG")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
     p.set_defaults(handler=_train)
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from steadyrank.model import cluster
+    from steadyrank.model.distributed import ClusterError
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    try:
+        return cluster.run(args.ps, args.workers, command, args.strategy,
+                           Path(args.log_dir) if args.log_dir else None)
+    except ClusterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _cluster_node(args: argparse.Namespace) -> int:
+    from steadyrank.model.distributed import ClusterError, serve_node
+
+    try:
+        serve_node()
+    except ClusterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_cluster(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cluster", help="run a steadyrank command as the chief of a local "
+                       "TensorFlow cluster (parameter servers and workers on loopback)")
+    p.add_argument("--ps", type=int, default=2, help="parameter servers (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="workers (default 2)")
+    p.add_argument("--strategy", default="parameter-server",
+                   choices=["parameter-server", "mirrored"],
+                   help="strategy set for train/compare/trainer (default parameter-server)")
+    p.add_argument("--log-dir", default=None, help="folder for the nodes' logs")
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="-- then the steadyrank command, e.g. -- train --config ...")
+    p.set_defaults(handler=_cluster)
+    p = sub.add_parser("cluster-node", help="run this process as the TF_CONFIG task (a "
+                       "parameter server or worker) until stopped")
+    p.set_defaults(handler=_cluster_node)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -198,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_data_synth)
     _add_train(sub)
     _add_compare(sub)
+    _add_cluster(sub)
     serving.add_parsers(sub)
     deploy.add_parsers(sub)
     return parser

@@ -14,6 +14,9 @@ ACTIVATIONS = ("relu", "smelu", "gelu", "swish", "softplus")
 TASKS = ("rating", "binary")
 
 
+STRATEGIES = ("default", "parameter-server", "mirrored")  # model/distributed.py
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names it."""
 
@@ -50,12 +53,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; ``ensemble`` > 1 trains that many seeds and averages them."""
+    """Optimisation settings; ``ensemble`` > 1 trains that many seeds and averages them.
+
+    ``strategy``: ``default`` (one machine), ``parameter-server`` or ``mirrored`` (the cluster
+    in TF_CONFIG; see :mod:`steadyrank.model.distributed`).
+    """
 
     epochs: int = 5
     batch_size: int = 256
     learning_rate: float = 0.005
     ensemble: int = 1
+    strategy: str = "default"
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ def validate(config: Config) -> Config:
         (t.batch_size >= 1, "train.batch_size", "must be >= 1"),
         (t.learning_rate > 0, "train.learning_rate", "must be > 0"),
         (t.ensemble >= 1, "train.ensemble", "must be >= 1"),
+        (t.strategy in STRATEGIES, "train.strategy", f"must be one of {', '.join(STRATEGIES)}"),
         (0 < d.eval_fraction < 1, "data.eval_fraction", "must be in (0, 1)"),
         (d.split in ("random", "time"), "data.split", "must be 'random' or 'time'"),
         (d.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}"),

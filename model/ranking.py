@@ -109,13 +109,17 @@ class RankingModel(tfrs.models.Model):
         self.year_embedding = keras.layers.Embedding(tables.year_vocab_size, dim, name="year")
         self.tower = DeepCrossTower(config.cross_layers, config.deep_layers, config.activation,
                                     config.smelu_beta, config.layer_norm, name="tower")
+        # Per-example losses, averaged in compute_loss with tf.nn.compute_average_loss: the
+        # mean over the batch on one machine, and the right scaling under a distribution
+        # strategy (which rejects Keras' default SUM_OVER_BATCH_SIZE reduction in a task).
+        none = keras.losses.Reduction.NONE
         if config.task == "rating":
             self.task = tfrs.tasks.Ranking(
-                loss=keras.losses.MeanSquaredError(),
+                loss=keras.losses.MeanSquaredError(reduction=none),
                 metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
         else:
             self.task = tfrs.tasks.Ranking(
-                loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                loss=keras.losses.BinaryCrossentropy(from_logits=True, reduction=none),
                 metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
                          keras.metrics.BinaryCrossentropy(from_logits=True, name="log_loss")])
 
@@ -160,4 +164,4 @@ class RankingModel(tfrs.models.Model):
         """TFRS loss of a batch holding user_id, item_id and rating."""
         scores = self(inputs)
         labels = tf.reshape(self.label(inputs["rating"]), tf.shape(scores))
-        return self.task(labels=labels, predictions=scores)
+        return tf.nn.compute_average_loss(self.task(labels=labels, predictions=scores))

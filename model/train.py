@@ -11,6 +11,7 @@ the weights an uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -25,6 +26,12 @@ import tf_keras as keras
 
 from steadyrank.model.config import Config
 from steadyrank.model.data import Interactions, load_dataset, split
+from steadyrank.model.distributed import (
+    is_parameter_server,
+    make_strategy,
+    per_worker_dataset_fn,
+    shard_layout,
+)
 from steadyrank.model.ranking import FeatureTables, RankingModel
 
 Log = Callable[[str], None]
@@ -81,6 +88,7 @@ class TrainResult:
     seconds: float
     examples: int
     history: list[dict[str, float]] = field(default_factory=list)
+    sharding: dict[str, list[dict]] = field(default_factory=dict)  # table -> shards
 
     @property
     def examples_per_second(self) -> float:
@@ -135,9 +143,13 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
     """Trains one model; returns (model, seconds, examples trained, per-epoch logs)."""
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
-    model = RankingModel(config.model, splits.tables)
-    optimizer = keras.optimizers.Adam(config.train.learning_rate)
-    model.compile(optimizer=optimizer)
+    strategy = make_strategy(config.train.strategy)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model = RankingModel(config.model, splits.tables)
+        optimizer = keras.optimizers.Adam(config.train.learning_rate)
+        # Under parameter servers the chief schedules steps_per_execution steps per call.
+        model.compile(optimizer=optimizer,
+                      steps_per_execution=10 if is_parameter_server(strategy) else 1)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     manager = None
     if checkpoint_dir is not None:
@@ -159,8 +171,15 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
     for e in range(int(epoch.numpy()), epochs):
         label = f"{prefix}epoch {e + 1}/{epochs}"
         started = time.perf_counter()
-        fit = model.fit(epoch_dataset(splits.train, seed, e, batch_size), epochs=1,
-                        verbose=0, callbacks=[_Progress(log, label, steps)])
+        if is_parameter_server(strategy):
+            columns = {"user_id": splits.train.user_id, "item_id": splits.train.item_id,
+                       "rating": splits.train.rating}
+            data = keras.utils.experimental.DatasetCreator(
+                per_worker_dataset_fn(columns, seed, e, batch_size))
+            fit = model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        else:
+            fit = model.fit(epoch_dataset(splits.train, seed, e, batch_size), epochs=1,
+                            verbose=0, callbacks=[_Progress(log, label, steps)])
         took = time.perf_counter() - started
         seconds += took
         examples += len(splits.train)
@@ -192,7 +211,14 @@ def train(config: Config, seed: int, splits: Splits | None = None,
         seconds += took
         examples += n
         history += [{"member": i, **h} for h in logs]
-    return TrainResult(members, seeds, seconds, examples, history)
+    sharding = {}
+    if config.train.strategy != "default":
+        first = members[0]
+        sharding = {"user_id": shard_layout(first.user_embedding.embedding.embeddings),
+                    "item_id": shard_layout(first.item_embedding.embedding.embeddings)}
+        shown = ", ".join(f"{s['device']} {s['rows']:,} rows" for s in sharding["item_id"])
+        log(f"item table shards: {shown}")
+    return TrainResult(members, seeds, seconds, examples, history, sharding)
 
 
 def remove_checkpoints(checkpoint_dir: str | Path) -> None:

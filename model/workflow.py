@@ -47,6 +47,7 @@ def train_and_export(config: Config, seed: int, export_dir: str | Path,
         "training": {"seconds": result.seconds, "examples": result.examples,
                      "examples_per_second": result.examples_per_second,
                      "history": result.history},
+        "distribution": {"strategy": config.train.strategy, "shards": result.sharding},
         **(extra or {}),
     }
     path = export(module, export_dir, manifest, version)
