@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
@@ -31,10 +32,12 @@ class IdEmbedding(keras.layers.Layer):
     def __init__(self, vocabulary: Sequence[Any], dim: int, oov_buckets: int = 1,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.vocabulary = list(vocabulary)
+        # A numpy array, not a list: Keras wraps list attributes for tracking and walks them
+        # on every save, which takes minutes for a vocabulary of millions of ids.
+        self.vocabulary = np.asarray(vocabulary)
         self.dim = int(dim)
         self.oov_buckets = int(oov_buckets)
-        is_str = bool(self.vocabulary) and isinstance(self.vocabulary[0], str)
+        is_str = self.vocabulary.dtype.kind in "USO"
         lookup = keras.layers.StringLookup if is_str else keras.layers.IntegerLookup
         self.lookup = lookup(vocabulary=self.vocabulary, num_oov_indices=self.oov_buckets,
                              name="lookup")
@@ -47,7 +50,7 @@ class IdEmbedding(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         """Layer config."""
-        return {**super().get_config(), "vocabulary": self.vocabulary, "dim": self.dim,
+        return {**super().get_config(), "vocabulary": self.vocabulary.tolist(), "dim": self.dim,
                 "oov_buckets": self.oov_buckets}
 
 

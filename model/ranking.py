@@ -87,13 +87,13 @@ class RankingModel(tfrs.models.Model):
         self.config = config
         self.tables = tables
         dim = config.embedding_dim
-        self.user_embedding = IdEmbedding(tables.user_ids.tolist(), dim, config.oov_buckets,
+        self.user_embedding = IdEmbedding(tables.user_ids, dim, config.oov_buckets,
                                           name="user_id")
-        self.item_embedding = IdEmbedding(tables.item_ids.tolist(), dim, config.oov_buckets,
+        self.item_embedding = IdEmbedding(tables.item_ids, dim, config.oov_buckets,
                                           name="item_id")
-        self.user_row = keras.layers.IntegerLookup(vocabulary=tables.user_ids.tolist(),
+        self.user_row = keras.layers.IntegerLookup(vocabulary=tables.user_ids,
                                                    num_oov_indices=1, name="user_row")
-        self.item_row = keras.layers.IntegerLookup(vocabulary=tables.item_ids.tolist(),
+        self.item_row = keras.layers.IntegerLookup(vocabulary=tables.item_ids,
                                                    num_oov_indices=1, name="item_row")
         self.user_codes = tf.constant(tables.user_codes)
         self.item_genres = tf.constant(tables.item_genres)

@@ -1,0 +1,107 @@
+"""Distributed training: strategies from TF_CONFIG, a local parameter-server cluster, sharding.
+
+The cluster test trains on 10^6 synthetic rows with 10^6 item ids on 2 parameter servers and
+2 workers (processes on loopback), as `steadyrank cluster` runs it; marked slow (minutes).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from steadyrank.cli.main import main as cli_main
+from steadyrank.model import cluster, distributed, export, synth
+from steadyrank.model.config import ConfigError, from_dict
+from steadyrank.service import client
+from steadyrank.service.ranking import ranking_pb2_grpc
+from steadyrank.service.server import ServerConfig, ServerThread
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("", "needs TF_CONFIG with 'ps' and 'worker'"),
+    ("{not json", "TF_CONFIG is not JSON"),
+    ('{"task": {}}', "'cluster' entry"),
+    ('{"cluster": {"worker": ["a:1"]}}', "needs TF_CONFIG with 'ps'"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}',
+     "only the chief trains"),
+])
+def test_parameter_server_strategy_needs_a_cluster(monkeypatch, tf_config, message):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(distributed.ClusterError, match=message):
+        distributed.make_strategy("parameter-server")
+
+
+def test_strategy_names_are_checked():
+    assert distributed.make_strategy("default") is None
+    with pytest.raises(distributed.ClusterError, match="unknown strategy 'async'"):
+        distributed.make_strategy("async")
+    with pytest.raises(ConfigError, match="train.strategy must be one of"):
+        from_dict({"train": {"strategy": "async"}})
+
+
+def test_cluster_spec_and_arguments():
+    spec = cluster.cluster_spec(ps=2, workers=3)
+    assert [len(spec[k]) for k in ("chief", "worker", "ps")] == [1, 3, 2]
+    addresses = [a for k in spec for a in spec[k]]
+    assert len(set(addresses)) == 6 and all(a.startswith("127.0.0.1:") for a in addresses)
+    config = json.loads(cluster.tf_config(spec, "ps", 1))
+    assert config["task"] == {"type": "ps", "index": 1}
+    with pytest.raises(distributed.ClusterError, match="--ps >= 1"):
+        cluster.cluster_spec(ps=0, workers=1)
+    assert cluster._strategy_flag(["train", "--config", "c"], "parameter-server") == [
+        "--set", "train.strategy=parameter-server"]
+    assert cluster._strategy_flag(["rank", "--user", "1"], "parameter-server") == []
+
+
+def test_cluster_cli_errors(capsys):
+    assert cli_main(["cluster", "--ps", "1", "--workers", "1"]) == 2
+    assert "give the steadyrank command" in capsys.readouterr().err
+    assert cli_main(["cluster", "--ps", "0", "--", "train"]) == 2
+    env = {**os.environ, "TF_CONFIG": json.dumps(
+        {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}})}
+    node = subprocess.run([sys.executable, "-m", "steadyrank.cli", "cluster-node"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert node.returncode == 2 and "runs a 'ps' or 'worker' task" in node.stderr
+
+
+@pytest.mark.slow
+def test_parameter_server_cluster_shards_a_million_item_table(tmp_path):
+    data = synth.generate(synth.SynthSpec(users=10_000, items=1_000_000, rows=1_000_000,
+                                          seed=2), tmp_path / "data")
+    base = tmp_path / "models"
+    command = [sys.executable, "-m", "steadyrank.cli", "cluster", "--ps", "2", "--workers",
+               "2", "--log-dir", str(tmp_path), "--", "train", "--config",
+               str(REPO / "configs" / "smelu.toml"), "--export-dir", str(base / "ml"),
+               "--checkpoint-dir", str(tmp_path / "ckpt"),
+               "--set", "data.dataset=synthetic", "--set", f"data.data_dir={data}",
+               "--set", "train.epochs=2", "--set", "train.batch_size=4096",
+               "--set", "model.embedding_dim=8", "--set", "model.deep_layers=[16]"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = export.load(base / "ml")
+    manifest = model.manifest
+    assert manifest["distribution"]["strategy"] == "parameter-server"
+    shards = manifest["distribution"]["shards"]["item_id"]
+    total = len(model.item_ids) + 1  # one out-of-vocabulary row
+    assert len(model.item_ids) == 1_000_000
+    assert sorted(s["device"].split("/device")[0] for s in shards) == [
+        "/job:ps/replica:0/task:0", "/job:ps/replica:0/task:1"]
+    assert sum(s["rows"] for s in shards) == total
+    assert all(0 < s["rows"] < total for s in shards)  # no parameter server holds all of it
+    # The epoch training RMSE (root of the MSE loss averaged over the epoch) falls.
+    history = manifest["training"]["history"]
+    assert history[1]["rmse"] < history[0]["rmse"]
+    thread = ServerThread(ServerConfig(model_base_path=base, port=0, metrics_port=-1,
+                                       host="127.0.0.1"))
+    srv = thread.start()
+    try:
+        with client.channel(f"127.0.0.1:{srv.port}") as chan:
+            answer = ranking_pb2_grpc.RankingServiceStub(chan).Rank(
+                client.rank_request("ml", 1, 5,
+                                    [int(i) for i in model.item_ids[:50]]), timeout=60)
+        assert len(answer.items) == 5
+    finally:
+        thread.stop(grace=1)
