@@ -114,12 +114,15 @@ class RankingModel(tfrs.models.Model):
         # strategy (which rejects Keras' default SUM_OVER_BATCH_SIZE reduction in a task).
         none = keras.losses.Reduction.NONE
         if config.task == "rating":
+            self.example_loss = keras.losses.MeanSquaredError(reduction=none)
             self.task = tfrs.tasks.Ranking(
-                loss=keras.losses.MeanSquaredError(reduction=none),
+                loss=self.example_loss,
                 metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
         else:
+            self.example_loss = keras.losses.BinaryCrossentropy(from_logits=True,
+                                                                reduction=none)
             self.task = tfrs.tasks.Ranking(
-                loss=keras.losses.BinaryCrossentropy(from_logits=True, reduction=none),
+                loss=self.example_loss,
                 metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
                          keras.metrics.BinaryCrossentropy(from_logits=True, name="log_loss")])
 

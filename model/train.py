@@ -168,6 +168,13 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
     epochs, batch_size = config.train.epochs, config.train.batch_size
     steps = -(-len(splits.train) // batch_size)
     seconds, examples, history = 0.0, 0, []
+    # Under parameter servers Keras reports the last scheduled step's metrics, not the
+    # epoch's; the loss on a fixed sample of training rows, measured by the chief, is the
+    # trustworthy progress signal there.
+    sample = (_loss_sample(splits.train, seed) if is_parameter_server(strategy) else None)
+    if sample is not None and int(epoch.numpy()) == 0:
+        with strategy.scope():  # the first call builds the variables: on the PS
+            history.append({"epoch": 0, "sample_loss": _sample_loss(model, sample)})
     for e in range(int(epoch.numpy()), epochs):
         label = f"{prefix}epoch {e + 1}/{epochs}"
         started = time.perf_counter()
@@ -184,6 +191,8 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
         seconds += took
         examples += len(splits.train)
         logs = {k: float(v[-1]) for k, v in fit.history.items()}
+        if sample is not None:
+            logs["sample_loss"] = _sample_loss(model, sample)
         history.append({"epoch": e + 1, **logs})
         epoch.assign(e + 1)
         saved = f", checkpoint {manager.save(checkpoint_number=e + 1)}" if manager else ""
@@ -191,6 +200,24 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
                           if k not in ("regularization_loss", "total_loss"))
         log(f"{label}: {shown} ({took:.1f}s, {len(splits.train) / took:,.0f} ex/s{saved})")
     return model, seconds, examples, history
+
+
+def _loss_sample(train: Interactions, seed: int, size: int = 20_000) -> dict[str, np.ndarray]:
+    rows = np.random.default_rng([seed, 7]).choice(len(train), min(size, len(train)),
+                                                  replace=False)
+    return {"user_id": train.user_id[rows], "item_id": train.item_id[rows],
+            "rating": train.rating[rows]}
+
+
+def _sample_loss(model: RankingModel, sample: dict[str, np.ndarray], batch: int = 8192
+                 ) -> float:
+    """The training loss (the task's mean per-example loss) on a fixed sample of rows."""
+    total = 0.0
+    for start in range(0, len(sample["rating"]), batch):
+        part = {k: tf.constant(v[start:start + batch]) for k, v in sample.items()}
+        total += float(tf.reduce_sum(model.example_loss(
+            tf.reshape(model.label(part["rating"]), (-1, 1)), model(part))))
+    return total / len(sample["rating"])
 
 
 def train(config: Config, seed: int, splits: Splits | None = None,
