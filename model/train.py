@@ -15,6 +15,7 @@ import contextlib
 import json
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,7 +141,11 @@ def _check_run_identity(folder: Path, identity: dict) -> None:
 def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path | None,
                  log: Log = say, prefix: str = "") -> tuple[RankingModel, float, int,
                                                              list[dict[str, float]]]:
-    """Trains one model; returns (model, seconds, examples trained, per-epoch logs)."""
+    """Trains one model; returns (model, seconds, examples trained, per-epoch logs).
+
+    Under a distribution strategy the model returned is a local copy of the trained one, and
+    the logs end with ``{"shards": ...}``, the layout of its embedding tables.
+    """
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     strategy = make_strategy(config.train.strategy)
@@ -199,7 +204,27 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
         shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items()
                           if k not in ("regularization_loss", "total_loss"))
         log(f"{label}: {shown} ({took:.1f}s, {len(splits.train) / took:,.0f} ex/s{saved})")
+    if strategy is not None:
+        shards = {"user_id": shard_layout(model.user_embedding.embedding.embeddings),
+                  "item_id": shard_layout(model.item_embedding.embedding.embeddings)}
+        shown = ", ".join(f"{s['device']} {s['rows']:,} rows" for s in shards["item_id"])
+        log(f"{prefix}item table shards: {shown}")
+        history.append({"shards": shards})
+        model = _to_local(model, config, splits)
     return model, seconds, examples, history
+
+
+def _to_local(model: RankingModel, config: Config, splits: Splits) -> RankingModel:
+    """The trained weights in a model outside any strategy (sharded variables joined), for
+    evaluation and export: a checkpoint written from the distributed model is read back
+    into a fresh one, which TensorFlow re-partitions on restore."""
+    local = RankingModel(config.model, splits.tables)
+    local({"user_id": tf.constant(splits.train.user_id[:1]),
+           "item_id": tf.constant(splits.train.item_id[:1])})
+    with tempfile.TemporaryDirectory(prefix="steadyrank-unshard-") as tmp:
+        path = tf.train.Checkpoint(model=model).write(f"{tmp}/model")
+        tf.train.Checkpoint(model=local).read(path).assert_existing_objects_matched()
+    return local
 
 
 def _loss_sample(train: Interactions, seed: int, size: int = 20_000) -> dict[str, np.ndarray]:
@@ -226,6 +251,7 @@ def train(config: Config, seed: int, splits: Splits | None = None,
     splits = splits or prepare_data(config)
     seeds = member_seeds(seed, config.train.ensemble)
     members, seconds, examples, history = [], 0.0, 0, []
+    sharding: dict[str, list[dict]] = {}
     log(f"training {len(seeds)} model(s) on {len(splits.train):,} rows "
         f"({config.model.activation}, seed {seed})")
     for i, member_seed in enumerate(seeds):
@@ -237,14 +263,8 @@ def train(config: Config, seed: int, splits: Splits | None = None,
         members.append(model)
         seconds += took
         examples += n
-        history += [{"member": i, **h} for h in logs]
-    sharding = {}
-    if config.train.strategy != "default":
-        first = members[0]
-        sharding = {"user_id": shard_layout(first.user_embedding.embedding.embeddings),
-                    "item_id": shard_layout(first.item_embedding.embedding.embeddings)}
-        shown = ", ".join(f"{s['device']} {s['rows']:,} rows" for s in sharding["item_id"])
-        log(f"item table shards: {shown}")
+        sharding = sharding or next((h["shards"] for h in logs if "shards" in h), {})
+        history += [{"member": i, **h} for h in logs if "shards" not in h]
     return TrainResult(members, seeds, seconds, examples, history, sharding)
 
 

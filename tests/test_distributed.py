@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model import cluster, distributed, export, synth
@@ -105,3 +106,27 @@ def test_parameter_server_cluster_shards_a_million_item_table(tmp_path):
         assert len(answer.items) == 5
     finally:
         thread.stop(grace=1)
+
+
+def test_movielens_model_trained_on_a_cluster_exports_every_signature(ml100k, tmp_path):
+    """Lookup tables of user features and a 1-PS, 1-worker cluster: the export is local."""
+    base = tmp_path / "models"
+    command = [sys.executable, "-m", "steadyrank.cli", "cluster", "--ps", "1", "--workers",
+               "1", "--", "train", "--config", str(REPO / "configs" / "smelu.toml"),
+               "--export-dir", str(base / "ml"), "--checkpoint-dir", str(tmp_path / "ckpt"),
+               "--set", f"data.data_dir={ml100k.parent}", "--set", "train.epochs=1",
+               "--set", "model.deep_layers=[16]", "--set", "train.batch_size=1024"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = export.load(base / "ml")
+    assert model.manifest["distribution"]["strategy"] == "parameter-server"
+    assert model.manifest["distribution"]["shards"]["item_id"][0]["device"].startswith(
+        "/job:ps/replica:0/task:0")
+    signatures = model.module.signatures
+    assert {"serving_default", "rank", "rank_with_features", "catalog", "users"} <= set(
+        signatures)
+    scores = signatures["rank_with_features"](
+        user_id=tf.constant(999_999, tf.int64), item_ids=tf.constant([1, 2, 3], tf.int64),
+        gender=tf.constant("F"), occupation=tf.constant("writer"),
+        age=tf.constant(30, tf.int64), zip=tf.constant("94110"))["scores"].numpy()
+    assert scores.shape == (3,) and all(abs(s) < 10 for s in scores)
