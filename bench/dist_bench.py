@@ -8,10 +8,12 @@ the training examples/s the trainer records), W = 1 and 2 in alternating order p
 On a 2-core machine this is a functional check that both run, not a speedup claim: the
 chief, the workers and the parameter servers share the same two cores.
 
-Memory: a cluster of P parameter servers (P = 1, 2) and one worker; the chief creates a
-10^6 x 64 float32 variable (256 MB) under ParameterServerStrategy with the trainer's
-partitioner, and the resident memory (VmRSS) of every parameter server is read before and
-after.
+Memory: a cluster of P parameter servers (P = 1, 2) and one worker; the chief builds a
+10^6 x 64 float32 Keras Embedding table (256 MB) under ParameterServerStrategy with the
+trainer's partitioner, and the resident memory (VmRSS) of every parameter server is read
+before and after. The table's initializer is partition-aware, so each shard is created on
+its own parameter server (a plain tensor initial value would be built whole on the chief and
+sent over).
 """
 
 from __future__ import annotations
@@ -59,11 +61,15 @@ def throughput(data: Path, workers: int, work: Path) -> float:
 
 MEMORY_CHIEF = """
 import json, os, sys
-import tensorflow as tf
+import tf_keras as keras
 from steadyrank.model.distributed import make_strategy
 strategy = make_strategy("parameter-server")
 with strategy.scope():
-    table = tf.Variable(tf.zeros([1_000_000, 64]), name="table")
+    # Built as the model builds its tables: a Keras Embedding whose initializer is
+    # partition-aware, so each parameter server initialises only its own shard.
+    layer = keras.layers.Embedding(1_000_000, 64, name="table")
+    layer.build((None,))
+table = layer.embeddings
 parts = getattr(table, "variables", [table])
 print(json.dumps([int(p.shape[0]) for p in parts]), flush=True)
 sys.stdin.readline()  # hold the variable until the parent has measured

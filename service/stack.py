@@ -21,7 +21,14 @@ from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
-COMPOSE_TARGET = "server:8502"  # the scrape target in deploy/prometheus/prometheus.yml
+# The server discovery of deploy/prometheus/prometheus.yml (every compose replica, by DNS),
+# replaced by the local server's address for `steadyrank up`.
+COMPOSE_DISCOVERY = """    dns_sd_configs:
+      - names: ["server"]
+        type: A
+        port: 8502
+        refresh_interval: 10s
+"""
 
 
 @dataclass
@@ -86,9 +93,11 @@ class Child:
 def prometheus_config(work: Path, metrics_port: int) -> Path:
     """deploy/prometheus/prometheus.yml pointed at the local server; written under ``work``."""
     text = (PROMETHEUS_DIR / "prometheus.yml").read_text()
-    if COMPOSE_TARGET not in text:
-        raise ValueError(f"{PROMETHEUS_DIR / 'prometheus.yml'}: no {COMPOSE_TARGET} target")
-    text = text.replace(COMPOSE_TARGET, f"localhost:{metrics_port}")
+    if COMPOSE_DISCOVERY not in text:
+        raise ValueError(f"{PROMETHEUS_DIR / 'prometheus.yml'}: the server discovery block "
+                         "steadyrank up replaces is missing")
+    text = text.replace(COMPOSE_DISCOVERY, "    static_configs:\n"
+                        f'      - targets: ["localhost:{metrics_port}"]\n')
     text = text.replace("alerts.yml", str(PROMETHEUS_DIR / "alerts.yml"))
     path = work / "prometheus.yml"
     path.write_text(text)

@@ -41,6 +41,17 @@ def test_alerts_fire_and_stay_quiet_as_their_unit_tests_say():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_prometheus_configs_pass_promtool_check(tmp_path):
+    """The compose config (DNS discovery of every server replica) and `make up`'s rewrite."""
+    from steadyrank.service import stack
+
+    result = run("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    local = stack.prometheus_config(tmp_path, 9999)
+    result = run("check", "config", str(local))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_promtool_rejects_a_broken_rule(tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text("groups:\n  - name: x\n    rules:\n      - alert: X\n"

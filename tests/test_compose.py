@@ -1,4 +1,6 @@
-"""`docker compose up` end to end: train, serve, traffic, Prometheus, every dashboard query.
+"""`docker compose up --scale server=3` end to end: train, three servers behind the nginx
+gRPC load balancer, traffic, Prometheus scraping every replica, every dashboard query, and a
+replica stopped under load.
 
 Run by `make test-compose` (after deploy/test/prepare-docker.sh: Docker engine, Compose v2
 from PyPI, stand-in images), not by `make test`. Uses docker-compose.yml with
@@ -31,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROJECT = "steadyrank-test"
 GRPC = "localhost:8500"
 PROMETHEUS = "http://localhost:9090"
+SERVERS = 3
 
 
 def compose_command(env_file: Path) -> list[str]:
@@ -53,6 +56,8 @@ def compose(tmp_path_factory):
                                        "steadyrank-standin/python:3.11-bookworm"),
         "PROMETHEUS_IMAGE=" + os.environ.get("STEADYRANK_TEST_PROMETHEUS_IMAGE",
                                              "steadyrank-standin/prometheus:bookworm"),
+        "LB_IMAGE=" + os.environ.get("STEADYRANK_TEST_LB_IMAGE",
+                                     "steadyrank-standin/nginx:bookworm"),
         "STEADYRANK_IMAGE=steadyrank:compose-test",
         "TRAIN_EPOCHS=1", "RETRAIN_INTERVAL=45", "TRAFFIC_RATE=10", "SHADOW_RATE=0.5", ""]))
     base = compose_command(env_file)
@@ -64,8 +69,8 @@ def compose(tmp_path_factory):
     say("building the image (the first build installs TensorFlow: minutes)")
     run("build", "trainer", timeout=2400)
     run("down", "-v", "--remove-orphans", check=False)
-    say("docker compose up")
-    run("up", "-d")
+    say(f"docker compose up --scale server={SERVERS}")
+    run("up", "-d", "--scale", f"server={SERVERS}")
     try:
         yield run
     finally:
@@ -85,18 +90,16 @@ def wait(what: str, predicate, timeout: float, every: float = 3.0):
         time.sleep(every)
 
 
-def server_health(run) -> str:
+def server_health(run) -> list[str]:
+    """The health of every running server container (one JSON object per line)."""
     answer = run("ps", "--format", "json", "server", check=False)
-    for line in answer.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            return json.loads(line).get("Health", "")
-    return ""
+    return [json.loads(line).get("Health", "") for line in map(str.strip,
+            answer.stdout.splitlines()) if line.startswith("{")]
 
 
-def test_trainer_publishes_and_the_server_turns_healthy(compose):
-    wait("a healthy server (grpc health check)", lambda: server_health(compose) == "healthy",
-         timeout=1500, every=5)
+def test_trainer_publishes_and_the_servers_turn_healthy(compose):
+    wait(f"{SERVERS} healthy servers (grpc health check)",
+         lambda: server_health(compose) == ["healthy"] * SERVERS, timeout=1500, every=5)
     logs = compose("logs", "--no-color", "trainer").stdout
     assert "published /models/ml/1 and /models/ml-b/1" in logs
 
@@ -152,3 +155,43 @@ def test_every_dashboard_query_returns_data(compose):
         if empty:
             time.sleep(5)
     assert not empty, f"panels without data: {empty}"
+
+
+def requests_by_server() -> dict[str, float]:
+    """Rank requests answered so far, by server replica (Prometheus instance)."""
+    return {r["metric"]["instance"]: float(r["value"][1]) for r in promql(
+        'sum by (instance) (steadyrank_requests_total{method="Rank"})')}
+
+
+def test_the_balancer_spreads_one_connections_calls_over_every_replica(compose):
+    wait(f"Prometheus scraping {SERVERS} servers",
+         lambda: len(promql('up{job="steadyrank"} == 1')) == SERVERS, timeout=120)
+    before = requests_by_server()
+    with client.channel(GRPC) as chan:  # one HTTP/2 connection to the balancer
+        rank = ranking_pb2_grpc.RankingServiceStub(chan)
+        for user in range(1, 301):
+            assert len(rank.Rank(client.rank_request("ml", user, 5), timeout=30).items) == 5
+    # The counters grow by the host's 300 calls plus the traffic generator's; every replica
+    # must have answered a share (a connection-level balancer would give one replica all).
+
+    def scraped() -> dict[str, float] | None:
+        now = requests_by_server()
+        return now if len(now) == SERVERS and sum(now.values()) >= sum(before.values()) + 300 \
+            else None
+
+    after = wait("the next scrape of every server", scraped, timeout=60)
+    grown = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    assert all(v >= 30 for v in grown.values()), grown
+
+
+def test_a_stopped_replica_does_not_fail_calls(compose):
+    stopped = f"{PROJECT}-server-{SERVERS}"
+    subprocess.run(["docker", "stop", stopped], check=True, capture_output=True, timeout=120)
+    try:
+        with client.channel(GRPC) as chan:
+            rank = ranking_pb2_grpc.RankingServiceStub(chan)
+            for user in range(1, 61):
+                assert len(rank.Rank(client.rank_request("ml", user, 5), timeout=30).items) == 5
+    finally:
+        subprocess.run(["docker", "start", stopped], check=True, capture_output=True,
+                       timeout=120)

@@ -107,9 +107,20 @@ def test_the_dashboard_has_the_panels_the_issue_lists():
 def test_compose_services_ports_and_volumes():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"trainer", "server", "traffic", "prometheus", "grafana"}
-    ports = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
-    assert sorted(ports) == ["3000", "8500", "8502", "9090"]
+    assert set(services) == {"trainer", "server", "lb", "traffic", "prometheus", "grafana"}
+    ports = {p.split(":")[0]: name for name, s in services.items() for p in s.get("ports", [])}
+    assert ports == {"3000": "grafana", "8500": "lb", "9090": "prometheus"}
+    # `--scale server=N`: no fixed host port on the server; clients and traffic use the
+    # balancer, which routes to every replica of the `server` service.
+    assert "ports" not in services["server"]
+    assert services["traffic"]["command"][1] == "--server=lb:8500"
+    nginx = (REPO / "deploy" / "lb" / "nginx.conf").read_text()
+    assert re.search(r"grpc_pass grpc://\$\w+;", nginx)
+    assert re.search(r"set \$\w+ server:8500;", nginx)
+    assert "resolver 127.0.0.11" in nginx  # Docker's DNS: replicas are re-resolved
+    mount = services["lb"]["volumes"][0].split(":")
+    assert mount[0] == "./deploy/lb/nginx.conf" and mount[1] in services["lb"]["command"]
+    assert services["lb"]["image"].startswith("${LB_IMAGE:-nginx:")
     assert {"models", "data"} <= set(compose["volumes"])
     assert all("restart" in s for s in services.values())
     assert "health" in services["server"]["healthcheck"]["test"]

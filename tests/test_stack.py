@@ -12,6 +12,7 @@ import urllib.request
 
 import grpc
 import pytest
+import yaml
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model.workflow import train_and_export
@@ -122,7 +123,9 @@ def test_stack_commands_and_prometheus_config(tmp_path):
     assert set(cmds) == {"trainer", "server", "prometheus"}  # rate 0: no traffic
     assert cmds["trainer"][-2:] == ["--set", "train.epochs=1"]
     text = (tmp_path / "prometheus.yml").read_text()
-    assert "localhost:9999" in text and "server:8502" not in text
+    jobs = {job["job_name"]: job for job in yaml.safe_load(text)["scrape_configs"]}
+    assert jobs["steadyrank"]["static_configs"] == [{"targets": ["localhost:9999"]}]
+    assert "dns_sd_configs" not in jobs["steadyrank"]  # compose's discovery, replaced
     assert str(REPO / "deploy" / "prometheus" / "alerts.yml") in text
     assert "traffic" in stack.commands(stack.StackConfig(work=tmp_path), None)
     with pytest.raises(ValueError, match="--config"):

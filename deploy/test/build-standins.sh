@@ -5,12 +5,14 @@
 #       containers then trust what this machine trusts)
 #   steadyrank-standin/prometheus:bookworm  -- that base with Debian's prometheus package,
 #       started like the official image (ENTRYPOINT prometheus, flags as the command)
+#   steadyrank-standin/nginx:bookworm       -- that base with Debian's nginx (gRPC proxy)
 # docker-compose.yml keeps the official images as defaults; deploy/test/compose.standin.yml
 # swaps these in. Needs root (debootstrap) and a running Docker engine.
 set -euo pipefail
 cd "$(dirname "$0")"
 BASE=steadyrank-standin/python:3.11-bookworm
 PROMETHEUS=steadyrank-standin/prometheus:bookworm
+NGINX=steadyrank-standin/nginx:bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
@@ -40,4 +42,9 @@ if ! docker image inspect "$PROMETHEUS" >/dev/null 2>&1; then
   DOCKER_BUILDKIT=0 docker build -q -t "$PROMETHEUS" --build-arg "BASE_IMAGE=$BASE" \
     -f prometheus.Dockerfile . >/dev/null
 fi
-echo "stand-in images: $BASE $PROMETHEUS"
+if ! docker image inspect "$NGINX" >/dev/null 2>&1; then
+  echo "building $NGINX"
+  DOCKER_BUILDKIT=0 docker build -q -t "$NGINX" --build-arg "BASE_IMAGE=$BASE" \
+    -f nginx.Dockerfile . >/dev/null
+fi
+echo "stand-in images: $BASE $PROMETHEUS $NGINX"
