@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model import cluster, distributed, export, synth
-from steadyrank.model.config import ConfigError, from_dict
+from steadyrank.model import cluster, distributed, export, metrics, synth
+from steadyrank.model.config import ConfigError, from_dict, load
+from steadyrank.model.train import prepare_data
 from steadyrank.service import client
 from steadyrank.service.ranking import ranking_pb2_grpc
 from steadyrank.service.server import ServerConfig, ServerThread
@@ -130,3 +131,37 @@ def test_movielens_model_trained_on_a_cluster_exports_every_signature(ml100k, tm
         gender=tf.constant("F"), occupation=tf.constant("writer"),
         age=tf.constant(30, tf.int64), zip=tf.constant("94110"))["scores"].numpy()
     assert scores.shape == (3,) and all(abs(s) < 10 for s in scores)
+
+
+@pytest.mark.slow
+def test_compare_runs_its_replicas_on_a_parameter_server_cluster(tmp_path):
+    """`steadyrank cluster -- compare`: every replica trains under the strategy, and the
+    report's PD is what the replicas' exports give."""
+    data = synth.generate(synth.SynthSpec(users=200, items=300, rows=12_000, seed=5),
+                          tmp_path / "data")
+    out, work = tmp_path / "report", tmp_path / "work"
+    command = [sys.executable, "-m", "steadyrank.cli", "cluster", "--ps", "1", "--workers",
+               "1", "--", "compare", "--config", str(REPO / "configs" / "smelu.toml"),
+               "--variants", "relu,smelu", "--pairs", "1", "--users", "50", "--out", str(out),
+               "--work-dir", str(work), "--set", "data.dataset=synthetic",
+               "--set", f"data.data_dir={data}", "--set", "train.epochs=1",
+               "--set", "train.batch_size=512", "--set", "model.embedding_dim=4",
+               "--set", "model.deep_layers=[8]"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["train"]["strategy"] == "parameter-server"
+    assert "train.strategy=parameter-server" in report["command"]
+    overrides = [part for flag, part in zip(command, command[1:], strict=False)
+                 if flag == "--set"]
+    ev = prepare_data(load(REPO / "configs" / "smelu.toml", overrides)).eval
+    for variant in ("relu", "smelu"):
+        a = export.load(work / variant / "pair0-a")
+        b = export.load(work / variant / "pair0-b")
+        assert a.manifest["distribution"]["strategy"] == "parameter-server"
+        assert b.manifest["distribution"]["strategy"] == "parameter-server"
+        expected = metrics.relative_pd(a.score(ev.user_id, ev.item_id),
+                                       b.score(ev.user_id, ev.item_id))
+        assert 0 < expected < 1  # two different replicas
+        assert report["variants"][variant]["relative_pd"]["values"][0] == pytest.approx(
+            expected, rel=1e-9)
