@@ -151,9 +151,3 @@ def warm_up(servable: Servable) -> None:
         raise LoadError(f"{servable.path}: warm-up produced non-finite scores")
     if not np.allclose(scores, ranked, rtol=1e-5, atol=1e-6):
         raise LoadError(f"{servable.path}: warm-up: rank and serving_default disagree")
-
-
-def describe(servable: Servable) -> dict[str, Any]:
-    """A short summary for logs."""
-    return {"model": servable.name, "version": servable.version, "items": servable.catalog.size,
-            "task": servable.task, "signatures": sorted(servable.signature_defs)}

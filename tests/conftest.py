@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -26,6 +27,16 @@ def run_python(code: str, env: dict | None = None, timeout: float = 300,
 
 SMALL = {"model": {"embedding_dim": 8, "deep_layers": [16, 8]},
          "train": {"epochs": 1, "batch_size": 1024}}
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.05) -> bool:
+    """Polls ``predicate`` every ``every`` s until it is true (True) or ``timeout`` s pass."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
 
 
 def small_config(ml100k: Path, **sections: dict):

@@ -26,17 +26,10 @@ from steadyrank.model.train import prepare_data
 from steadyrank.service import client
 from steadyrank.service.ranking import ranking_pb2_grpc
 from steadyrank.service.server import ServerConfig, ServerThread
+from tests.conftest import wait_for
 
 RANK_USERS = 40
 
-
-def wait_for(predicate, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def start(base, **settings):

@@ -26,7 +26,7 @@ from steadyrank.model.workflow import train_and_export
 from steadyrank.service import client
 from steadyrank.service.ranking import ranking_pb2_grpc
 from steadyrank.service.server import ServerConfig, ServerThread
-from tests.conftest import small_config
+from tests.conftest import small_config, wait_for
 
 MAX_CANDIDATES = 300
 
@@ -340,14 +340,6 @@ def copy_version(base, name, source, target, break_it=False):
         (tmp / "saved_model.pb").write_bytes(b"\x00 not a SavedModel")
     tmp.rename(base / name / str(target))
 
-
-def wait_for(predicate, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_version_switch_under_load_and_corrupt_version(models, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.shadow import ShadowScorer, pair_metrics
+from tests.conftest import wait_for
 
 
 class Replica:
@@ -55,14 +56,6 @@ def hist(metric, *labels):
     return sum(b.get() for b in child._buckets), child._sum.get()
 
 
-def wait_until(predicate, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
-
 
 def test_pair_metrics_by_hand():
     a = np.array([1.0, 2.0, 3.0, 4.0])
@@ -98,7 +91,7 @@ def test_shadowed_requests_are_compared_with_the_replica():
     replica = Replica(shift=0.5)
     shadow, metrics, queued = run_shadow(replica, offers=5)
     assert all(queued)
-    assert wait_until(lambda: value(metrics.shadow_pairs, "m") == 5)
+    assert wait_for(lambda: value(metrics.shadow_pairs, "m") == 5)
     shadow.stop()
     count, total = hist(metrics.replica.pd_absolute, "m", "3", "1")
     assert count == 5 and total == pytest.approx(5 * 0.5)
@@ -118,7 +111,7 @@ def test_a_slow_replica_never_blocks_offer_and_overflow_is_counted():
     assert elapsed < 0.25  # twenty offers while the replica takes 0.3 s per call
     dropped = value(metrics.shadow_dropped, "m", "queue_full")
     assert dropped == queued.count(False) and dropped >= 15
-    assert wait_until(lambda: value(metrics.shadow_pairs, "m") == queued.count(True))
+    assert wait_for(lambda: value(metrics.shadow_pairs, "m") == queued.count(True))
     shadow.stop()
 
 
@@ -133,16 +126,16 @@ def test_replica_loss_and_recovery():
         shadow.offer(Primary(), 1, items, items.astype(np.float32))
 
     offer()
-    assert wait_until(lambda: value(metrics.shadow_dropped, "m", "replica_missing") == 1)
+    assert wait_for(lambda: value(metrics.shadow_dropped, "m", "replica_missing") == 1)
     assert value(metrics.replica_up, "m") == 0
     models.replica = Replica(fail=True)
     offer()
-    assert wait_until(lambda: value(metrics.shadow_dropped, "m", "replica_failed") == 1)
+    assert wait_for(lambda: value(metrics.shadow_dropped, "m", "replica_failed") == 1)
     assert value(metrics.replica_up, "m") == 0
     assert "replica broke" in models.health[("m-b", 1)]
     models.replica = Replica()
     offer()
-    assert wait_until(lambda: value(metrics.shadow_pairs, "m") == 1)
+    assert wait_for(lambda: value(metrics.shadow_pairs, "m") == 1)
     assert value(metrics.replica_up, "m") == 1
     assert models.health[("m-b", 1)] == ""
     shadow.stop()
@@ -153,7 +146,7 @@ def test_churn_compares_the_replaced_version_with_the_new_one():
     shadow, metrics, queued = run_shadow(None, rate=0.0, previous=old, churn_rate=1.0,
                                          offers=4)
     assert queued == [1, 1, 1, 1]
-    assert wait_until(lambda: value(metrics.churn_pairs, "m") == 4)
+    assert wait_for(lambda: value(metrics.churn_pairs, "m") == 4)
     shadow.stop()
     assert hist(metrics.churn.pd_absolute, "m", "2", "3") == (4, pytest.approx(4.0))
     assert hist(metrics.churn.topk_swap, "m", "2", "3", "5") == (4, 0.0)  # same order
@@ -165,7 +158,7 @@ def test_churn_and_replica_comparisons_are_separate():
     shadow, metrics, queued = run_shadow(Replica(shift=0.25), rate=1.0, previous=old,
                                          churn_rate=1.0, offers=3)
     assert queued == [2, 2, 2]
-    assert wait_until(lambda: value(metrics.churn_pairs, "m") == 3
+    assert wait_for(lambda: value(metrics.churn_pairs, "m") == 3
                       and value(metrics.shadow_pairs, "m") == 3)
     shadow.stop()
     assert hist(metrics.churn.pd_absolute, "m", "2", "3") == (3, 0.0)
@@ -175,7 +168,7 @@ def test_churn_and_replica_comparisons_are_separate():
 def test_a_failing_replaced_version_drops_churn_samples():
     shadow, metrics, _ = run_shadow(None, rate=0.0, previous=Replica(version=2, fail=True),
                                     churn_rate=1.0, offers=2)
-    assert wait_until(lambda: value(metrics.churn_dropped, "m", "version_failed") == 2)
+    assert wait_for(lambda: value(metrics.churn_dropped, "m", "version_failed") == 2)
     shadow.stop()
     assert value(metrics.churn_pairs, "m") == 0
 
