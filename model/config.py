@@ -10,7 +10,8 @@ from typing import Any
 from steadyrank.model.data import DATASETS
 from steadyrank.ops import check_beta
 
-ACTIVATIONS = ("relu", "smelu", "gelu", "swish", "softplus")
+ACTIVATIONS = ("relu", "smelu", "gsmelu", "gelu", "swish", "softplus")
+GSMELU_PARAMS = ("alpha", "beta", "slope_left", "slope_right", "offset")
 TASKS = ("rating", "binary")
 
 
@@ -38,7 +39,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the ranking model."""
+    """Architecture of the ranking model.
+
+    ``activation = "gsmelu"`` is the learnable generalized SmeLU, initialised to SmeLU with
+    ``smelu_beta``; ``gsmelu_learn`` names the parameters it learns, ``gsmelu_per_unit`` learns
+    one value per hidden unit instead of one per layer.
+    """
 
     embedding_dim: int = 16
     oov_buckets: int = 1
@@ -46,6 +52,8 @@ class ModelConfig:
     deep_layers: tuple[int, ...] = (64, 32)
     activation: str = "smelu"
     smelu_beta: float = 1.0
+    gsmelu_learn: tuple[str, ...] = ("beta",)
+    gsmelu_per_unit: bool = False
     layer_norm: bool = False
     task: str = "rating"
     binary_threshold: float = 4.0  # rating >= threshold is a positive, for task = "binary"
@@ -78,6 +86,7 @@ class Config:
         """Plain dict (JSON/TOML-friendly)."""
         out = asdict(self)
         out["model"]["deep_layers"] = list(self.model.deep_layers)
+        out["model"]["gsmelu_learn"] = list(self.model.gsmelu_learn)
         return out
 
 
@@ -120,6 +129,8 @@ def validate(config: Config) -> Config:
         (m.cross_layers >= 0, "model.cross_layers", "must be >= 0"),
         (all(isinstance(u, int) and u >= 1 for u in m.deep_layers), "model.deep_layers",
          "must be whole numbers >= 1"),
+        (all(p in GSMELU_PARAMS for p in m.gsmelu_learn), "model.gsmelu_learn",
+         f"must name parameters among {', '.join(GSMELU_PARAMS)}"),
         (t.epochs >= 1, "train.epochs", "must be >= 1"),
         (t.batch_size >= 1, "train.batch_size", "must be >= 1"),
         (t.learning_rate > 0, "train.learning_rate", "must be > 0"),

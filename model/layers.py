@@ -10,19 +10,24 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from steadyrank.ops import SmeLU
+from steadyrank.ops import GSmeLU, SmeLU
 
 PACKAGE = "steadyrank"
 
 
-def make_activation(name: str, smelu_beta: float = 1.0) -> keras.layers.Layer:
-    """An activation layer by config name: relu, smelu (with beta), gelu, swish, softplus."""
+def make_activation(name: str, smelu_beta: float = 1.0,
+                    gsmelu_learn: Sequence[str] = ("beta",),
+                    gsmelu_per_unit: bool = False) -> keras.layers.Layer:
+    """An activation layer by config name: relu, smelu (with beta), gsmelu (learnable,
+    starting as SmeLU(beta)), gelu, swish, softplus."""
     if name == "smelu":
         return SmeLU(beta=smelu_beta)
+    if name == "gsmelu":
+        return GSmeLU(beta=smelu_beta, learn=tuple(gsmelu_learn), per_unit=gsmelu_per_unit)
     if name in ("relu", "gelu", "swish", "softplus"):
         return keras.layers.Activation(name)
-    raise ValueError(f"unknown activation {name!r}; expected relu, smelu, gelu, swish or "
-                     "softplus")
+    raise ValueError(f"unknown activation {name!r}; expected relu, smelu, gsmelu, gelu, swish "
+                     "or softplus")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -82,13 +87,16 @@ class DeepCrossTower(keras.layers.Layer):
 
     def __init__(self, cross_layers: int = 1, deep_layers: Sequence[int] = (64, 32),
                  activation: str = "smelu", smelu_beta: float = 1.0,
-                 layer_norm: bool = False, **kwargs: Any) -> None:
+                 layer_norm: bool = False, gsmelu_learn: Sequence[str] = ("beta",),
+                 gsmelu_per_unit: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cross_layers = int(cross_layers)
         self.deep_layers = [int(u) for u in deep_layers]
         self.activation = activation
         self.smelu_beta = float(smelu_beta)
         self.layer_norm = bool(layer_norm)
+        self.gsmelu_learn = [str(p) for p in gsmelu_learn]
+        self.gsmelu_per_unit = bool(gsmelu_per_unit)
         self.crosses = [tfrs.layers.dcn.Cross(name=f"cross_{i}")
                         for i in range(self.cross_layers)]
         self.deep = []
@@ -96,7 +104,8 @@ class DeepCrossTower(keras.layers.Layer):
             self.deep.append(keras.layers.Dense(units, name=f"dense_{i}"))
             if self.layer_norm:
                 self.deep.append(keras.layers.LayerNormalization(name=f"norm_{i}"))
-            self.deep.append(make_activation(activation, smelu_beta))
+            self.deep.append(make_activation(activation, smelu_beta, self.gsmelu_learn,
+                                             self.gsmelu_per_unit))
         self.score = keras.layers.Dense(1, name="score")
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
@@ -114,4 +123,5 @@ class DeepCrossTower(keras.layers.Layer):
         """Layer config."""
         return {**super().get_config(), "cross_layers": self.cross_layers,
                 "deep_layers": self.deep_layers, "activation": self.activation,
-                "smelu_beta": self.smelu_beta, "layer_norm": self.layer_norm}
+                "smelu_beta": self.smelu_beta, "layer_norm": self.layer_norm,
+                "gsmelu_learn": self.gsmelu_learn, "gsmelu_per_unit": self.gsmelu_per_unit}

@@ -108,7 +108,9 @@ class RankingModel(tfrs.models.Model):
         self.genre_embedding = MultiHotEmbedding(len(tables.genres), dim, name="genres")
         self.year_embedding = keras.layers.Embedding(tables.year_vocab_size, dim, name="year")
         self.tower = DeepCrossTower(config.cross_layers, config.deep_layers, config.activation,
-                                    config.smelu_beta, config.layer_norm, name="tower")
+                                    config.smelu_beta, config.layer_norm,
+                                    gsmelu_learn=config.gsmelu_learn,
+                                    gsmelu_per_unit=config.gsmelu_per_unit, name="tower")
         # Per-example losses, averaged in compute_loss with tf.nn.compute_average_loss: the
         # mean over the batch on one machine, and the right scaling under a distribution
         # strategy (which rejects Keras' default SUM_OVER_BATCH_SIZE reduction in a task).

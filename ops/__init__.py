@@ -16,7 +16,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from steadyrank.ops._errors import BuildError  # noqa: E402
 from steadyrank.ops._loader import load_library  # noqa: E402
-from steadyrank.ops.keras import SmeLU, smelu_activation  # noqa: E402
+from steadyrank.ops.gsmelu import check_params, gsmelu, gsmelu_reference  # noqa: E402
+from steadyrank.ops.keras import GSmeLU, SmeLU, smelu_activation  # noqa: E402
 from steadyrank.ops.smelu import check_beta, smelu, smelu_reference  # noqa: E402
 
 
@@ -35,8 +36,12 @@ if not _autoload_disabled():
 
 __all__ = [
     "BuildError",
+    "GSmeLU",
     "SmeLU",
     "check_beta",
+    "check_params",
+    "gsmelu",
+    "gsmelu_reference",
     "load_library",
     "smelu",
     "smelu_activation",

@@ -1,4 +1,4 @@
-"""Build the SmeLU op library with g++ (and nvcc for the GPU kernels).
+"""Build the SmeLU and g-SmeLU op library with g++ (and nvcc for the GPU kernels).
 
 Usage: ``python -m steadyrank.ops.build [--cuda | --no-cuda] [--force]``
 
@@ -36,11 +36,13 @@ CC_DIR = PACKAGE_DIR / "cc"
 LIB_NAME = "_smelu_ops.so"
 META_NAME = "_smelu_ops.json"
 
-CPU_SOURCES = ("kernels/smelu_op.cc", "ops/smelu_ops.cc")
-GPU_HOST_SOURCES = ("kernels/smelu_op_gpu.cc",)
-CUDA_SOURCES = ("kernels/smelu_kernels.cu.cc",)
+CPU_SOURCES = ("kernels/smelu_op.cc", "ops/smelu_ops.cc", "kernels/gsmelu_op.cc",
+               "kernels/gsmelu_op_cpu.cc", "ops/gsmelu_ops.cc")
+GPU_HOST_SOURCES = ("kernels/smelu_op_gpu.cc", "kernels/gsmelu_op_gpu.cc")
+CUDA_SOURCES = ("kernels/smelu_kernels.cu.cc", "kernels/gsmelu_kernels.cu.cc")
 HEADERS = ("kernels/smelu_math.h", "kernels/smelu_op.h", "kernels/smelu_kernels.cu.h",
-           "kernels/smelu_launch.h")
+           "kernels/smelu_launch.h", "kernels/op_device.h", "kernels/gsmelu_math.h",
+           "kernels/gsmelu_op.h", "kernels/gsmelu_kernels.cu.h", "kernels/gsmelu_launch.h")
 
 
 @dataclass(frozen=True)

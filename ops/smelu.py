@@ -52,7 +52,9 @@ def smelu_reference(x: tf.Tensor, beta: float = 1.0, name: str | None = None) ->
     with tf.name_scope(name or "smelu_reference"):
         x = tf.convert_to_tensor(x)
         _check_dtype(x)
-        b = tf.cast(tf.constant(beta, tf.float32), x.dtype)
+        # The op holds beta as float32, except for float64 input (exact, see smelu()).
+        b = (tf.constant(beta, tf.float64) if x.dtype == tf.float64
+             else tf.cast(tf.constant(beta, tf.float32), x.dtype))
         zero = tf.zeros_like(x)
         t = x + b
         quad = t * t / (4 * b)
@@ -65,7 +67,10 @@ def smelu(x: tf.Tensor, beta: float = 1.0, name: str | None = None) -> tf.Tensor
 
     Runs the compiled SmeLU kernel (CPU, or GPU when built with CUDA); differentiable
     to any order. Inside ``jit_compile=True`` functions it lowers to
-    :func:`smelu_reference`, which XLA fuses.
+    :func:`smelu_reference`, which XLA fuses. float64 input runs the GSmeLU kernel with
+    a float64 beta tensor, so beta is exact (the SmeLU op's beta attr is a float32, and
+    0.1 would become 0.10000000149); the SmeLU op and its attr stay for every other
+    dtype and for graphs exported before.
 
     Args:
       x: a tensor of half, bfloat16, float32 or float64 (anything convertible).
@@ -78,6 +83,9 @@ def smelu(x: tf.Tensor, beta: float = 1.0, name: str | None = None) -> tf.Tensor
     with tf.name_scope(name or "smelu"):
         x = tf.convert_to_tensor(x)
         _check_dtype(x)
+        if x.dtype == tf.float64:
+            params = (tf.constant(v, tf.float64) for v in (beta, beta, 0.0, 1.0, 0.0))
+            return load_library().g_sme_lu(x, *params)
         return load_library().sme_lu(x, beta=beta)
 
 

@@ -19,24 +19,29 @@ TOLERANCES = {
 DTYPES = list(TOLERANCES)
 
 
-def ref_forward(x: np.ndarray, beta: float) -> np.ndarray:
-    """float64 SmeLU with the float32-rounded beta that the op's attr holds."""
-    b = float(np.float32(beta))
+def op_beta(beta: float, dtype: tf.DType = tf.float32) -> float:
+    """The beta the kernels use: the float32 attr, except float64 input (exact beta)."""
+    return float(beta) if dtype == tf.float64 else float(np.float32(beta))
+
+
+def ref_forward(x: np.ndarray, beta: float, dtype: tf.DType = tf.float32) -> np.ndarray:
+    """float64 SmeLU with the beta the op uses for ``dtype``."""
+    b = op_beta(beta, dtype)
     x = x.astype(np.float64)
     with np.errstate(invalid="ignore"):
         quad = (x + b) ** 2 / (4 * b)
         return np.where(x >= b, x, np.where(x <= -b, 0.0, quad))
 
 
-def ref_slope(x: np.ndarray, beta: float) -> np.ndarray:
-    b = float(np.float32(beta))
+def ref_slope(x: np.ndarray, beta: float, dtype: tf.DType = tf.float32) -> np.ndarray:
+    b = op_beta(beta, dtype)
     x = x.astype(np.float64)
     with np.errstate(invalid="ignore"):
         return np.where(x >= b, 1.0, np.where(x <= -b, 0.0, (x + b) / (2 * b)))
 
 
-def ref_curvature(x: np.ndarray, beta: float) -> np.ndarray:
-    b = float(np.float32(beta))
+def ref_curvature(x: np.ndarray, beta: float, dtype: tf.DType = tf.float32) -> np.ndarray:
+    b = op_beta(beta, dtype)
     x = x.astype(np.float64)
     with np.errstate(invalid="ignore"):
         return np.where((x >= b) | (x <= -b), 0.0, 1.0 / (2 * b) + 0.0 * x)
@@ -66,7 +71,8 @@ def test_forward_matches_float64_reference(dtype, beta):
     x = as_dtype(sample(beta), dtype)
     y = sro.smelu(x, beta=beta)
     assert y.dtype == dtype and y.shape == x.shape
-    np.testing.assert_allclose(numpy64(y), ref_forward(numpy64(x), beta), **TOLERANCES[dtype])
+    np.testing.assert_allclose(numpy64(y), ref_forward(numpy64(x), beta, dtype),
+                               **TOLERANCES[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
@@ -78,7 +84,7 @@ def test_gradient_matches_float64_reference(dtype, beta):
         tape.watch(x)
         y = sro.smelu(x, beta=beta)
     dx = tape.gradient(y, x, output_gradients=dy)
-    expected = numpy64(dy) * ref_slope(numpy64(x), beta)
+    expected = numpy64(dy) * ref_slope(numpy64(x), beta, dtype)
     np.testing.assert_allclose(numpy64(dx), expected, **TOLERANCES[dtype])
 
 
@@ -93,8 +99,9 @@ def test_second_derivative_matches_reference(dtype):
             y = sro.smelu(x, beta=beta)
         g = inner.gradient(y, x)
     h = outer.gradient(g, x)
-    np.testing.assert_allclose(numpy64(g), ref_slope(numpy64(x), beta), **TOLERANCES[dtype])
-    np.testing.assert_allclose(numpy64(h), ref_curvature(numpy64(x), beta),
+    np.testing.assert_allclose(numpy64(g), ref_slope(numpy64(x), beta, dtype),
+                               **TOLERANCES[dtype])
+    np.testing.assert_allclose(numpy64(h), ref_curvature(numpy64(x), beta, dtype),
                                **TOLERANCES[dtype])
 
 

@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "op_device.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -16,19 +17,6 @@ namespace tensorflow {
 
 using CPUDevice = Eigen::ThreadPoolDevice;
 using GPUDevice = functor::GpuStream;
-
-// The device object a functor runs on.
-inline const CPUDevice& GetDevice(OpKernelContext* ctx, const CPUDevice*) {
-  return ctx->eigen_device<CPUDevice>();
-}
-#ifdef STEADYRANK_WITH_CUDA
-GPUDevice GetDevice(OpKernelContext* ctx, const GPUDevice*);  // smelu_op_gpu.cc
-#endif
-
-template <typename Device>
-decltype(auto) DeviceOf(OpKernelContext* ctx) {
-  return GetDevice(ctx, static_cast<const Device*>(nullptr));
-}
 
 namespace {
 
