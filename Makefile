@@ -55,12 +55,16 @@ bench-serve: install
 bench-dist: install
 	$(PY) bench/dist_bench.py --repeats 3
 
-# Standalone CUDA check and bandwidth benchmark (needs a GPU to run; compiles anywhere with nvcc).
+# Standalone CUDA checks and bandwidth benchmarks of the SmeLU and g-SmeLU kernels (need a GPU
+# to run; compile anywhere with nvcc).
 CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80
 bench-cuda:
 	mkdir -p bench/out
-	nvcc -O3 -std=c++17 $(CUDA_ARCH) -I ops/cc/kernels bench/cuda_smelu_check.cu -o bench/out/cuda_smelu_check
+	for h in cuda_smelu_check cuda_gsmelu_check; do \
+	  nvcc -O3 -std=c++17 $(CUDA_ARCH) -I ops/cc/kernels bench/$$h.cu -o bench/out/$$h || exit 1; \
+	done
 	bench/out/cuda_smelu_check --json bench/out/cuda_smelu_check.json
+	bench/out/cuda_gsmelu_check --json bench/out/cuda_gsmelu_check.json
 
 clean:
 	rm -rf ops/_lib build *.egg-info .pytest_cache .ruff_cache

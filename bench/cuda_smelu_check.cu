@@ -25,97 +25,12 @@
 #include <vector>
 
 #include "../ops/cc/kernels/smelu_kernels.cu.h"
+#include "cuda_harness.cuh"
 
 using steadyrank::SmeluBackprop;
 using steadyrank::SmeluCurvature;
 using steadyrank::SmeluParams;
 using steadyrank::SmeluValue;
-using steadyrank::cuda::BFloat16;
-using steadyrank::cuda::Half;
-
-#define CHECK_CUDA(expr)                                                               \
-  do {                                                                                 \
-    cudaError_t err_ = (expr);                                                         \
-    if (err_ != cudaSuccess) {                                                         \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,             \
-                   cudaGetErrorString(err_));                                          \
-      std::exit(2);                                                                    \
-    }                                                                                  \
-  } while (0)
-
-// Host conversions between storage types and double.
-template <typename T>
-struct Host {
-  static T From(double v) { return static_cast<T>(v); }
-  static double To(T v) { return static_cast<double>(v); }
-  static const char* Name();
-  static double Rtol();
-  static double Atol();
-};
-template <> const char* Host<float>::Name() { return "float32"; }
-template <> double Host<float>::Rtol() { return 2e-6; }
-template <> double Host<float>::Atol() { return 1e-7; }
-template <> const char* Host<double>::Name() { return "float64"; }
-template <> double Host<double>::Rtol() { return 1e-13; }
-template <> double Host<double>::Atol() { return 1e-15; }
-template <>
-struct Host<Half> {
-  static Half From(double v) {
-    __half h = __float2half_rn(static_cast<float>(v));
-    Half out;
-    std::memcpy(&out, &h, 2);
-    return out;
-  }
-  static double To(Half v) {
-    __half h;
-    std::memcpy(&h, &v, 2);
-    return __half2float(h);
-  }
-  static const char* Name() { return "float16"; }
-  static double Rtol() { return 1e-3; }
-  static double Atol() { return 1e-4; }
-};
-template <>
-struct Host<BFloat16> {
-  static BFloat16 From(double v) {
-    __nv_bfloat16 h = __float2bfloat16_rn(static_cast<float>(v));
-    BFloat16 out;
-    std::memcpy(&out, &h, 2);
-    return out;
-  }
-  static double To(BFloat16 v) {
-    __nv_bfloat16 h;
-    std::memcpy(&h, &v, 2);
-    return __bfloat162float(h);
-  }
-  static const char* Name() { return "bfloat16"; }
-  static double Rtol() { return 8e-3; }
-  static double Atol() { return 1e-5; }
-};
-
-static int g_failures = 0;
-
-template <typename T>
-bool Close(T got_raw, double want) {
-  const double got = Host<T>::To(got_raw);
-  if (std::isnan(want)) return std::isnan(got);
-  if (std::isinf(want)) return got == want;
-  return std::fabs(got - want) <= Host<T>::Atol() + Host<T>::Rtol() * std::fabs(want);
-}
-
-template <typename T>
-void Report(const char* kernel, int64_t n, int offset, int64_t bad, int64_t first_bad,
-            double got, double want) {
-  if (bad == 0) {
-    std::printf("  ok    %-9s %-14s n=%-8lld offset=%d\n", Host<T>::Name(), kernel,
-                static_cast<long long>(n), offset);
-  } else {
-    ++g_failures;
-    std::printf("  FAIL  %-9s %-14s n=%-8lld offset=%d: %lld bad, first at %lld: got %.9g "
-                "want %.9g\n", Host<T>::Name(), kernel, static_cast<long long>(n), offset,
-                static_cast<long long>(bad), static_cast<long long>(first_bad), got, want);
-  }
-}
 
 template <typename T>
 void CheckDtype(float beta, int64_t n, int offset, std::mt19937_64& rng) {
@@ -193,40 +108,13 @@ struct BandwidthRow {
   double copy_gbps, fwd_gbps, bwd_gbps;
 };
 
-float MedianMs(std::vector<float> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-template <typename Fn>
-float TimeMs(Fn fn, int repeats) {
-  cudaEvent_t start, stop;
-  CHECK_CUDA(cudaEventCreate(&start));
-  CHECK_CUDA(cudaEventCreate(&stop));
-  fn();  // warm up
-  CHECK_CUDA(cudaDeviceSynchronize());
-  std::vector<float> samples;
-  for (int r = 0; r < repeats; ++r) {
-    CHECK_CUDA(cudaEventRecord(start));
-    fn();
-    CHECK_CUDA(cudaEventRecord(stop));
-    CHECK_CUDA(cudaEventSynchronize(stop));
-    float ms = 0;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    samples.push_back(ms);
-  }
-  CHECK_CUDA(cudaEventDestroy(start));
-  CHECK_CUDA(cudaEventDestroy(stop));
-  return MedianMs(samples);
-}
-
 BandwidthRow Bandwidth(int64_t n, int repeats) {
   float *x, *dy, *y;
   CHECK_CUDA(cudaMalloc(&x, n * sizeof(float)));
   CHECK_CUDA(cudaMalloc(&dy, n * sizeof(float)));
   CHECK_CUDA(cudaMalloc(&y, n * sizeof(float)));
-  CHECK_CUDA(cudaMemset(x, 0, n * sizeof(float)));
-  CHECK_CUDA(cudaMemset(dy, 0, n * sizeof(float)));
+  FillUniform(x, n, -3.0f, 3.0f, 1);  // all three pieces
+  FillUniform(dy, n, -1.0f, 1.0f, 2);
   const double b = static_cast<double>(n) * sizeof(float);
   const float copy_ms = TimeMs([&] {
     CHECK_CUDA(cudaMemcpyAsync(y, x, n * sizeof(float), cudaMemcpyDeviceToDevice));

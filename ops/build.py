@@ -180,17 +180,6 @@ def cuda_archs() -> list[str]:
     return list(info.get("cuda_compute_capabilities", []))
 
 
-def _cuda_home(nvcc: str) -> Path:
-    """The CUDA toolkit root: $CUDA_HOME, else found from nvcc (which may be a wrapper)."""
-    candidates = [os.environ.get("CUDA_HOME", ""), str(Path(nvcc).resolve().parent.parent),
-                  "/usr/local/cuda"]
-    for root in filter(None, candidates):
-        if (Path(root) / "lib64" / "libcudart_static.a").exists():
-            return Path(root)
-    raise BuildError(f"cannot find the CUDA runtime (lib64/libcudart_static.a) next to {nvcc} "
-                     "or in /usr/local/cuda; set CUDA_HOME to the CUDA toolkit.")
-
-
 def _nvcc_arch_flags(archs: list[str]) -> list[str]:
     flags = []
     for arch in archs:
@@ -262,7 +251,6 @@ def _build_locked(directory: Path, want: LibraryInfo, cuda: bool | None, quiet: 
         if use_cuda:
             nvcc = shutil.which(os.environ.get("NVCC", "nvcc")) or "nvcc"
             archs = _supported_archs(nvcc, cuda_archs())
-            cuda_home = _cuda_home(nvcc)
             for rel in CUDA_SOURCES:
                 obj = str(tmp_path / (Path(rel).name + ".o"))
                 jobs.append(([nvcc, "-std=c++17", "-O3", "-x", "cu", "-Xcompiler", "-fPIC",
@@ -270,8 +258,11 @@ def _build_locked(directory: Path, want: LibraryInfo, cuda: bool | None, quiet: 
                               f"-I{CC_DIR / 'kernels'}", "-c", str(CC_DIR / rel), "-o", obj],
                              f"compiling {rel} with nvcc for {' '.join(archs)}"))
                 objects.append(obj)
-            link_extra = [f"-L{cuda_home / 'lib64'}", "-lcudart_static", "-ldl", "-lrt",
-                          "-lpthread"]
+            # No CUDA runtime of our own: the kernels' cudart calls resolve to the runtime
+            # that TensorFlow's framework library exports and loads, so the op and TensorFlow
+            # share one runtime and one context, whatever CUDA version TensorFlow was built
+            # against. (Linking cudart_static after the framework library pulled in nothing.)
+            link_extra = []
         say(f"building {'CPU+CUDA' if use_cuda else 'CPU'} library ({why}) with {cxx} "
             f"for TensorFlow {want.tensorflow_version}")
         with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:

@@ -64,8 +64,16 @@ def recbole_wheel(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ml100k(recbole_wheel, tmp_path_factory) -> Path:
-    """MovieLens 100K fetched once per test session; the folder data_dir/movielens-100k."""
+def ml100k(request, tmp_path_factory) -> Path:
+    """MovieLens 100K fetched once per test session; the folder data_dir/movielens-100k.
+
+    ``STEADYRANK_TEST_DATA=DIR`` uses the already fetched ``DIR/movielens-100k`` instead (for
+    machines without a package index, such as a lent GPU machine).
+    """
     from steadyrank.model import movielens
 
-    return movielens.fetch(tmp_path_factory.mktemp("data"), wheel=recbole_wheel)
+    given = os.environ.get("STEADYRANK_TEST_DATA")
+    if given:
+        return Path(given) / "movielens-100k"
+    wheel = request.getfixturevalue("recbole_wheel")
+    return movielens.fetch(tmp_path_factory.mktemp("data"), wheel=wheel)

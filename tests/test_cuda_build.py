@@ -17,11 +17,12 @@ NVCC = shutil.which(os.environ.get("NVCC", "nvcc"))
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc not found: CUDA compile not tested")
 
 
-def test_standalone_cuda_harness_compiles(tmp_path):
-    out = tmp_path / "cuda_smelu_check"
+@pytest.mark.parametrize("harness", ["cuda_smelu_check", "cuda_gsmelu_check"])
+def test_standalone_cuda_harness_compiles(tmp_path, harness):
+    out = tmp_path / harness
     proc = subprocess.run(
         [NVCC, "-O3", "-std=c++17", "-gencode=arch=compute_90,code=sm_90",
-         f"-I{REPO / 'ops/cc/kernels'}", str(REPO / "bench/cuda_smelu_check.cu"), "-o", str(out)],
+         f"-I{REPO / 'ops/cc/kernels'}", str(REPO / f"bench/{harness}.cu"), "-o", str(out)],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.stat().st_size > 0
@@ -38,6 +39,14 @@ def test_op_library_links_gpu_kernels():
     assert info.cuda_archs, "GPU architectures were not recorded"
     symbols = subprocess.run(["nm", "-C", str(build.lib_dir() / build.LIB_NAME)],
                              capture_output=True, text=True, check=True).stdout
-    for kernel in ("LaunchSmelu<", "LaunchSmeluGrad<", "LaunchSmeluGradGrad<"):
+    for kernel in ("LaunchSmelu<", "LaunchSmeluGrad<", "LaunchSmeluGradGrad<", "LaunchGSmelu<",
+                   "LaunchGSmeluGrad<"):
         assert kernel in symbols
-    assert "ElementwiseKernel" in symbols  # device code linked in, not just declared
+    # device code linked in, not just declared
+    assert "ElementwiseKernel" in symbols and "BackwardPerUnitKernel" in symbols
+    # One CUDA runtime in the process: the op calls the one TensorFlow exports and loads.
+    dynamic = subprocess.run(["nm", "-D", str(build.lib_dir() / build.LIB_NAME)],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    cudart = [line.split()[-1] for line in dynamic if line.split()[-1] == "cudaGetLastError"]
+    assert cudart and all(" U " in f" {line} " for line in dynamic
+                          if line.endswith(" cudaGetLastError"))
