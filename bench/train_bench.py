@@ -111,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
               + f"{r['smelu_vs_relu']:>12.3f}{r['ensemble_vs_relu']:>11.3f}")
     payload = {"command": "python bench/train_bench.py " + " ".join(argv or sys.argv[1:]),
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                           "tensorflow": tf.__version__},
+                           "tensorflow": tf.__version__,
+                           "gpus": [tf.config.experimental.get_device_details(g).get(
+                               "device_name", g.name)
+                               for g in tf.config.list_physical_devices("GPU")]},
                "config": base.to_dict(), "repeats": args.repeats, "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
