@@ -95,6 +95,12 @@ def test_gsmelu_values_and_gradients_on_gpu_match_cpu(dtype, layout):
                                    err_msg=name)
 
 
+def test_invalid_parameters_give_nan_on_the_gpu():
+    with tf.device("/GPU:0"):
+        y = sro.gsmelu(tf.ones([4, 3]), tf.Variable(-1.0), tf.Variable(0.5), 0.0, 1.0, 0.0)
+    assert y.device.endswith("GPU:0") and np.isnan(y.numpy()).all()
+
+
 def test_kernels_run_on_the_gpu_not_the_cpu():
     graph = tf.Graph()
     with graph.as_default(), tf.device("/GPU:0"):

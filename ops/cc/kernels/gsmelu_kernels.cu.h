@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "gsmelu_launch.h"
 #include "gsmelu_math.h"
@@ -32,8 +33,9 @@ using detail::Traits;
 using detail::Vec16;
 
 constexpr int kThreads = 256;
-constexpr int kTileCols = 32;                    // per-unit backward: columns per block
+constexpr int kTileCols = 32;                    // per-unit kernels: column groups per block
 constexpr int kTileRows = kThreads / kTileCols;  // and rows per block step
+constexpr int kMaxGroup = 4;                     // most columns one thread owns (backward)
 
 template <typename T>
 using Compute = typename Traits<T>::Compute;
@@ -63,7 +65,8 @@ Layout MakeLayout(int64_t n, int64_t cols) {
     l.partial_blocks = l.grid_x;
   } else {
     const int64_t rows = (n + cols - 1) / cols;
-    const int64_t tiles = (cols + kTileCols - 1) / kTileCols;
+    // The fewest tiles any column grouping gives, so the partials fit every grouping.
+    const int64_t tiles = (cols + kTileCols * kMaxGroup - 1) / (kTileCols * kMaxGroup);
     int64_t gy = (max_blocks + tiles - 1) / tiles;
     const int64_t row_steps = (rows + kTileRows - 1) / kTileRows;
     if (gy > row_steps) gy = row_steps;
@@ -99,22 +102,23 @@ __global__ void PrepareKernel(GSmeluParamPtrs<T> raw, int64_t cols, Params<T>* o
   }
 }
 
-// Next column index, wrapping at cols.
-__device__ __forceinline__ int64_t NextCol(int64_t j, int64_t cols) {
-  return j + 1 == cols ? 0 : j + 1;
-}
+// V consecutive elements, loaded and stored as one access.
+template <typename D, int V>
+struct alignas(sizeof(D) * V) VecN {
+  D v[V];
+};
 
+// Shared parameters: flat grid-stride loop over 16-byte vectors (or scalars).
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    ForwardKernel(const typename Traits<T>::Device* __restrict__ x,
-                  typename Traits<T>::Device* __restrict__ y, int64_t n, int64_t cols,
-                  const Params<T>* __restrict__ params, bool vectorized) {
+    ForwardSharedKernel(const typename Traits<T>::Device* __restrict__ x,
+                        typename Traits<T>::Device* __restrict__ y, int64_t n,
+                        const Params<T>* __restrict__ params, bool vectorized) {
   using Tr = Traits<T>;
   using D = typename Tr::Device;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const bool shared = cols == 1;
-  const Params<T> p0 = params[0];
+  const Params<T> p = params[0];
   int64_t done = 0;
   if (vectorized) {
     constexpr int V = Vec16<D>::kSize;
@@ -122,20 +126,42 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t i = tid; i < nvec; i += stride) {
       const Vec16<D> in = reinterpret_cast<const Vec16<D>*>(x)[i];
       Vec16<D> out;
-      int64_t j = shared ? 0 : (i * V) % cols;
 #pragma unroll
-      for (int e = 0; e < V; ++e) {
-        const Params<T>& p = shared ? p0 : params[j];
-        out.v[e] = Tr::Store(GSmeluValue(Tr::Load(in.v[e]), p));
-        if (!shared) j = NextCol(j, cols);
-      }
+      for (int e = 0; e < V; ++e) out.v[e] = Tr::Store(GSmeluValue(Tr::Load(in.v[e]), p));
       reinterpret_cast<Vec16<D>*>(y)[i] = out;
     }
     done = nvec * V;
   }
   for (int64_t i = done + tid; i < n; i += stride) {
-    const Params<T>& p = shared ? p0 : params[i % cols];
     y[i] = Tr::Store(GSmeluValue(Tr::Load(x[i]), p));
+  }
+}
+
+// Per-unit parameters: block (32 column groups x 8 rows); a thread owns V consecutive
+// columns, keeps their parameters in registers and strides over rows.
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads)
+    ForwardPerUnitKernel(const typename Traits<T>::Device* __restrict__ x,
+                         typename Traits<T>::Device* __restrict__ y, int64_t n, int64_t cols,
+                         const Params<T>* __restrict__ params) {
+  using Tr = Traits<T>;
+  using D = typename Tr::Device;
+  const int tx = threadIdx.x % kTileCols;
+  const int ty = threadIdx.x / kTileCols;
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.x) * kTileCols + tx) * V;
+  if (c0 >= cols) return;
+  Params<T> p[V];
+#pragma unroll
+  for (int e = 0; e < V; ++e) p[e] = params[c0 + e];
+  const int64_t rows = n / cols;
+  for (int64_t r = static_cast<int64_t>(blockIdx.y) * kTileRows + ty; r < rows;
+       r += static_cast<int64_t>(gridDim.y) * kTileRows) {
+    const int64_t i = r * cols + c0;
+    const VecN<D, V> in = *reinterpret_cast<const VecN<D, V>*>(x + i);
+    VecN<D, V> out;
+#pragma unroll
+    for (int e = 0; e < V; ++e) out.v[e] = Tr::Store(GSmeluValue(Tr::Load(in.v[e]), p[e]));
+    *reinterpret_cast<VecN<D, V>*>(y + i) = out;
   }
 }
 
@@ -213,9 +239,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Per-unit parameters: block (32 columns x 8 rows); grid (column tiles, row
-// groups); partials[row group][k][col].
-template <typename T>
+// Per-unit parameters: block (32 column groups x 8 rows), a thread owning V consecutive
+// columns; grid (column tiles, row groups); partials[row group][k][col].
+template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
     BackwardPerUnitKernel(const typename Traits<T>::Device* __restrict__ dy,
                           const typename Traits<T>::Device* __restrict__ x,
@@ -223,63 +249,105 @@ __global__ void __launch_bounds__(kThreads)
                           const Params<T>* __restrict__ params,
                           double* __restrict__ partials) {
   using Tr = Traits<T>;
+  using D = typename Tr::Device;
   const int tx = threadIdx.x % kTileCols;
   const int ty = threadIdx.x / kTileCols;
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * kTileCols + tx;
-  const int64_t rows = (n + cols - 1) / cols;
-  double acc[kGSmeluSums] = {0, 0, 0, 0, 0};
-  if (col < cols) {
-    const Params<T> p = params[col];
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.x) * kTileCols + tx) * V;
+  const int64_t rows = n / cols;
+  double acc[kGSmeluSums][V];
+#pragma unroll
+  for (int k = 0; k < kGSmeluSums; ++k)
+#pragma unroll
+    for (int e = 0; e < V; ++e) acc[k][e] = 0;
+  if (c0 < cols) {
+    Params<T> p[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) p[e] = params[c0 + e];
     for (int64_t r = static_cast<int64_t>(blockIdx.y) * kTileRows + ty; r < rows;
          r += static_cast<int64_t>(gridDim.y) * kTileRows) {
-      const int64_t i = r * cols + col;
-      if (i >= n) break;
-      const auto g = Tr::Load(dy[i]);
-      const auto xv = Tr::Load(x[i]);
-      dx[i] = Tr::Store(GSmeluBackprop(g, xv, p));
-      AccumulateOne<T>(g, xv, p, acc);
+      const int64_t i = r * cols + c0;
+      const VecN<D, V> vdy = *reinterpret_cast<const VecN<D, V>*>(dy + i);
+      const VecN<D, V> vx = *reinterpret_cast<const VecN<D, V>*>(x + i);
+      VecN<D, V> out;
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const auto g = Tr::Load(vdy.v[e]);
+        const auto xv = Tr::Load(vx.v[e]);
+        out.v[e] = Tr::Store(GSmeluBackprop(g, xv, p[e]));
+        const auto part = GSmeluParamPartials(xv, p[e]);
+        const double w = static_cast<double>(g);
+        acc[kSumT][e] += w;
+        acc[kSumGl][e] += w * static_cast<double>(part.gl);
+        acc[kSumGr][e] += w * static_cast<double>(part.gr);
+        acc[kSumRho][e] += w * static_cast<double>(part.rho);
+        acc[kSumSigma][e] += w * static_cast<double>(part.sigma);
+      }
+      *reinterpret_cast<VecN<D, V>*>(dx + i) = out;
     }
   }
-  __shared__ double sums[kTileRows][kGSmeluSums][kTileCols];
+  // Sum over the 8 row threads of each column, one sum at a time (fixed order).
+  __shared__ double sums[kTileRows][kTileCols * V];
 #pragma unroll
-  for (int k = 0; k < kGSmeluSums; ++k) sums[ty][k][tx] = acc[k];
-  __syncthreads();
-  if (ty < kGSmeluSums && col < cols) {  // 5 row-threads each finish one sum
-    double total = 0;
-    for (int r = 0; r < kTileRows; ++r) total += sums[r][ty][tx];
-    partials[(static_cast<int64_t>(blockIdx.y) * kGSmeluSums + ty) * cols + col] = total;
+  for (int k = 0; k < kGSmeluSums; ++k) {
+#pragma unroll
+    for (int e = 0; e < V; ++e) sums[ty][tx * V + e] = acc[k][e];
+    __syncthreads();
+    for (int c = threadIdx.x; c < kTileCols * V; c += kThreads) {
+      const int64_t col = static_cast<int64_t>(blockIdx.x) * kTileCols * V + c;
+      if (col < cols) {
+        double total = 0;
+        for (int r = 0; r < kTileRows; ++r) total += sums[r][c];
+        partials[(static_cast<int64_t>(blockIdx.y) * kGSmeluSums + k) * cols + col] = total;
+      }
+    }
+    __syncthreads();
   }
 }
 
-// Column gradients: colgrads[k][j] from the block partials, in block order;
-// per-unit parameters are written straight to their outputs.
+// Column gradients: colgrads[k][j] from the block partials. One block per column: thread t
+// adds blocks t, t + 256, ...; then a shared-memory tree; the order is fixed, so the result
+// is too. Per-unit parameters are written straight to their outputs.
 template <typename T>
-__global__ void FinalizeColumnsKernel(const double* __restrict__ partials, int64_t blocks,
-                                      int64_t cols, const Params<T>* __restrict__ params,
-                                      double* __restrict__ colgrads, GSmeluParamPtrs<T> raw,
-                                      typename Traits<T>::Device* g0,
-                                      typename Traits<T>::Device* g1,
-                                      typename Traits<T>::Device* g2,
-                                      typename Traits<T>::Device* g3,
-                                      typename Traits<T>::Device* g4) {
+__global__ void __launch_bounds__(kThreads)
+    FinalizeColumnsKernel(const double* __restrict__ partials, int64_t blocks, int64_t cols,
+                          const Params<T>* __restrict__ params, double* __restrict__ colgrads,
+                          GSmeluParamPtrs<T> raw, typename Traits<T>::Device* g0,
+                          typename Traits<T>::Device* g1, typename Traits<T>::Device* g2,
+                          typename Traits<T>::Device* g3, typename Traits<T>::Device* g4) {
   using Tr = Traits<T>;
   typename Tr::Device* outs[5] = {g0, g1, g2, g3, g4};
-  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < cols;
-       j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  __shared__ double part[kGSmeluSums][kThreads];
+  for (int64_t j = blockIdx.x; j < cols; j += gridDim.x) {
     double s[kGSmeluSums] = {0, 0, 0, 0, 0};
-    for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t b = threadIdx.x; b < blocks; b += kThreads) {
 #pragma unroll
       for (int k = 0; k < kGSmeluSums; ++k) s[k] += partials[(b * kGSmeluSums + k) * cols + j];
     }
-    const Params<T>& p = params[j];
-    double g[5];
-    GSmeluColumnGrads(s, static_cast<double>(p.alpha), static_cast<double>(p.beta),
-                      static_cast<double>(p.gl), static_cast<double>(p.gr), g);
 #pragma unroll
-    for (int k = 0; k < 5; ++k) {
-      colgrads[k * cols + j] = g[k];
-      if (raw.size[k] != 1) outs[k][j] = Tr::Store(static_cast<Compute<T>>(g[k]));
+    for (int k = 0; k < kGSmeluSums; ++k) part[k][threadIdx.x] = s[k];
+    __syncthreads();
+    for (int step = kThreads / 2; step > 0; step >>= 1) {
+      if (threadIdx.x < step) {
+#pragma unroll
+        for (int k = 0; k < kGSmeluSums; ++k) part[k][threadIdx.x] += part[k][threadIdx.x + step];
+      }
+      __syncthreads();
     }
+    if (threadIdx.x == 0) {
+      double total[kGSmeluSums];
+#pragma unroll
+      for (int k = 0; k < kGSmeluSums; ++k) total[k] = part[k][0];
+      const Params<T>& p = params[j];
+      double g[5];
+      GSmeluColumnGrads(total, static_cast<double>(p.alpha), static_cast<double>(p.beta),
+                        static_cast<double>(p.gl), static_cast<double>(p.gr), g);
+#pragma unroll
+      for (int k = 0; k < 5; ++k) {
+        colgrads[k * cols + j] = g[k];
+        if (raw.size[k] != 1) outs[k][j] = Tr::Store(static_cast<Compute<T>>(g[k]));
+      }
+    }
+    __syncthreads();
   }
 }
 
@@ -330,22 +398,61 @@ int64_t GSmeluWorkspaceBytes(int64_t n, int64_t cols, bool grad) {
   return l.params_bytes + (grad ? l.partials_bytes + l.colgrad_bytes : 0);
 }
 
+namespace gdetail {
+
+// Columns per thread in the per-unit kernels: Want when the rows are whole vectors of that
+// many elements and every pointer is aligned to them, else 1.
+template <typename D>
+int Group(int want, int64_t cols, std::initializer_list<const void*> ptrs) {
+  if (cols % want != 0) return 1;
+  for (const void* p : ptrs) {
+    if (reinterpret_cast<uintptr_t>(p) % (want * sizeof(D)) != 0) return 1;
+  }
+  return want;
+}
+
+inline dim3 PerUnitGrid(int64_t n, int64_t cols, int group) {
+  const int64_t tiles = (cols / group + kTileCols - 1) / kTileCols;
+  const int64_t rows = n / cols;
+  const int64_t max_blocks = static_cast<int64_t>(detail::SmCount()) * 8;
+  int64_t gy = (max_blocks + tiles - 1) / tiles;
+  const int64_t row_steps = (rows + kTileRows - 1) / kTileRows;
+  gy = gy > row_steps ? row_steps : gy;
+  return dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(gy < 1 ? 1 : gy));
+}
+
+}  // namespace gdetail
+
 template <typename T>
 int LaunchGSmelu(const T* x, T* y, int64_t n, int64_t cols, const GSmeluParamPtrs<T>& params,
                  void* workspace, void* stream) {
   if (n <= 0) return 0;
   using D = typename detail::Traits<T>::Device;
+  using gdetail::kThreads;
   auto s = static_cast<cudaStream_t>(stream);
   if (int err = gdetail::Prepare(params, cols, workspace, s)) return err;
-  const bool vectorized = gdetail::Aligned16(x) && gdetail::Aligned16(y);
-  const int64_t work = vectorized ? (n + detail::Vec16<D>::kSize - 1) / detail::Vec16<D>::kSize
-                                  : n;
-  static const int max_blocks = detail::SmCount() * 8;
-  const int64_t want = (work + gdetail::kThreads - 1) / gdetail::kThreads;
-  const int blocks = static_cast<int>(want < max_blocks ? want : max_blocks);
-  gdetail::ForwardKernel<T><<<blocks, gdetail::kThreads, 0, s>>>(
-      detail::Dev(x), detail::Dev(y), n, cols,
-      static_cast<const gdetail::Params<T>*>(workspace), vectorized);
+  const auto* prepared = static_cast<const gdetail::Params<T>*>(workspace);
+  if (cols == 1) {
+    const bool vectorized = gdetail::Aligned16(x) && gdetail::Aligned16(y);
+    const int64_t work =
+        vectorized ? (n + detail::Vec16<D>::kSize - 1) / detail::Vec16<D>::kSize : n;
+    static const int max_blocks = detail::SmCount() * 8;
+    const int64_t want = (work + kThreads - 1) / kThreads;
+    const int blocks = static_cast<int>(want < max_blocks ? want : max_blocks);
+    gdetail::ForwardSharedKernel<T><<<blocks, kThreads, 0, s>>>(
+        detail::Dev(x), detail::Dev(y), n, prepared, vectorized);
+    return static_cast<int>(cudaGetLastError());
+  }
+  constexpr int kV = detail::Vec16<D>::kSize;
+  const int group = gdetail::Group<D>(kV, cols, {x, y});
+  const dim3 grid = gdetail::PerUnitGrid(n, cols, group);
+  if (group == kV) {
+    gdetail::ForwardPerUnitKernel<T, kV><<<grid, kThreads, 0, s>>>(
+        detail::Dev(x), detail::Dev(y), n, cols, prepared);
+  } else {
+    gdetail::ForwardPerUnitKernel<T, 1><<<grid, kThreads, 0, s>>>(
+        detail::Dev(x), detail::Dev(y), n, cols, prepared);
+  }
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -371,13 +478,25 @@ int LaunchGSmeluGrad(const T* dy, const T* x, T* dx, T* const grads[5], int64_t 
     gdetail::BackwardSharedKernel<T><<<l.grid_x, gdetail::kThreads, 0, s>>>(
         detail::Dev(dy), detail::Dev(x), detail::Dev(dx), n, prepared, vectorized, partials);
   } else {
-    gdetail::BackwardPerUnitKernel<T><<<dim3(l.grid_x, l.grid_y), gdetail::kThreads, 0, s>>>(
-        detail::Dev(dy), detail::Dev(x), detail::Dev(dx), n, cols, prepared, partials);
+    // Columns per thread: 4 (2 for double), so 8 doubles of sums per column stay in registers.
+    constexpr int kV = detail::Vec16<D>::kSize < gdetail::kMaxGroup ? detail::Vec16<D>::kSize
+                                                                     : gdetail::kMaxGroup;
+    const int group = gdetail::Group<D>(kV, cols, {dy, x, dx});
+    dim3 grid = gdetail::PerUnitGrid(n, cols, group);
+    grid.y = static_cast<unsigned>(l.partial_blocks);  // the rows the partials were sized for
+    if (group == kV) {
+      gdetail::BackwardPerUnitKernel<T, kV><<<grid, gdetail::kThreads, 0, s>>>(
+          detail::Dev(dy), detail::Dev(x), detail::Dev(dx), n, cols, prepared, partials);
+    } else {
+      gdetail::BackwardPerUnitKernel<T, 1><<<grid, gdetail::kThreads, 0, s>>>(
+          detail::Dev(dy), detail::Dev(x), detail::Dev(dx), n, cols, prepared, partials);
+    }
   }
   if (int err = static_cast<int>(cudaGetLastError())) return err;
   D* g[5];
   for (int k = 0; k < 5; ++k) g[k] = reinterpret_cast<D*>(grads[k]);
-  gdetail::FinalizeColumnsKernel<T><<<gdetail::Blocks(cols), gdetail::kThreads, 0, s>>>(
+  const int fin_blocks = static_cast<int>(cols < 4096 ? cols : 4096);
+  gdetail::FinalizeColumnsKernel<T><<<fin_blocks, gdetail::kThreads, 0, s>>>(
       partials, l.partial_blocks, cols, prepared, colgrads, params, g[0], g[1], g[2], g[3],
       g[4]);
   bool any_shared = false;
