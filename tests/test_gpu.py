@@ -129,7 +129,6 @@ def test_kernels_run_on_the_gpu_not_the_cpu():
 
 def test_train_on_gpu_then_serve_on_a_cpu_only_machine(ml100k, tmp_path):
     from steadyrank.model import config as cfg
-    from steadyrank.model import export
     from steadyrank.model.train import prepare_data
     from steadyrank.model.workflow import train_and_export
 
@@ -139,18 +138,22 @@ def test_train_on_gpu_then_serve_on_a_cpu_only_machine(ml100k, tmp_path):
     path = train_and_export(config, 1, tmp_path / "models" / "smelu", tmp_path / "ckpt",
                             splits=splits, log=print)
     users, items = splits.eval.user_id[:512], splits.eval.item_id[:512]
-    on_gpu = export.load(path).score(users, items)
-    assert np.isfinite(on_gpu).all()
     np.save(tmp_path / "pairs.npy", np.stack([users, items]))
-    result = run_python(f"""
+    code = f"""
         import json, numpy as np, tensorflow as tf
         from steadyrank.model import export
         users, items = np.load({str(tmp_path / 'pairs.npy')!r})
         scores = export.load({str(path)!r}).score(users, items)
         print(json.dumps({{"gpus": len(tf.config.list_physical_devices("GPU")),
                           "scores": scores.tolist()}}))
-    """, env={"CUDA_VISIBLE_DEVICES": ""})
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["gpus"] == 0
-    np.testing.assert_allclose(out["scores"], on_gpu, rtol=1e-4, atol=1e-4)
+    """
+    # On the GPU machine (oneDNN's graph rewrite off: with it on, TensorFlow 2.21 fuses the
+    # layer norm into _MklLayerNorm, a CPU-only kernel, and then places it on the GPU).
+    on_gpu = run_python(code, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+    on_cpu = run_python(code, env={"CUDA_VISIBLE_DEVICES": ""})
+    for result in (on_gpu, on_cpu):
+        assert result.returncode == 0, result.stderr[-3000:]
+    gpu, cpu = (json.loads(r.stdout.strip().splitlines()[-1]) for r in (on_gpu, on_cpu))
+    assert gpu["gpus"] == 1 and cpu["gpus"] == 0
+    assert np.isfinite(gpu["scores"]).all()
+    np.testing.assert_allclose(cpu["scores"], gpu["scores"], rtol=1e-4, atol=1e-4)
