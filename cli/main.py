@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from steadyrank.cli import deploy, serving
+from steadyrank.cli import deploy, environment, serving
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -254,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``steadyrank`` command."""
+    environment.prepare()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "passthrough", False):

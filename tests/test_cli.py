@@ -43,3 +43,19 @@ def test_ops_build_forwards_options_to_the_build_module(tmp_path):
                           text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "--bogus" in proc.stderr
     assert not any(tmp_path.iterdir())  # neither call built anything
+
+
+def test_environment_keeps_user_values_and_turns_onednn_off_only_with_a_gpu(tmp_path):
+    from steadyrank.cli import environment
+
+    env: dict[str, str] = {}
+    environment.prepare(env, gpu=False)
+    assert env == {"TF_USE_LEGACY_KERAS": "1"}
+    environment.prepare(env, gpu=True)
+    assert env["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    kept = {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_USE_LEGACY_KERAS": "1"}
+    environment.prepare(kept, gpu=True)
+    assert kept["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert not environment.nvidia_device_present(tmp_path)
+    (tmp_path / "nvidia0").touch()
+    assert environment.nvidia_device_present(tmp_path)

@@ -2,7 +2,9 @@
 GPU, and a model trained on the GPU that serves on a CPU-only machine.
 
 Runs wherever TensorFlow sees a GPU and the library has CUDA kernels; skipped otherwise (CI has
-no GPU). On a lent GPU machine: ``python -m pytest -m gpu tests/test_gpu.py``.
+no GPU). On a GPU machine: ``TF_ENABLE_ONEDNN_OPTS=0 python -m pytest -m gpu tests/test_gpu.py``
+(the ``steadyrank`` command sets that variable itself on NVIDIA machines: see
+``steadyrank.cli.environment``).
 """
 
 import json
