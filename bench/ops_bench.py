@@ -1,4 +1,4 @@
-"""SmeLU op throughput against the alternatives, measured side by side in one run.
+"""SmeLU and g-SmeLU op throughput against the alternatives, measured side by side in one run.
 
     python bench/ops_bench.py [--sizes 1e4,1e5,1e6,1e7,1e8] [--repeats 7] [--out FILE]
 
@@ -6,7 +6,10 @@ For each size (float32, all intra-op threads) it times forward and forward+backw
 the custom op (eager and in tf.function), smelu_reference eager / tf.function /
 jit_compile=True, tf.nn.relu, tf.nn.gelu, tf.nn.silu (each in tf.function), and a plain
 memory copy of the same bytes (numpy into a preallocated array, and TensorFlow's
-DeepCopy op; the faster of the two is the bandwidth ceiling). It prints a table and writes JSON.
+DeepCopy op; the faster of the two is the bandwidth ceiling). g-SmeLU runs on x viewed as
+[n / 100, 100] with a learnable per-unit beta (a variable of 100 values, alpha tied to it),
+as the op (tf.function) and as gsmelu_reference under tf.function and XLA; its fwd+bwd also
+computes the beta gradient. It prints a table and writes JSON.
 
 GB/s counts the bytes an ideal kernel moves: forward reads x and writes y (8 B/elem);
 forward+backward also reads dy and x and writes dx (20 B/elem in all). Each figure is the
@@ -34,6 +37,7 @@ import tensorflow as tf  # noqa: E402
 import steadyrank.ops as sro  # noqa: E402
 
 BYTES_PER_ELEM = {"fwd": 8, "fwd+bwd": 20}
+UNITS = 100  # g-SmeLU's per-unit width in this benchmark
 
 
 def _forward(act: Callable) -> Callable:
@@ -45,14 +49,27 @@ def _forward_backward(act: Callable) -> Callable:
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = act(x)
-        return y, tape.gradient(y, x, output_gradients=dy)
+        # Variables the activation reads (g-SmeLU's beta) get their gradients too.
+        return y, tape.gradient(y, [x, *tape.watched_variables()], output_gradients=dy)
 
     return run
 
 
+def _gsmelu(fn: Callable, beta: tf.Variable) -> Callable:
+    def act(x):
+        y = fn(tf.reshape(x, [-1, UNITS]), beta, beta, 0.0, 1.0, 0.0)
+        return tf.reshape(y, [-1])
+
+    return act
+
+
 def variants() -> dict[str, tuple[Callable, str]]:
     """name -> (activation, how it runs: eager | function | xla)."""
+    beta = tf.Variable(tf.fill([UNITS], 1.0), name="beta")
     return {
+        "gsmelu op, unit beta (tf.fn)": (_gsmelu(sro.gsmelu, beta), "function"),
+        "gsmelu ref, unit beta (tf.fn)": (_gsmelu(sro.gsmelu_reference, beta), "function"),
+        "gsmelu ref, unit beta (XLA)": (_gsmelu(sro.gsmelu_reference, beta), "xla"),
         "smelu op (eager)": (lambda x: sro.smelu(x, 1.0), "eager"),
         "smelu op (tf.function)": (lambda x: sro.smelu(x, 1.0), "function"),
         "reference (eager)": (lambda x: sro.smelu_reference(x, 1.0), "eager"),
@@ -129,6 +146,13 @@ def summarize(rows: list[dict]) -> dict:
             "time_vs_relu": op_fb / t[("relu (tf.function)", "fwd+bwd")],
             "forward_fraction_of_copy_bandwidth": fwd_gbps / copy["gbps"],
         }
+        g_fb = t[("gsmelu op, unit beta (tf.fn)", "fwd+bwd")]
+        out[str(n)]["gsmelu"] = {
+            "speedup_vs_tf_function_composite":
+                t[("gsmelu ref, unit beta (tf.fn)", "fwd+bwd")] / g_fb,
+            "speedup_vs_xla_composite": t[("gsmelu ref, unit beta (XLA)", "fwd+bwd")] / g_fb,
+            "time_vs_relu": g_fb / t[("relu (tf.function)", "fwd+bwd")],
+        }
     return out
 
 
@@ -153,6 +177,13 @@ def print_table(rows: list[dict], summary: dict) -> None:
               f"(goal >= 1), {s['time_vs_relu']:.2f}x ReLU's time (goal <= 1.3), forward at "
               f"{100 * s['forward_fraction_of_copy_bandwidth']:.0f}% of copy bandwidth "
               "(goal >= 60%)")
+    print("\ng-SmeLU with a learnable per-unit beta (fwd+bwd incl. the beta gradient, op in "
+          "tf.function):")
+    for n, s in summary.items():
+        g = s["gsmelu"]
+        print(f"  n={int(n):.0e}: {g['speedup_vs_tf_function_composite']:.2f}x tf.function "
+              f"composite, {g['speedup_vs_xla_composite']:.2f}x XLA composite (goal >= 1), "
+              f"{g['time_vs_relu']:.2f}x ReLU's time (goal <= 1.5)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,10 +80,12 @@ struct GSmeluParams {
   }
 };
 
-// g * v, but exactly 0 when g == 0 (so 0 * inf is 0, as in SmeLU).
+// g * v, but exactly 0 when g == 0 (so 0 * inf is 0, as in SmeLU). The product is formed
+// unconditionally and then selected, so loops calling this have no branch to vectorise.
 template <typename C>
 SR_GS_HOST_DEVICE C ScaleOrZero(C g, C v) {
-  return g == static_cast<C>(0) ? static_cast<C>(0) : g * v;
+  const C product = g * v;
+  return g == static_cast<C>(0) ? static_cast<C>(0) : product;
 }
 
 // y = gsmelu(x). Every piece is computed and one is selected, so compilers

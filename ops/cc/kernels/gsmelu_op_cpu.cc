@@ -9,6 +9,9 @@
  * Rows are cut into blocks that depend only on the shape; each block's
  * parameter sums land in their own slot and the slots are added in block
  * order, so gradients are the same whatever the thread count or scheduling.
+ * Within a block, runs of kRunRows rows are summed in the compute type (float
+ * for half, bfloat16 and float; double for double) so the loop stays
+ * vector-wide, and each run's sums are added in double.
  */
 #define EIGEN_USE_THREADS
 
@@ -30,6 +33,7 @@ using steadyrank::kGSmeluSums;
 constexpr int64_t kLanes = 16;             // columns when every parameter is shared
 constexpr int64_t kBlockElements = 32768;  // target elements per row block
 constexpr int64_t kMaxPartialBytes = 64 << 20;
+constexpr int64_t kRunRows = 64;           // rows summed in the compute type before double
 
 // Per-column parameters, structure of arrays.
 template <typename C>
@@ -132,6 +136,8 @@ absl::Status GSmeLU<Eigen::ThreadPoolDevice, T>::operator()(
       const int64_t m = std::min(cols, call.n - base);
       const T* xr = x + base;
       T* yr = y + base;
+      // Outputs and inputs share no elements except the same index (y may be x's buffer).
+#pragma GCC ivdep
       for (int64_t j = 0; j < m; ++j) {
         yr[j] = static_cast<T>(
             steadyrank::GSmeluValue(static_cast<C>(xr[j]), columns.At(j)));
@@ -154,32 +160,40 @@ absl::Status GSmeLUGrad<Eigen::ThreadPoolDevice, T>::operator()(
   std::vector<double> partials(blocks.count * kGSmeluSums * cols, 0.0);
   if (call.n > 0) {
     ParallelForBlocks(ctx, blocks, [&](int64_t b) {
+      // Runs of up to kRunRows rows are summed in the compute type (vector-wide), then added
+      // into this block's double sums: float error stays at ~kRunRows ulps of a run.
       double* acc = partials.data() + b * kGSmeluSums * cols;
-      double* acc_t = acc + steadyrank::kSumT * cols;
-      double* acc_gl = acc + steadyrank::kSumGl * cols;
-      double* acc_gr = acc + steadyrank::kSumGr * cols;
-      double* acc_rho = acc + steadyrank::kSumRho * cols;
-      double* acc_sigma = acc + steadyrank::kSumSigma * cols;
+      std::vector<C> run(kGSmeluSums * cols);
+      C* run_t = run.data() + steadyrank::kSumT * cols;
+      C* run_gl = run.data() + steadyrank::kSumGl * cols;
+      C* run_gr = run.data() + steadyrank::kSumGr * cols;
+      C* run_rho = run.data() + steadyrank::kSumRho * cols;
+      C* run_sigma = run.data() + steadyrank::kSumSigma * cols;
       const int64_t r_end = std::min(blocks.rows, (b + 1) * blocks.rows_per_block);
-      for (int64_t r = b * blocks.rows_per_block; r < r_end; ++r) {
-        const int64_t base = r * cols;
-        const int64_t m = std::min(cols, call.n - base);
-        const T* dyr = dy + base;
-        const T* xr = x + base;
-        T* dxr = dx + base;
-        for (int64_t j = 0; j < m; ++j) {
-          const auto p = columns.At(j);
-          const C g = static_cast<C>(dyr[j]);
-          const C xv = static_cast<C>(xr[j]);
-          dxr[j] = static_cast<T>(steadyrank::GSmeluBackprop(g, xv, p));
-          const auto part = steadyrank::GSmeluParamPartials(xv, p);
-          const double w = static_cast<double>(g);
-          acc_t[j] += w;
-          acc_gl[j] += w * static_cast<double>(part.gl);
-          acc_gr[j] += w * static_cast<double>(part.gr);
-          acc_rho[j] += w * static_cast<double>(part.rho);
-          acc_sigma[j] += w * static_cast<double>(part.sigma);
+      for (int64_t r0 = b * blocks.rows_per_block; r0 < r_end; r0 += kRunRows) {
+        const int64_t r1 = std::min(r_end, r0 + kRunRows);
+        std::fill(run.begin(), run.end(), C(0));
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t base = r * cols;
+          const int64_t m = std::min(cols, call.n - base);
+          const T* dyr = dy + base;
+          const T* xr = x + base;
+          T* dxr = dx + base;
+#pragma GCC ivdep
+          for (int64_t j = 0; j < m; ++j) {
+            const auto p = columns.At(j);
+            const C g = static_cast<C>(dyr[j]);
+            const C xv = static_cast<C>(xr[j]);
+            dxr[j] = static_cast<T>(steadyrank::GSmeluBackprop(g, xv, p));
+            const auto part = steadyrank::GSmeluParamPartials(xv, p);
+            run_t[j] += g;
+            run_gl[j] += g * part.gl;
+            run_gr[j] += g * part.gr;
+            run_rho[j] += g * part.rho;
+            run_sigma[j] += g * part.sigma;
+          }
         }
+        for (int64_t i = 0; i < kGSmeluSums * cols; ++i) acc[i] += static_cast<double>(run[i]);
       }
     });
   }
