@@ -172,17 +172,20 @@ def _compare(args: argparse.Namespace) -> int:
     command = "steadyrank " + shlex.join(args.argv)
     try:
         variants = compare.parse_variants(args.variants)
+        vary = compare.parse_vary(args.vary)
+        if args.winner and args.winner not in {v.name for v in variants}:
+            raise ValueError(f"--winner {args.winner!r} is not one of the variants")
         config = load(args.config, args.overrides)
         notes = Path(args.notes).read_text() if args.notes else ""
         work = Path(args.work_dir) if args.work_dir else Path("runs") / Path(args.out).name
         result = compare.run(config, variants, args.pairs, work, users=args.users,
-                             validation=args.validation)
+                             validation=args.validation, vary=vary)
     except (ValueError, OSError, DataError, TrainError, ExportError) as err:
         kind = 2 if isinstance(err, ValueError) and not isinstance(
             err, ConfigError | DataError) else 1
         print(f"error: {err}", file=sys.stderr)
         return kind
-    print(report.write(result, args.out, command, notes))
+    print(report.write(result, args.out, command, notes, winner=args.winner))
     return 0
 
 
@@ -191,8 +194,15 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                        "swap rate, accuracy and cost")
     p.add_argument("--config", required=True, help="base config (TOML)")
     p.add_argument("--variants", required=True,
-                   help="comma-separated: relu, smelu:BETA, gelu, swish, softplus, "
-                   "relu-ensemble:K, ...")
+                   help="comma-separated: relu, smelu:BETA, gsmelu:BETA, gelu, swish, softplus, "
+                   "relu-ensemble:K, ...; '+TECHNIQUE[:VALUE]' turns techniques on, e.g. "
+                   "smelu:2+ema:0.999+codistill:0.5+mincount:5+l2:1e-4+init:0.01+window:1000")
+    p.add_argument("--vary", default="all",
+                   help="what replicas differ by, comma-separated, one table each: all (init "
+                   "and order), init, order, async (parameter servers; in a cluster)")
+    p.add_argument("--winner", default=None,
+                   help="the single-model variant the goals are judged for (chosen on the "
+                   "validation split); default: the lowest-PD accurate single model")
     p.add_argument("--pairs", type=int, default=3, help="replica pairs per variant (default 3)")
     p.add_argument("--out", required=True, help="report folder (report.md, report.json, png)")
     p.add_argument("--work-dir", default=None,

@@ -1,10 +1,19 @@
 """Offline reproducibility evaluation: replica pairs per variant, PD, swap rate, accuracy, cost.
 
-For each variant (an activation, a SmeLU beta, or an ensemble size) and each pair index p,
-replicas A and B are trained with seeds 2p+1 and 2p+2 (same data, same config), exported,
-loaded back, and compared on the eval split. Exports are cached in a work folder and reused
-when their manifest matches (config, seed, data checksum, split), so an interrupted
-comparison picks up where it stopped.
+For each source of disagreement (``--vary``), each variant (an activation, a SmeLU beta, an
+ensemble size, plus techniques) and each pair index p, replicas A and B are trained on the
+same data and config, exported, loaded back, and compared on the eval split. What differs
+between A and B:
+
+- ``all``: the init seed and the row-order seed (2p+1 vs 2p+2 for both);
+- ``init``: the init seed only (the order seed is 2p+1 for both);
+- ``order``: the row-order seed only (the init seed is 2p+1 for both);
+- ``async``: nothing but asynchronous parameter-server training (both seeds 2p+1; needs a
+  cluster, ``steadyrank cluster -- compare ...``), which applies stale gradients in an
+  order that differs between runs.
+
+Exports are cached in a work folder and reused when their manifest matches (config, seeds,
+data checksum, split), so an interrupted comparison picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from steadyrank.model import metrics
-from steadyrank.model.config import ACTIVATIONS, Config, validate
+from steadyrank.model.config import ACTIVATIONS, Config, techniques, validate
 from steadyrank.model.evaluate import accuracy
 from steadyrank.model.export import ExportError, LoadedModel, load
 from steadyrank.model.train import Log, Splits, prepare_data, say
@@ -28,75 +37,155 @@ from steadyrank.model.workflow import train_and_export
 
 VARIANT_RE = re.compile(r"^(?P<act>[a-z]+)(?P<ens>-ensemble)?(?::(?P<arg>[0-9.]+))?$")
 SWAP_KS = (1, 5, 10)
+VARY = ("all", "init", "order", "async")
+
+# Technique modifiers, ``+NAME`` or ``+NAME:VALUE`` after the base variant:
+# name -> (config section, key, how the value is read).
+MODIFIERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+    "ema": ("train", "weight_averaging", lambda v: f"ema:{v}"),
+    "codistill": ("train", "codistill", float),
+    "clip": ("train", "clip_norm", float),
+    "window": ("train", "shuffle", lambda v: f"window:{v}"),
+    "time": ("train", "shuffle", lambda v: "time"),
+    "full": ("train", "shuffle", lambda v: "full"),
+    "mincount": ("model", "min_id_count", int),
+    "l2": ("model", "embedding_l2", float),
+    "init": ("model", "embedding_init_scale", float),
+    "norm": ("model", "layer_norm", lambda v: True),
+    "nonorm": ("model", "layer_norm", lambda v: False),
+    "unit": ("model", "gsmelu_per_unit", lambda v: True),
+    "learn": ("model", "gsmelu_learn", lambda v: tuple(v.split("/"))),
+    "lr": ("train", "learning_rate", float),
+    "epochs": ("train", "epochs", int),
+}
+NO_VALUE = ("time", "full", "norm", "nonorm", "unit")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A change to the base config: activation, SmeLU beta, ensemble size."""
+    """A change to the base config: activation, SmeLU beta, ensemble size, techniques."""
 
     name: str
     activation: str
     smelu_beta: float | None = None
     ensemble: int = 1
+    overrides: tuple[tuple[str, str, Any], ...] = ()
 
     def apply(self, config: Config) -> Config:
         """The base config with this variant's settings."""
         model = replace(config.model, activation=self.activation,
                         smelu_beta=self.smelu_beta or config.model.smelu_beta)
-        return validate(replace(config, model=model,
-                                train=replace(config.train, ensemble=self.ensemble)))
+        train = replace(config.train, ensemble=self.ensemble)
+        for section, key, value in self.overrides:
+            if section == "model":
+                model = replace(model, **{key: value})
+            else:
+                train = replace(train, **{key: value})
+        return validate(replace(config, model=model, train=train))
 
     @property
     def slug(self) -> str:
         """A folder name for the variant."""
-        return self.name.replace(":", "-")
+        return re.sub(r"[^A-Za-z0-9_.-]", "-", self.name)
+
+    @property
+    def single_model(self) -> bool:
+        """Served at the cost of one model (not an ensemble)."""
+        return self.ensemble == 1
+
+
+def _parse_base(raw: str, base: str) -> Variant:
+    m = VARIANT_RE.match(base)
+    if not m or m["act"] not in ACTIVATIONS:
+        raise ValueError(f"bad variant {raw!r}: expected ACTIVATION, smelu:BETA or "
+                         f"ACTIVATION-ensemble:K with ACTIVATION in {', '.join(ACTIVATIONS)}")
+    if m["ens"]:
+        if not m["arg"] or not m["arg"].isdigit() or int(m["arg"]) < 2:
+            raise ValueError(f"bad variant {raw!r}: the ensemble size must be a whole "
+                             "number >= 2")
+        return Variant(raw, m["act"], ensemble=int(m["arg"]))
+    if m["arg"] is not None:
+        if m["act"] not in ("smelu", "gsmelu") or float(m["arg"]) <= 0:
+            raise ValueError(f"bad variant {raw!r}: only smelu and gsmelu take a beta > 0")
+        return Variant(raw, m["act"], smelu_beta=float(m["arg"]))
+    return Variant(raw, m["act"])
+
+
+def _parse_modifier(raw: str, text: str) -> tuple[str, str, Any]:
+    name, _, value = text.partition(":")
+    if name not in MODIFIERS:
+        raise ValueError(f"bad variant {raw!r}: unknown technique {name!r}; known: "
+                         f"{', '.join(MODIFIERS)}")
+    if (name in NO_VALUE) != (value == ""):
+        want = "no value" if name in NO_VALUE else "a value (NAME:VALUE)"
+        raise ValueError(f"bad variant {raw!r}: +{name} takes {want}")
+    section, key, read = MODIFIERS[name]
+    try:
+        return section, key, read(value)
+    except ValueError:
+        raise ValueError(f"bad variant {raw!r}: bad value {value!r} for +{name}") from None
 
 
 def parse_variants(text: str) -> list[Variant]:
-    """``"relu,smelu:0.5,gelu,relu-ensemble:4"`` -> variants; errors name the bad one."""
+    """``"relu,smelu:0.5,relu-ensemble:4,smelu:2+ema:0.999+codistill:0.5"`` -> variants;
+    errors name the bad one. Modifiers after ``+`` turn techniques on (see MODIFIERS)."""
     out = []
     for raw in (t.strip() for t in text.split(",")):
-        m = VARIANT_RE.match(raw)
-        if not m or m["act"] not in ACTIVATIONS:
-            raise ValueError(f"bad variant {raw!r}: expected ACTIVATION, smelu:BETA or "
-                             f"ACTIVATION-ensemble:K with ACTIVATION in {', '.join(ACTIVATIONS)}")
-        if m["ens"]:
-            if not m["arg"] or not m["arg"].isdigit() or int(m["arg"]) < 2:
-                raise ValueError(f"bad variant {raw!r}: the ensemble size must be a whole "
-                                 "number >= 2")
-            out.append(Variant(raw, m["act"], ensemble=int(m["arg"])))
-        elif m["arg"] is not None:
-            if m["act"] != "smelu" or float(m["arg"]) <= 0:
-                raise ValueError(f"bad variant {raw!r}: only smelu takes a beta > 0")
-            out.append(Variant(raw, "smelu", smelu_beta=float(m["arg"])))
-        else:
-            out.append(Variant(raw, m["act"]))
+        base, *mods = raw.split("+")
+        variant = _parse_base(raw, base)
+        overrides = tuple(_parse_modifier(raw, m) for m in mods)
+        out.append(replace(variant, overrides=overrides))
     if len({v.name for v in out}) != len(out):
         raise ValueError(f"variants repeat a name: {text!r}")
     return out
 
 
-def _cached(folder: Path, config: Config, seed: int, checksum: str, split: str
+def replica_seeds(vary: str, pair: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((init, order) of replica A, (init, order) of replica B) for pair index ``pair``."""
+    first, second = 2 * pair + 1, 2 * pair + 2
+    if vary == "all":
+        return (first, first), (second, second)
+    if vary == "init":
+        return (first, first), (second, first)
+    if vary == "order":
+        return (first, first), (first, second)
+    if vary == "async":
+        return (first, first), (first, first)
+    raise ValueError(f"--vary must be one of {', '.join(VARY)}, got {vary!r}")
+
+
+def parse_vary(text: str) -> list[str]:
+    """``"all,order"`` -> ["all", "order"]; errors name the bad value."""
+    out = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in out if v not in VARY]
+    if bad or not out:
+        raise ValueError(f"--vary must name sources among {', '.join(VARY)}, got {text!r}")
+    return list(dict.fromkeys(out))
+
+
+def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str, split: str
             ) -> LoadedModel | None:
     try:
         model = load(folder)
     except ExportError:
         return None
     m = model.manifest
-    same = (m.get("config") == config.to_dict() and m.get("seed") == seed
+    same = (m.get("config") == config.to_dict() and m.get("seed") == seeds[0]
+            and m.get("order_seed", m.get("seed")) == seeds[1]
             and m.get("data", {}).get("checksum") == checksum and m.get("split") == split)
     return model if same else None
 
 
-def replica(config: Config, seed: int, folder: Path, splits: Splits, split: str,
+def replica(config: Config, seeds: tuple[int, int], folder: Path, splits: Splits, split: str,
             log: Log) -> LoadedModel:
-    """The trained export of (config, seed), from the cache or trained now."""
-    model = _cached(folder, config, seed, splits.data.checksum, split)
+    """The trained export of (config, (init seed, order seed)), cached or trained now."""
+    model = _cached(folder, config, seeds, splits.data.checksum, split)
     if model is not None:
         log(f"reusing {model.path}")
         return model
-    path = train_and_export(config, seed, folder, folder.parent / f".ckpt-{folder.name}",
-                            splits=splits, extra={"split": split}, log=log)
+    path = train_and_export(config, seeds[0], folder, folder.parent / f".ckpt-{folder.name}",
+                            splits=splits, extra={"split": split}, log=log,
+                            order_seed=seeds[1])
     return load(path)
 
 
@@ -152,45 +241,70 @@ def summarize(values: list[float]) -> dict[str, Any]:
             "values": [float(v) for v in arr]}
 
 
+def _source_config(config: Config, vary: str) -> Config:
+    """The config a source trains with: asynchronous parameter servers for ``async``."""
+    if vary == "async":
+        if config.train.strategy != "parameter-server":
+            raise ValueError("--vary async trains under parameter servers: run it in a cluster "
+                             "('steadyrank cluster --ps N --workers M -- compare ...')")
+        return config
+    if config.train.strategy == "parameter-server":
+        raise ValueError(f"--vary {vary} compares single-machine replicas; under "
+                         "'steadyrank cluster' use --vary async")
+    return config
+
+
 def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Path,
         users: int = 943, tau_users: int = 100, validation: bool = False,
-        log: Log = say, on_variant: Callable[[str, dict], None] | None = None
-        ) -> dict[str, Any]:
-    """Trains (or loads) ``pairs`` replica pairs per variant and measures them.
+        log: Log = say, on_variant: Callable[[str, dict], None] | None = None,
+        vary: list[str] | tuple[str, ...] = ("all",)) -> dict[str, Any]:
+    """Trains (or loads) ``pairs`` replica pairs per source and variant and measures them.
 
-    Returns {"variants": {name: {metric: summary}}, ...}. ``validation`` evaluates on a
-    validation split carved from the train split, for tuning without the eval split.
+    Returns {"sources": {vary: {name: {metric: summary}}}, "variants": the first source's,
+    ...}. ``validation`` evaluates on a validation split carved from the train split, for
+    tuning without the eval split.
     """
     if pairs < 1:
         raise ValueError(f"--pairs must be >= 1, got {pairs}")
     if users < 1:
         raise ValueError(f"--users must be >= 1, got {users}")
+    vary = list(vary)
+    for source in vary:
+        replica_seeds(source, 0)  # names a bad source before any training
+        _source_config(config, source)
     split_name = "validation" if validation else "eval"
     splits = prepare_data(config, validation=validation)
     rank_users = np.unique(splits.eval.user_id)[:users]
     work_dir = Path(work_dir)
-    results: dict[str, Any] = {}
-    for variant in variants:
-        vconfig = variant.apply(config)
-        per_pair = []
-        for p in range(pairs):
-            log(f"{variant.name}: pair {p + 1}/{pairs}")
-            a, b = (replica(vconfig, seed, work_dir / variant.slug / f"pair{p}-{r}", splits,
-                            split_name, log)
-                    for r, seed in (("a", 2 * p + 1), ("b", 2 * p + 2)))
-            per_pair.append(pair_metrics(a, b, splits, vconfig, rank_users, tau_users))
-        summary = {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]}
-        results[variant.name] = summary
-        if on_variant:
-            on_variant(variant.name, summary)
-        log(f"{variant.name}: relative PD {summary['relative_pd']['mean']:.4f}, top-10 swap "
-            f"{summary['top10_swap_rate']['mean']:.4f}, "
-            f"{'rmse' if 'rmse' in summary else 'auc'} "
-            f"{summary.get('rmse', summary.get('auc'))['mean']:.4f}")
+    sources: dict[str, Any] = {}
+    for source in vary:
+        results: dict[str, Any] = {}
+        for variant in variants:
+            vconfig = variant.apply(_source_config(config, source))
+            per_pair = []
+            for p in range(pairs):
+                log(f"{source} / {variant.name}: pair {p + 1}/{pairs}")
+                folder = work_dir / source / variant.slug
+                a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", splits, split_name,
+                                log)
+                        for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
+                per_pair.append(pair_metrics(a, b, splits, vconfig, rank_users, tau_users))
+            summary = {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]}
+            results[variant.name] = summary
+            if on_variant:
+                on_variant(variant.name, summary)
+            log(f"{source} / {variant.name}: relative PD {summary['relative_pd']['mean']:.4f}, "
+                f"top-10 swap {summary['top10_swap_rate']['mean']:.4f}, "
+                f"{'rmse' if 'rmse' in summary else 'auc'} "
+                f"{summary.get('rmse', summary.get('auc'))['mean']:.4f}")
+        sources[source] = results
     return {"split": split_name, "pairs": pairs, "ranking_users": int(len(rank_users)),
             "ranking_items": int(len(splits.tables.item_ids)),
             "eval_rows": len(splits.eval), "data_checksum": splits.data.checksum,
-            "config": config.to_dict(), "variants": results}
+            "config": config.to_dict(), "vary": vary, "sources": sources,
+            "variants": sources[vary[0]],
+            "techniques": {v.name: techniques(v.apply(config)) for v in variants},
+            "single_model": {v.name: v.single_model for v in variants}}
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

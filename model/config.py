@@ -57,6 +57,11 @@ class ModelConfig:
     layer_norm: bool = False
     task: str = "rating"
     binary_threshold: float = 4.0  # rating >= threshold is a positive, for task = "binary"
+    # Embedding stabilization: ids with fewer than min_id_count training rows share the
+    # out-of-vocabulary row; an L2 penalty on the id embeddings; the uniform init range.
+    min_id_count: int = 1
+    embedding_l2: float = 0.0
+    embedding_init_scale: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,13 @@ class TrainConfig:
 
     ``strategy``: ``default`` (one machine), ``parameter-server`` or ``mirrored`` (the cluster
     in TF_CONFIG; see :mod:`steadyrank.model.distributed`).
+    ``shuffle``: ``full`` (a fresh permutation every epoch), ``window:N`` (time order, each
+    row moved by fewer than N places: a shuffle buffer over a stream) or ``time`` (time order).
+    ``weight_averaging``: ``none`` or ``ema:M`` (exponential moving average of the weights
+    with momentum M; the averaged weights are evaluated and exported).
+    ``codistill``: > 0 trains two towers together, each with its label loss plus this weight
+    times its distance to the other's (stopped-gradient) prediction; one tower is exported.
+    ``clip_norm``: > 0 clips each step's gradients to this global norm.
     """
 
     epochs: int = 5
@@ -72,6 +84,10 @@ class TrainConfig:
     learning_rate: float = 0.005
     ensemble: int = 1
     strategy: str = "default"
+    shuffle: str = "full"
+    weight_averaging: str = "none"
+    codistill: float = 0.0
+    clip_norm: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,75 @@ def _section(cls: type, raw: dict[str, Any], where: str) -> Any:
     return cls(**values)
 
 
+def parse_shuffle(text: str) -> tuple[str, int]:
+    """``"full"`` / ``"time"`` / ``"window:N"`` -> (kind, N); N is 0 but for windows."""
+    kind, _, arg = text.partition(":")
+    if kind in ("full", "time") and not arg:
+        return kind, 0
+    if kind == "window" and arg.isdigit() and int(arg) >= 1:
+        return kind, int(arg)
+    raise ValueError(f"bad shuffle {text!r}: expected full, time or window:N with N >= 1")
+
+
+def parse_averaging(text: str) -> float:
+    """``"none"`` -> 0.0, ``"ema:M"`` -> M (0 < M < 1)."""
+    if text == "none":
+        return 0.0
+    kind, _, arg = text.partition(":")
+    try:
+        momentum = float(arg)
+    except ValueError:
+        momentum = -1.0
+    if kind != "ema" or not 0 < momentum < 1:
+        raise ValueError(f"bad weight averaging {text!r}: expected none or ema:M with 0 < M < 1")
+    return momentum
+
+
+def _shuffle_ok(text: str) -> bool:
+    try:
+        parse_shuffle(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _averaging_ok(text: str) -> bool:
+    try:
+        parse_averaging(text)
+    except ValueError:
+        return False
+    return True
+
+
+def techniques(config: Config) -> dict[str, Any]:
+    """The reproducibility techniques a config turns on (recorded in manifests and reports)."""
+    m, t = config.model, config.train
+    on: dict[str, Any] = {"activation": m.activation}
+    if m.activation in ("smelu", "gsmelu"):
+        on["smelu_beta"] = m.smelu_beta
+    if m.activation == "gsmelu":
+        on["gsmelu"] = {"learn": list(m.gsmelu_learn), "per_unit": m.gsmelu_per_unit}
+    if m.layer_norm:
+        on["layer_norm"] = True
+    if t.weight_averaging != "none":
+        on["weight_averaging"] = t.weight_averaging
+    if t.codistill > 0:
+        on["codistill"] = t.codistill
+    if m.min_id_count > 1:
+        on["min_id_count"] = m.min_id_count
+    if m.embedding_l2 > 0:
+        on["embedding_l2"] = m.embedding_l2
+    if m.embedding_init_scale != ModelConfig.embedding_init_scale:
+        on["embedding_init_scale"] = m.embedding_init_scale
+    if t.shuffle != "full":
+        on["shuffle"] = t.shuffle
+    if t.ensemble > 1:
+        on["ensemble"] = t.ensemble
+    if t.clip_norm > 0:
+        on["clip_norm"] = t.clip_norm
+    return on
+
+
 def validate(config: Config) -> Config:
     """Checks ranges and choices; returns the config or raises ConfigError naming the key."""
     m, t, d = config.model, config.train, config.data
@@ -136,6 +221,15 @@ def validate(config: Config) -> Config:
         (t.learning_rate > 0, "train.learning_rate", "must be > 0"),
         (t.ensemble >= 1, "train.ensemble", "must be >= 1"),
         (t.strategy in STRATEGIES, "train.strategy", f"must be one of {', '.join(STRATEGIES)}"),
+        (_shuffle_ok(t.shuffle), "train.shuffle", "must be 'full', 'time' or 'window:N' with "
+         "N >= 1"),
+        (_averaging_ok(t.weight_averaging), "train.weight_averaging",
+         "must be 'none' or 'ema:M' with 0 < M < 1"),
+        (t.codistill >= 0, "train.codistill", "must be >= 0"),
+        (t.clip_norm >= 0, "train.clip_norm", "must be >= 0"),
+        (m.min_id_count >= 1, "model.min_id_count", "must be >= 1"),
+        (m.embedding_l2 >= 0, "model.embedding_l2", "must be >= 0"),
+        (m.embedding_init_scale > 0, "model.embedding_init_scale", "must be > 0"),
         (0 < d.eval_fraction < 1, "data.eval_fraction", "must be in (0, 1)"),
         (d.split in ("random", "time"), "data.split", "must be 'random' or 'time'"),
         (d.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}"),

@@ -98,11 +98,9 @@ def serve_node() -> None:
     server.join()
 
 
-def per_worker_dataset_fn(columns: dict[str, np.ndarray], seed: int, epoch: int,
-                          batch_size: int):
-    """A ``DatasetCreator`` function: each worker its shard of the epoch's (seed, epoch)
-    permutation, batched and repeated (the chief schedules ``steps_per_epoch`` steps)."""
-    order = np.random.default_rng([seed, epoch]).permutation(len(next(iter(columns.values()))))
+def per_worker_dataset_fn(columns: dict[str, np.ndarray], order: np.ndarray, batch_size: int):
+    """A ``DatasetCreator`` function: each worker its shard of the epoch's rows in ``order``,
+    batched and repeated (the chief schedules ``steps_per_epoch`` steps)."""
     shuffled = {k: v[order] for k, v in columns.items()}
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:

@@ -32,31 +32,44 @@ def make_activation(name: str, smelu_beta: float = 1.0,
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class IdEmbedding(keras.layers.Layer):
-    """Vocabulary lookup (with out-of-vocabulary buckets) followed by an embedding table."""
+    """Vocabulary lookup (with out-of-vocabulary buckets) followed by an embedding table.
+
+    ``init_scale``: rows start uniform in [-init_scale, init_scale] (Keras' default is 0.05);
+    ``l2``: an L2 penalty on the looked-up rows, added to the model's losses.
+    """
 
     def __init__(self, vocabulary: Sequence[Any], dim: int, oov_buckets: int = 1,
-                 **kwargs: Any) -> None:
+                 init_scale: float = 0.05, l2: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # A numpy array, not a list: Keras wraps list attributes for tracking and walks them
         # on every save, which takes minutes for a vocabulary of millions of ids.
         self.vocabulary = np.asarray(vocabulary)
         self.dim = int(dim)
         self.oov_buckets = int(oov_buckets)
+        self.init_scale = float(init_scale)
+        self.l2 = float(l2)
         is_str = self.vocabulary.dtype.kind in "USO"
         lookup = keras.layers.StringLookup if is_str else keras.layers.IntegerLookup
         self.lookup = lookup(vocabulary=self.vocabulary, num_oov_indices=self.oov_buckets,
                              name="lookup")
-        self.embedding = keras.layers.Embedding(len(self.vocabulary) + self.oov_buckets,
-                                                self.dim, name="embedding")
+        self.embedding = keras.layers.Embedding(
+            len(self.vocabulary) + self.oov_buckets, self.dim, name="embedding",
+            embeddings_initializer=keras.initializers.RandomUniform(-self.init_scale,
+                                                                   self.init_scale))
 
-    def call(self, ids: tf.Tensor) -> tf.Tensor:
+    def call(self, ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """ids [...] -> embeddings [..., dim]."""
-        return self.embedding(self.lookup(ids))
+        rows = self.embedding(self.lookup(ids))
+        if self.l2 > 0 and training:
+            # On the rows a batch uses (as sparse-embedding L2 is applied in practice), not
+            # the whole table: rare ids are pulled to 0 only when they are seen.
+            self.add_loss(self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(rows), axis=-1)))
+        return rows
 
     def get_config(self) -> dict[str, Any]:
         """Layer config."""
         return {**super().get_config(), "vocabulary": self.vocabulary.tolist(), "dim": self.dim,
-                "oov_buckets": self.oov_buckets}
+                "oov_buckets": self.oov_buckets, "init_scale": self.init_scale, "l2": self.l2}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

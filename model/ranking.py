@@ -8,7 +8,7 @@ needs only the ids. Unknown ids fall into out-of-vocabulary buckets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,24 @@ from steadyrank.model.layers import DeepCrossTower, IdEmbedding, MultiHotEmbeddi
 
 AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
 USER_FEATURES = ("gender", "occupation", "age", "zip")  # columns of FeatureTables.user_codes
+
+
+def _counts(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """How many of ``rows`` hold each of ``ids``."""
+    found, counts = np.unique(rows, return_counts=True)
+    out = np.zeros(len(ids), np.int64)
+    pos = np.searchsorted(found, ids)
+    hit = (pos < len(found)) & (found[np.minimum(pos, len(found) - 1)] == ids)
+    out[hit] = counts[pos[hit]]
+    return out
+
+
+def vocabulary(ids: np.ndarray, counts: np.ndarray | None, min_count: int) -> np.ndarray:
+    """The ids that get their own embedding row: all, or those seen >= ``min_count`` times
+    (the rest share the out-of-vocabulary row, as production vocabularies do)."""
+    if min_count <= 1 or counts is None:
+        return ids
+    return ids[counts >= min_count]
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -47,6 +65,15 @@ class FeatureTables:
     item_year: np.ndarray  # [n_items + 1] year code
     year_vocab_size: int
     genres: tuple[str, ...]
+    # Training rows per id, aligned with user_ids / item_ids (for vocabulary thresholds);
+    # None when unknown (every id then gets its own embedding row).
+    user_counts: np.ndarray | None = None
+    item_counts: np.ndarray | None = None
+
+    def with_counts(self, user_id: np.ndarray, item_id: np.ndarray) -> FeatureTables:
+        """These tables with the per-id row counts of the given (training) rows."""
+        return replace(self, user_counts=_counts(self.user_ids, user_id),
+                       item_counts=_counts(self.item_ids, item_id))
 
     @property
     def user_vocab_sizes(self) -> tuple[int, ...]:
@@ -87,10 +114,14 @@ class RankingModel(tfrs.models.Model):
         self.config = config
         self.tables = tables
         dim = config.embedding_dim
-        self.user_embedding = IdEmbedding(tables.user_ids, dim, config.oov_buckets,
-                                          name="user_id")
-        self.item_embedding = IdEmbedding(tables.item_ids, dim, config.oov_buckets,
-                                          name="item_id")
+        ids = dict(dim=dim, oov_buckets=config.oov_buckets,
+                   init_scale=config.embedding_init_scale, l2=config.embedding_l2)
+        self.user_embedding = IdEmbedding(
+            vocabulary(tables.user_ids, tables.user_counts, config.min_id_count),
+            name="user_id", **ids)
+        self.item_embedding = IdEmbedding(
+            vocabulary(tables.item_ids, tables.item_counts, config.min_id_count),
+            name="item_id", **ids)
         self.user_row = keras.layers.IntegerLookup(vocabulary=tables.user_ids,
                                                    num_oov_indices=1, name="user_row")
         self.item_row = keras.layers.IntegerLookup(vocabulary=tables.item_ids,
@@ -167,6 +198,6 @@ class RankingModel(tfrs.models.Model):
 
     def compute_loss(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """TFRS loss of a batch holding user_id, item_id and rating."""
-        scores = self(inputs)
+        scores = self(inputs, training=training)
         labels = tf.reshape(self.label(inputs["rating"]), tf.shape(scores))
         return tf.nn.compute_average_loss(self.task(labels=labels, predictions=scores))

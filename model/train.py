@@ -1,8 +1,9 @@
 """Deterministic training with epoch checkpoints, for one model or a K-seed ensemble.
 
-A run is fixed by (config, seed, data): TensorFlow op determinism is on, weights are
-initialised from the member's seed, and each epoch's shuffle order is a permutation drawn
-from (member seed, epoch). Replicas A and B are the same run with different seeds.
+A run is fixed by (config, init seed, order seed, data): TensorFlow op determinism is on,
+weights are initialised from the init seed, and each epoch's row order is drawn from (order
+seed, epoch) as ``train.shuffle`` says. The order seed defaults to the init seed; replicas
+differ by one or both (``steadyrank compare --vary``).
 
 After every epoch the model and optimizer state are checkpointed; a killed run started again
 with the same checkpoint folder resumes after the last finished epoch and ends with exactly
@@ -25,7 +26,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from steadyrank.model.config import Config
+from steadyrank.model.averaging import AveragingAdam, make_optimizer
+from steadyrank.model.codistill import CoDistillation
+from steadyrank.model.config import Config, parse_averaging
 from steadyrank.model.data import Interactions, load_dataset, split
 from steadyrank.model.distributed import (
     is_parameter_server,
@@ -34,6 +37,7 @@ from steadyrank.model.distributed import (
     shard_layout,
 )
 from steadyrank.model.ranking import FeatureTables, RankingModel
+from steadyrank.model.shuffle import epoch_order
 
 Log = Callable[[str], None]
 
@@ -77,7 +81,8 @@ def prepare_data(config: Config, data: Interactions | None = None,
     train, evaluation = split(data, d.eval_fraction, d.split_seed, d.split)
     if validation:
         train, evaluation = split(train, d.eval_fraction, d.split_seed + 1, d.split)
-    return Splits(data, train, evaluation, FeatureTables.from_data(data))
+    tables = FeatureTables.from_data(data).with_counts(train.user_id, train.item_id)
+    return Splits(data, train, evaluation, tables)
 
 
 @dataclass
@@ -85,11 +90,12 @@ class TrainResult:
     """What a run produced: the trained members and how long training took."""
 
     members: list[RankingModel]
-    seeds: list[int]
+    seeds: list[int]  # init seeds, one per member
     seconds: float
     examples: int
     history: list[dict[str, float]] = field(default_factory=list)
     sharding: dict[str, list[dict]] = field(default_factory=dict)  # table -> shards
+    order_seeds: list[int] = field(default_factory=list)
 
     @property
     def examples_per_second(self) -> float:
@@ -114,9 +120,9 @@ class _Progress(keras.callbacks.Callback):
 
 
 def epoch_dataset(train: Interactions, seed: int, epoch: int,
-                  batch_size: int) -> tf.data.Dataset:
-    """The training batches of one epoch, in the order drawn from (seed, epoch)."""
-    order = np.random.default_rng([seed, epoch]).permutation(len(train))
+                  batch_size: int, shuffle: str = "full") -> tf.data.Dataset:
+    """The training batches of one epoch, in the order ``shuffle`` draws from (seed, epoch)."""
+    order = epoch_order(train.timestamp, shuffle, seed, epoch)
     return tf.data.Dataset.from_tensor_slices({
         "user_id": train.user_id[order], "item_id": train.item_id[order],
         "rating": train.rating[order]}).batch(batch_size).prefetch(2)
@@ -138,20 +144,41 @@ def _check_run_identity(folder: Path, identity: dict) -> None:
         tmp.replace(marker)
 
 
+def build_model(config: Config, tables: FeatureTables) -> RankingModel | CoDistillation:
+    """The model training optimises: one ranking model, or two co-distilled towers."""
+    if config.train.codistill > 0:
+        return CoDistillation(config.model, tables, config.train.codistill)
+    return RankingModel(config.model, tables)
+
+
+def build_variables(model: RankingModel | CoDistillation, train: Interactions) -> None:
+    """Creates the model's variables (every tower's) by calling it on one training row."""
+    row = {"user_id": tf.constant(train.user_id[:1]), "item_id": tf.constant(train.item_id[:1])}
+    model(row)
+    if isinstance(model, CoDistillation):
+        model.tower_b(row)
+
+
 def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path | None,
-                 log: Log = say, prefix: str = "") -> tuple[RankingModel, float, int,
-                                                             list[dict[str, float]]]:
+                 log: Log = say, prefix: str = "", order_seed: int | None = None
+                 ) -> tuple[RankingModel, float, int, list[dict[str, float]]]:
     """Trains one model; returns (model, seconds, examples trained, per-epoch logs).
 
-    Under a distribution strategy the model returned is a local copy of the trained one, and
-    the logs end with ``{"shards": ...}``, the layout of its embedding tables.
+    ``seed`` initialises the weights, ``order_seed`` (default ``seed``) draws the row order.
+    With weight averaging the returned model holds the averaged weights; with
+    co-distillation it is tower A. Under a distribution strategy the model returned is a
+    local copy of the trained one, and the logs end with ``{"shards": ...}``, the layout of
+    its embedding tables.
     """
+    order_seed = seed if order_seed is None else order_seed
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     strategy = make_strategy(config.train.strategy)
     with strategy.scope() if strategy else contextlib.nullcontext():
-        model = RankingModel(config.model, splits.tables)
-        optimizer = keras.optimizers.Adam(config.train.learning_rate)
+        model = build_model(config, splits.tables)
+        optimizer = make_optimizer(config.train.learning_rate,
+                                   parse_averaging(config.train.weight_averaging),
+                                   config.train.clip_norm)
         # Under parameter servers the chief schedules steps_per_execution steps per call.
         model.compile(optimizer=optimizer,
                       steps_per_execution=10 if is_parameter_server(strategy) else 1)
@@ -159,13 +186,13 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
     manager = None
     if checkpoint_dir is not None:
         _check_run_identity(checkpoint_dir, {
-            "config": config.to_dict(), "seed": seed, "data": splits.data.checksum})
+            "config": config.to_dict(), "seed": seed, "order_seed": order_seed,
+            "data": splits.data.checksum})
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
         manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
         if manager.latest_checkpoint:
             # Build the model's and optimizer's variables so the restore is immediate.
-            model({"user_id": tf.constant(splits.train.user_id[:1]),
-                   "item_id": tf.constant(splits.train.item_id[:1])})
+            build_variables(model, splits.train)
             optimizer.build(model.trainable_variables)
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             log(f"{prefix}resuming after epoch {int(epoch.numpy())} from "
@@ -180,18 +207,20 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
     if sample is not None and int(epoch.numpy()) == 0:
         with strategy.scope():  # the first call builds the variables: on the PS
             history.append({"epoch": 0, "sample_loss": _sample_loss(model, sample)})
+    shuffle = config.train.shuffle
     for e in range(int(epoch.numpy()), epochs):
         label = f"{prefix}epoch {e + 1}/{epochs}"
         started = time.perf_counter()
         if is_parameter_server(strategy):
             columns = {"user_id": splits.train.user_id, "item_id": splits.train.item_id,
                        "rating": splits.train.rating}
+            order = epoch_order(splits.train.timestamp, shuffle, order_seed, e)
             data = keras.utils.experimental.DatasetCreator(
-                per_worker_dataset_fn(columns, seed, e, batch_size))
+                per_worker_dataset_fn(columns, order, batch_size))
             fit = model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
         else:
-            fit = model.fit(epoch_dataset(splits.train, seed, e, batch_size), epochs=1,
-                            verbose=0, callbacks=[_Progress(log, label, steps)])
+            fit = model.fit(epoch_dataset(splits.train, order_seed, e, batch_size, shuffle),
+                            epochs=1, verbose=0, callbacks=[_Progress(log, label, steps)])
         took = time.perf_counter() - started
         seconds += took
         examples += len(splits.train)
@@ -204,23 +233,32 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
         shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items()
                           if k not in ("regularization_loss", "total_loss"))
         log(f"{label}: {shown} ({took:.1f}s, {len(splits.train) / took:,.0f} ex/s{saved})")
+    if isinstance(optimizer, AveragingAdam):
+        # Read under the strategy's scope: the averages may live on parameter servers.
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            optimizer.swap_in_average(model.trainable_variables)
+        log(f"{prefix}weights replaced by their moving average "
+            f"({config.train.weight_averaging})")
     if strategy is not None:
-        shards = {"user_id": shard_layout(model.user_embedding.embedding.embeddings),
-                  "item_id": shard_layout(model.item_embedding.embedding.embeddings)}
+        ranking = model.tower_a if isinstance(model, CoDistillation) else model
+        shards = {"user_id": shard_layout(ranking.user_embedding.embedding.embeddings),
+                  "item_id": shard_layout(ranking.item_embedding.embedding.embeddings)}
         shown = ", ".join(f"{s['device']} {s['rows']:,} rows" for s in shards["item_id"])
         log(f"{prefix}item table shards: {shown}")
         history.append({"shards": shards})
         model = _to_local(model, config, splits)
+    if isinstance(model, CoDistillation):
+        model = model.tower_a
     return model, seconds, examples, history
 
 
-def _to_local(model: RankingModel, config: Config, splits: Splits) -> RankingModel:
+def _to_local(model: RankingModel | CoDistillation, config: Config, splits: Splits
+              ) -> RankingModel | CoDistillation:
     """The trained weights in a model outside any strategy (sharded variables joined), for
     evaluation and export: a checkpoint written from the distributed model is read back
     into a fresh one, which TensorFlow re-partitions on restore."""
-    local = RankingModel(config.model, splits.tables)
-    local({"user_id": tf.constant(splits.train.user_id[:1]),
-           "item_id": tf.constant(splits.train.item_id[:1])})
+    local = build_model(config, splits.tables)
+    build_variables(local, splits.train)
     with tempfile.TemporaryDirectory(prefix="steadyrank-unshard-") as tmp:
         path = tf.train.Checkpoint(model=model).write(f"{tmp}/model")
         tf.train.Checkpoint(model=local).read(path).assert_existing_objects_matched()
@@ -246,26 +284,32 @@ def _sample_loss(model: RankingModel, sample: dict[str, np.ndarray], batch: int 
 
 
 def train(config: Config, seed: int, splits: Splits | None = None,
-          checkpoint_dir: str | Path | None = None, log: Log = say) -> TrainResult:
-    """Trains the configured model (``config.train.ensemble`` members) for a seed."""
+          checkpoint_dir: str | Path | None = None, log: Log = say,
+          order_seed: int | None = None) -> TrainResult:
+    """Trains the configured model (``config.train.ensemble`` members): weights initialised
+    from ``seed``, rows ordered from ``order_seed`` (default: ``seed``)."""
     splits = splits or prepare_data(config)
+    order_seed = seed if order_seed is None else order_seed
     seeds = member_seeds(seed, config.train.ensemble)
+    orders = member_seeds(order_seed, config.train.ensemble)
     members, seconds, examples, history = [], 0.0, 0, []
     sharding: dict[str, list[dict]] = {}
+    shown = f"seed {seed}" + (f", order seed {order_seed}" if order_seed != seed else "")
     log(f"training {len(seeds)} model(s) on {len(splits.train):,} rows "
-        f"({config.model.activation}, seed {seed})")
-    for i, member_seed in enumerate(seeds):
+        f"({config.model.activation}, {shown})")
+    for i, (member_seed, member_order) in enumerate(zip(seeds, orders, strict=True)):
         folder = None
         if checkpoint_dir is not None:
             folder = Path(checkpoint_dir) / (f"member-{i}" if len(seeds) > 1 else "model")
         prefix = f"member {i + 1}/{len(seeds)} " if len(seeds) > 1 else ""
-        model, took, n, logs = train_member(config, splits, member_seed, folder, log, prefix)
+        model, took, n, logs = train_member(config, splits, member_seed, folder, log, prefix,
+                                            order_seed=member_order)
         members.append(model)
         seconds += took
         examples += n
         sharding = sharding or next((h["shards"] for h in logs if "shards" in h), {})
         history += [{"member": i, **h} for h in logs if "shards" not in h]
-    return TrainResult(members, seeds, seconds, examples, history, sharding)
+    return TrainResult(members, seeds, seconds, examples, history, sharding, orders)
 
 
 def remove_checkpoints(checkpoint_dir: str | Path) -> None:

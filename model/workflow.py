@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from steadyrank.model.config import Config
+from steadyrank.model.config import Config, techniques
 from steadyrank.model.evaluate import accuracy
 from steadyrank.model.export import ServingModule, export, parameter_count, score_in_batches
 from steadyrank.model.train import Log, Splits, prepare_data, remove_checkpoints, say, train
@@ -27,20 +27,24 @@ def score_pairs(module: ServingModule, user_id: np.ndarray, item_id: np.ndarray,
 def train_and_export(config: Config, seed: int, export_dir: str | Path,
                      checkpoint_dir: str | Path | None = None, splits: Splits | None = None,
                      keep_checkpoints: bool = False, version: int | None = None,
-                     extra: dict[str, Any] | None = None, log: Log = say) -> Path:
-    """Trains a model (or ensemble) for ``seed`` and exports it as a new version.
+                     extra: dict[str, Any] | None = None, log: Log = say,
+                     order_seed: int | None = None) -> Path:
+    """Trains a model (or ensemble) for ``seed`` (init) and ``order_seed`` (row order,
+    default ``seed``) and exports it as a new version.
 
     Checkpoints go to ``checkpoint_dir`` (default :func:`default_checkpoint_dir`), so a
     killed run resumes; they are removed after a successful export unless kept.
     """
+    order_seed = seed if order_seed is None else order_seed
     checkpoint_dir = Path(checkpoint_dir or default_checkpoint_dir(export_dir, seed))
     splits = splits or prepare_data(config)
-    result = train(config, seed, splits, checkpoint_dir, log)
+    result = train(config, seed, splits, checkpoint_dir, log, order_seed=order_seed)
     module = ServingModule(result.members, splits.tables, config.model.task)
     scores = score_pairs(module, splits.eval.user_id, splits.eval.item_id)
     metrics = accuracy(config.model, splits.eval.rating, scores)
     manifest = {
-        "config": config.to_dict(), "seed": seed, "member_seeds": result.seeds,
+        "config": config.to_dict(), "seed": seed, "order_seed": order_seed,
+        "member_seeds": result.seeds, "techniques": techniques(config),
         "data": {"dataset": config.data.dataset, "checksum": splits.data.checksum,
                  "train_rows": len(splits.train), "eval_rows": len(splits.eval)},
         "metrics": metrics, "parameters": parameter_count(result.members),

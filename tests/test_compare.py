@@ -11,8 +11,8 @@ from steadyrank.model.config import from_dict
 
 @pytest.mark.parametrize("text, message", [
     ("relu,tanh", "bad variant 'tanh'"),
-    ("relu:0.5", "only smelu takes a beta"),
-    ("smelu:0", "only smelu takes a beta > 0"),
+    ("relu:0.5", "only smelu and gsmelu take a beta"),
+    ("smelu:0", "only smelu and gsmelu take a beta > 0"),
     ("relu-ensemble:1", "ensemble size must be a whole number >= 2"),
     ("relu-ensemble", "ensemble size"),
     ("relu,relu", "repeat a name"),
@@ -69,8 +69,8 @@ def test_compare_cli_writes_a_report_from_the_exports(synth_config, tmp_path, ca
     ens = result["variants"]["relu-ensemble:2"]
     assert ens["parameters"]["mean"] == 2 * relu["parameters"]["mean"]
     # Pair 0's relative PD is what the two cached exports give on the eval split.
-    a = export.load(tmp_path / "work" / "relu" / "pair0-a")
-    b = export.load(tmp_path / "work" / "relu" / "pair0-b")
+    a = export.load(tmp_path / "work" / "all" / "relu" / "pair0-a")
+    b = export.load(tmp_path / "work" / "all" / "relu" / "pair0-b")
     assert (a.manifest["seed"], b.manifest["seed"]) == (1, 2)
     from steadyrank.model.train import prepare_data
     ev = prepare_data(from_dict(raw)).eval
@@ -85,27 +85,66 @@ def test_compare_cli_writes_a_report_from_the_exports(synth_config, tmp_path, ca
     assert "reusing" in err and "training 1 model" not in err
 
 
-def test_goals_pick_the_most_reproducible_accurate_smelu():
-    def variant(loss, pd, swap, params=100, req=1.0, eps=1000.0):
-        s = lambda x: {"mean": x, "std": 0.0, "values": [x]}  # noqa: E731
-        return {"rmse": s(loss), "relative_pd": s(pd), "top10_swap_rate": s(swap),
-                "parameters": s(params), "request_seconds": s(req),
-                "train_examples_per_second": s(eps)}
+def _variant(loss, pd, swap, params=100, req=1.0, eps=1000.0, secs=10.0):
+    s = lambda x: {"mean": x, "std": 0.0, "values": [x]}  # noqa: E731
+    return {"rmse": s(loss), "relative_pd": s(pd), "top10_swap_rate": s(swap),
+            "parameters": s(params), "request_seconds": s(req),
+            "train_examples_per_second": s(eps), "train_seconds": s(secs)}
+
+
+def test_goals_pick_the_most_reproducible_accurate_single_model():
     result = {"variants": {
-        "relu": variant(0.90, 0.10, 0.20),
-        "smelu:0.5": variant(0.902, 0.05, 0.08),
-        "smelu:4": variant(0.95, 0.01, 0.01),  # most reproducible but too inaccurate
-        "relu-ensemble:4": variant(0.89, 0.05, 0.10, params=400, req=4.0)}}
+        "relu": _variant(0.90, 0.10, 0.20),
+        "smelu:0.5": _variant(0.899, 0.05, 0.08, secs=20.0),
+        "smelu:4": _variant(0.95, 0.01, 0.01),  # most reproducible but too inaccurate
+        "smelu:2+codistill:1": _variant(0.89, 0.04, 0.09, req=1.5),  # too slow to serve
+        "relu-ensemble:4": _variant(0.89, 0.02, 0.10, params=400, req=4.0)}}
     goals = {g["goal"].split(" ", 1)[1]: g for g in report.goals(result)}
-    assert all(g["selected_smelu"] == "smelu:0.5" for g in goals.values())
-    assert goals["relative PD <= 0.6x relu"]["value"] == pytest.approx(0.5)
-    assert goals["top-10 swap rate <= 0.5x relu"]["met"]
-    assert goals["rmse <= relu rmse + 0.005"]["value"] == pytest.approx(0.002)
-    assert goals["parameters <= 1/4 of relu-ensemble:4's"]["value"] == pytest.approx(0.25)
-    assert goals["top-10 swap rate <= relu-ensemble:4's"]["met"]
+    assert all(g["selected"] == "smelu:0.5" for g in goals.values())
+    assert goals["relative PD <= 0.5x relu"]["value"] == pytest.approx(0.5)
+    assert goals["relative PD <= 0.5x relu"]["met"]
+    assert goals["rmse <= relu's"]["value"] == pytest.approx(-0.001)
+    assert goals["top-10 swap rate <= relu-ensemble:4's"]["value"] == pytest.approx(0.8)
+    assert goals["training time <= 2.5x relu"]["value"] == pytest.approx(2.0)
     result["variants"]["smelu:0.5"]["relative_pd"]["mean"] = 0.09
     goals = {g["goal"].split(" ", 1)[1]: g for g in report.goals(result)}
-    assert not goals["relative PD <= 0.6x relu"]["met"]
+    assert not goals["relative PD <= 0.5x relu"]["met"]
+    named = report.goals(result, winner="smelu:4")
+    assert named[0]["selected"] == "smelu:4" and named[0]["chosen_by"].startswith("named")
+    assert not next(g for g in named if "rmse" in g["goal"])["met"]
+
+
+def test_pareto_frontier():
+    variants = {"a": _variant(0.90, 0.10, 0), "b": _variant(0.91, 0.05, 0),
+                "c": _variant(0.92, 0.06, 0), "d": _variant(0.89, 0.12, 0)}
+    assert sorted(report.frontier(variants)) == ["a", "b", "d"]
+
+
+def test_variant_techniques_and_vary_sources():
+    base = from_dict({"model": {"activation": "smelu", "smelu_beta": 2.0}})
+    (v,) = compare.parse_variants("gsmelu:1+ema:0.99+codistill:0.5+mincount:3+l2:1e-4"
+                                  "+init:0.01+window:500+unit+learn:alpha/beta")
+    c = v.apply(base)
+    assert (c.model.activation, c.model.smelu_beta) == ("gsmelu", 1.0)
+    assert c.train.weight_averaging == "ema:0.99" and c.train.codistill == 0.5
+    assert c.train.shuffle == "window:500" and c.model.min_id_count == 3
+    assert (c.model.embedding_l2, c.model.embedding_init_scale) == (1e-4, 0.01)
+    assert c.model.gsmelu_per_unit and c.model.gsmelu_learn == ("alpha", "beta")
+    assert v.slug == "gsmelu-1-ema-0.99-codistill-0.5-mincount-3-l2-1e-4-init-0.01-window-500-" \
+                     "unit-learn-alpha-beta"
+    for bad, message in [("smelu+ema", "takes a value"), ("smelu+unit:3", "takes no value"),
+                         ("smelu+foo:1", "unknown technique 'foo'"),
+                         ("smelu+mincount:x", "bad value 'x'"),
+                         ("smelu+ema:2", "train.weight_averaging must be")]:
+        with pytest.raises(ValueError, match=message):
+            compare.parse_variants(bad)[0].apply(base)
+    assert compare.replica_seeds("all", 1) == ((3, 3), (4, 4))
+    assert compare.replica_seeds("init", 1) == ((3, 3), (4, 3))
+    assert compare.replica_seeds("order", 1) == ((3, 3), (3, 4))
+    assert compare.replica_seeds("async", 1) == ((3, 3), (3, 3))
+    assert compare.parse_vary("order, all,order") == ["order", "all"]
+    with pytest.raises(ValueError, match="--vary must name sources"):
+        compare.parse_vary("all,seed")
 
 
 def test_compare_cli_rejects_bad_arguments(tmp_path, capsys):
