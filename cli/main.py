@@ -61,7 +61,8 @@ def _data_synth(args: argparse.Namespace) -> int:
     from steadyrank.model.data import DataError
 
     spec = synth.SynthSpec(users=args.users, items=args.items, rows=args.rows, seed=args.seed,
-                           shard_rows=args.shard_rows, zipf_exponent=args.zipf)
+                           shard_rows=args.shard_rows, zipf_exponent=args.zipf,
+                           planted=args.planted, task=args.task, click_rate=args.click_rate)
     try:
         print(synth.generate(spec, args.out, force=args.force))
     except DataError as err:
@@ -251,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows per shard file (default 1e6)")
     p.add_argument("--zipf", type=float, default=1.1,
                    help="Zipf exponent of item popularity (default 1.1)")
+    p.add_argument("--planted", default="bilinear", choices=["bilinear", "mlp"],
+                   help="the ground-truth model: bilinear, or a random deep network (mlp)")
+    p.add_argument("--task", default="rating", choices=["rating", "click"],
+                   help="ratings 1..5, or clicks 0/1 (train with model.task=binary, "
+                   "binary_threshold=1)")
+    p.add_argument("--click-rate", type=float, default=0.1,
+                   help="share of clicks for --task click (default 0.1)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace an existing folder")
     p.set_defaults(handler=_data_synth)

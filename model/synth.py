@@ -9,9 +9,16 @@ The generator streams rows to sharded ``.npz`` files (one shard in memory at a t
     interactions-NNNNN.npz user_id, item_id, rating, timestamp
     manifest.json          parameters, per-file SHA-256, row counts and the dataset checksum
 
-Ratings come from ``3.5 + b_user + b_item + <u, v> + affinity[occupation] . genres + noise``,
-rounded and clipped to 1..5, so a model has something real to learn. The folder is written
-under a temporary name and renamed into place: an interrupted run leaves nothing half done.
+The planted score is ``b_user + b_item + 2 <u, v> + affinity[occupation] . genres`` (the
+bilinear model, ``planted="bilinear"``), or, with ``planted="mlp"``, biases and affinity plus
+a small random deep network (two ReLU layers) over the user and item factors and their
+product, a nonlinearity an MLP has to learn. With ``task="rating"`` the rating is
+``3.5 + score + noise``, rounded and clipped to 1..5; with ``task="click"`` it is a click
+(1) or not (0), Bernoulli of a sigmoid of the standardised score shifted so that about
+``click_rate`` of the rows are clicks (train with ``model.task = "binary"`` and
+``binary_threshold = 1``). Timestamps increase with the row, so the data is a stream in
+time order. The folder is written under a temporary name and renamed into place: an
+interrupted run leaves nothing half done.
 """
 
 from __future__ import annotations
@@ -51,9 +58,18 @@ class SynthSpec:
     zipf_exponent: float = 1.1
     latent_dim: int = 8
     noise: float = 0.5
+    planted: str = "bilinear"
+    task: str = "rating"
+    click_rate: float = 0.1
 
     def check(self) -> None:
         """Raises ValueError naming the first bad parameter."""
+        if self.planted not in ("bilinear", "mlp"):
+            raise ValueError(f"--planted must be bilinear or mlp, got {self.planted!r}")
+        if self.task not in ("rating", "click"):
+            raise ValueError(f"--task must be rating or click, got {self.task!r}")
+        if not 0 < self.click_rate < 1:
+            raise ValueError(f"--click-rate must be in (0, 1), got {self.click_rate}")
         for name in ("users", "items", "rows", "shard_rows", "latent_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
@@ -92,9 +108,12 @@ def _side_features(spec: SynthSpec, rng: np.random.Generator) -> tuple[dict, dic
     return users, items
 
 
+HIDDEN = (32, 16)  # the planted MLP's layers
+
+
 def _planted(spec: SynthSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
     d = spec.latent_dim
-    return {
+    out = {
         "user_factors": rng.normal(0, 1 / np.sqrt(d), (spec.users, d)).astype(np.float32),
         "item_factors": rng.normal(0, 1 / np.sqrt(d), (spec.items, d)).astype(np.float32),
         "user_bias": rng.normal(0, 0.3, spec.users).astype(np.float32),
@@ -103,20 +122,72 @@ def _planted(spec: SynthSpec, rng: np.random.Generator) -> dict[str, np.ndarray]
         # Zipf popularity over a random order of the items, so popular ids are spread out.
         "popularity_order": rng.permutation(spec.items).astype(np.int64),
     }
+    if spec.planted == "mlp":  # drawn after the bilinear parts: those stay as they were
+        sizes = (3 * d, *HIDDEN, 1)
+        for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+            out[f"w{k}"] = rng.normal(0, np.sqrt(2.0 / n_in), (n_in, n_out)).astype(np.float32)
+            out[f"b{k}"] = rng.normal(0, 0.1, n_out).astype(np.float32)
+    return out
+
+
+def _mlp(planted: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    layers = len(HIDDEN) + 1
+    for k in range(layers):
+        x = x @ planted[f"w{k}"] + planted[f"b{k}"]
+        if k < layers - 1:
+            x = np.maximum(x, 0.0)
+    return x[:, 0]
+
+
+def planted_score(planted: dict[str, np.ndarray], occupation_code: np.ndarray,
+                  genres: np.ndarray, user_row: np.ndarray, item_row: np.ndarray
+                  ) -> np.ndarray:
+    """The noise-free planted score of (user row, item row) pairs (0-based rows): bilinear,
+    or through the planted MLP when ``planted`` holds one."""
+    u, v = planted["user_factors"][user_row], planted["item_factors"][item_row]
+    item_genres = genres[item_row].astype(np.float32)
+    item_genres /= np.maximum(item_genres.sum(axis=1, keepdims=True), 1)
+    affinity = np.einsum("ij,ij->i", planted["affinity"][occupation_code[user_row]],
+                         item_genres)
+    if "w0" in planted:
+        d = u.shape[1]
+        interaction = _mlp(planted, np.concatenate([u, v, u * v * np.sqrt(d)], axis=1))
+    else:
+        interaction = 2.0 * np.einsum("ij,ij->i", u, v)
+    return planted["user_bias"][user_row] + planted["item_bias"][item_row] + interaction \
+        + affinity
 
 
 def planted_rating(planted: dict[str, np.ndarray], occupation_code: np.ndarray,
                    genres: np.ndarray, user_row: np.ndarray, item_row: np.ndarray
                    ) -> np.ndarray:
     """The noise-free planted rating of (user row, item row) pairs (0-based rows)."""
-    dot = np.einsum("ij,ij->i", planted["user_factors"][user_row],
-                    planted["item_factors"][item_row])
-    item_genres = genres[item_row].astype(np.float32)
-    item_genres /= np.maximum(item_genres.sum(axis=1, keepdims=True), 1)
-    affinity = np.einsum("ij,ij->i", planted["affinity"][occupation_code[user_row]],
-                         item_genres)
-    return (3.5 + planted["user_bias"][user_row] + planted["item_bias"][item_row]
-            + 2.0 * dot + affinity)
+    return 3.5 + planted_score(planted, occupation_code, genres, user_row, item_row)
+
+
+def click_logit(planted: dict[str, np.ndarray], score: np.ndarray) -> np.ndarray:
+    """The click logit of planted scores: standardised, shifted to the click rate."""
+    return (score - planted["score_mean"]) / planted["score_std"] + planted["logit_shift"]
+
+
+def _calibrate_clicks(spec: SynthSpec, planted: dict[str, np.ndarray],
+                      occupation_code: np.ndarray, genres: np.ndarray,
+                      rng: np.random.Generator) -> None:
+    """Score scale and shift from 10^5 random pairs, so about click_rate of rows click."""
+    n = 100_000
+    score = planted_score(planted, occupation_code, genres, rng.integers(0, spec.users, n),
+                          rng.integers(0, spec.items, n))
+    planted["score_mean"] = np.float32(score.mean())
+    planted["score_std"] = np.float32(score.std() + 1e-6)
+    z = (score - score.mean()) / (score.std() + 1e-6)
+    lo, hi = -20.0, 20.0  # bisect the shift: mean click probability = click_rate
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if np.mean(1 / (1 + np.exp(-(z + mid)))) < spec.click_rate:
+            lo = mid
+        else:
+            hi = mid
+    planted["logit_shift"] = np.float32((lo + hi) / 2)
 
 
 def generate(spec: SynthSpec, out: str | Path, force: bool = False) -> Path:
@@ -134,6 +205,8 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False) -> Path:
         users, items = _side_features(spec, rng)
         planted = _planted(spec, rng)
         occupation_code = np.searchsorted(np.array(OCCUPATIONS), users["occupation"])
+        if spec.task == "click":
+            _calibrate_clicks(spec, planted, occupation_code, items["genres"], rng)
         _save(tmp_path / "users.npz", **users)
         _save(tmp_path / "items.npz", **items)
         _save(tmp_path / "planted.npz", **planted)
@@ -149,12 +222,17 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False) -> Path:
                                              spec.users - 1)]
             item_row = planted["popularity_order"][
                 np.minimum(np.searchsorted(item_cdf, rng.random(n)), spec.items - 1)]
-            raw = planted_rating(planted, occupation_code, items["genres"], user_row,
-                                 item_row) + rng.normal(0, spec.noise, n)
+            score = planted_score(planted, occupation_code, items["genres"], user_row, item_row)
+            if spec.task == "click":
+                p = 1 / (1 + np.exp(-click_logit(planted, score)))
+                label = (rng.random(n) < p).astype(np.float32)
+            else:
+                raw = 3.5 + score + rng.normal(0, spec.noise, n)
+                label = np.clip(np.rint(raw), 1, 5).astype(np.float32)
             name = f"interactions-{len(shards):05d}.npz"
             _save(tmp_path / name,
                   user_id=users["user_id"][user_row], item_id=items["item_id"][item_row],
-                  rating=np.clip(np.rint(raw), 1, 5).astype(np.float32),
+                  rating=label,
                   timestamp=(880_000_000 + written + np.arange(n)).astype(np.int64))
             shards.append({"file": name, "rows": int(n)})
             written += n

@@ -75,3 +75,32 @@ def test_cli_synth_and_bad_values(tmp_path, capsys):
     assert cli_main(["data", "synth", "--items", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--items must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_click_data_from_a_planted_mlp(tmp_path):
+    spec = synth.SynthSpec(users=300, items=500, rows=40_000, seed=2, planted="mlp",
+                           task="click", click_rate=0.2)
+    data = load_synthetic(synth.generate(spec, tmp_path / "ctr"))
+    assert set(np.unique(data.rating)) == {0.0, 1.0}
+    assert 0.17 < data.rating.mean() < 0.23  # calibrated to the click rate
+    assert np.all(np.diff(data.timestamp) > 0)  # a stream in time order
+    with np.load(tmp_path / "ctr" / "planted.npz") as npz:
+        planted = {k: npz[k] for k in npz.files}
+    assert {"w0", "w1", "w2"} <= set(planted)
+    occupation = np.searchsorted(np.array(synth.OCCUPATIONS), data.users["occupation"])
+    score = synth.planted_score(planted, occupation, data.item_genres, data.user_id - 1,
+                                data.item_id - 1)
+    p = 1 / (1 + np.exp(-synth.click_logit(planted, score)))
+    # Clicks follow the planted probabilities: in each decile of p, the click share is the
+    # mean p (calibration), and the deciles span a wide range.
+    edges = np.quantile(p, np.linspace(0, 1, 11))
+    bins = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, 9)
+    for b in range(10):
+        assert abs(data.rating[bins == b].mean() - p[bins == b].mean()) < 0.03, b
+    assert p[bins == 9].mean() > 5 * p[bins == 0].mean()
+    # The interaction is not bilinear: the planted MLP is not a dot product of the factors.
+    u, v = planted["user_factors"][:50], planted["item_factors"][:50]
+    mlp = synth._mlp(planted, np.concatenate([u, v, u * v * np.sqrt(u.shape[1])], axis=1))
+    assert abs(np.corrcoef(mlp, np.einsum("ij,ij->i", u, v))[0, 1]) < 0.9
+    with pytest.raises(ValueError, match="--task must be rating or click"):
+        synth.SynthSpec(users=1, items=1, rows=1, task="ctr").check()

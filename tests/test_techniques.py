@@ -1,0 +1,169 @@
+"""Reproducibility techniques: shuffle modes, init/order seeds, weight averaging,
+co-distillation, vocabulary thresholds and embedding options."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from steadyrank.model import export
+from steadyrank.model.averaging import AveragingAdam
+from steadyrank.model.codistill import CoDistillation
+from steadyrank.model.ranking import RankingModel, vocabulary
+from steadyrank.model.shuffle import epoch_order
+from steadyrank.model.train import prepare_data, train, train_member
+from steadyrank.model.workflow import train_and_export
+from tests.conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def splits(ml100k):
+    return prepare_data(small_config(ml100k))
+
+
+def _predict(model, splits, n=2000):
+    return model({"user_id": tf.constant(splits.eval.user_id[:n]),
+                  "item_id": tf.constant(splits.eval.item_id[:n])}).numpy().ravel()
+
+
+def test_epoch_orders():
+    ts = np.random.default_rng(0).permutation(5000) * 10  # distinct, unordered timestamps
+    by_time = np.argsort(ts)
+    np.testing.assert_array_equal(epoch_order(ts, "time", 1, 0), by_time)
+    np.testing.assert_array_equal(epoch_order(ts, "time", 2, 3), by_time)
+    full = epoch_order(ts, "full", 1, 0)
+    assert sorted(full) == list(range(5000))
+    np.testing.assert_array_equal(full, epoch_order(ts, "full", 1, 0))
+    assert not np.array_equal(full, epoch_order(ts, "full", 1, 1))
+    window = epoch_order(ts, "window:100", 1, 0)
+    assert sorted(window) == list(range(5000))
+    rank = np.empty(5000, int)
+    rank[by_time] = np.arange(5000)
+    moved = np.abs(rank[window] - np.arange(5000))
+    assert moved.max() < 100 and moved.mean() > 10  # moderate: bounded, but shuffled
+    assert not np.array_equal(window, epoch_order(ts, "window:100", 2, 0))
+    with pytest.raises(ValueError, match="bad shuffle 'window:0'"):
+        epoch_order(ts, "window:0", 1, 0)
+
+
+def test_init_and_order_seeds_act_separately(ml100k, splits):
+    config = small_config(ml100k)
+    quiet = dict(log=lambda m: None)
+    base = _predict(train(config, 1, splits, order_seed=1, **quiet).members[0], splits)
+    same = _predict(train(config, 1, splits, order_seed=1, **quiet).members[0], splits)
+    other_order = _predict(train(config, 1, splits, order_seed=2, **quiet).members[0], splits)
+    other_init = _predict(train(config, 2, splits, order_seed=1, **quiet).members[0], splits)
+    np.testing.assert_array_equal(base, same)
+    assert np.abs(base - other_order).mean() > 1e-4
+    assert np.abs(base - other_init).mean() > 1e-4
+
+
+def test_ema_exports_the_averaged_weights(ml100k, splits, tmp_path, monkeypatch):
+    config = small_config(ml100k, train={"weight_averaging": "ema:0.99", "epochs": 2})
+    seen = {}
+    swap = AveragingAdam.swap_in_average
+
+    def record(self, var_list):
+        seen["raw"] = [v.numpy().copy() for v in var_list]
+        seen["avg"] = [a.numpy().copy() for a in self.averages(var_list)]
+        swap(self, var_list)
+
+    monkeypatch.setattr(AveragingAdam, "swap_in_average", record)
+    path = train_and_export(config, 1, tmp_path / "ema", tmp_path / "ckpt", splits=splits,
+                            log=lambda m: None)
+    loaded = export.load(path)
+    exported = {v.name: v.numpy() for v in loaded.module.members[0].trainable_variables}
+    assert len(exported) == len(seen["avg"])
+    # Every exported weight is its moving average, not the last step's value.
+    averaged = sorted(a.tobytes() for a in seen["avg"])
+    assert sorted(v.tobytes() for v in exported.values()) == averaged
+    assert any(not np.array_equal(r, a) for r, a in zip(seen["raw"], seen["avg"], strict=True))
+    assert loaded.manifest["techniques"]["weight_averaging"] == "ema:0.99"
+
+
+def test_warmed_up_momentum_forgets_the_init():
+    var = tf.Variable([0.0])
+    opt = AveragingAdam(0.1, momentum=0.999)
+    for _ in range(200):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum((var - 5.0) ** 2)
+        opt.apply_gradients([(tape.gradient(loss, var), var)])
+    average = float(opt.averages([var])[0].numpy()[0])
+    # Plain EMA at 0.999 would still hold 0.999**200 = 82% of the initial 0.
+    assert average > 3.0 and float(var.numpy()[0]) == pytest.approx(5.0, abs=0.2)
+    opt.finalize_variable_values([var])  # what fit() calls: no swap
+    assert float(var.numpy()[0]) != average
+    opt.swap_in_average([var])
+    assert float(var.numpy()[0]) == average
+
+
+def test_codistillation_exports_one_tower_with_a_plain_models_signatures(ml100k, splits,
+                                                                           tmp_path):
+    plain = train_and_export(small_config(ml100k), 1, tmp_path / "plain", tmp_path / "c1",
+                             splits=splits, log=lambda m: None)
+    config = small_config(ml100k, train={"codistill": 0.5})
+    model, *_ = train_member(config, splits, 1, None, log=lambda m: None)
+    assert isinstance(model, RankingModel) and model.name == "tower_a"
+    path = train_and_export(config, 1, tmp_path / "cd", tmp_path / "c2", splits=splits,
+                            log=lambda m: None)
+    a, b = export.load(plain), export.load(path)
+    assert a.manifest["signatures"] == b.manifest["signatures"]
+    assert a.manifest["parameters"] == b.manifest["parameters"]  # one tower: 1x serving
+    for name in a.manifest["signatures"]:
+        sig_a, sig_b = a.module.signatures[name], b.module.signatures[name]
+        assert sig_a.structured_input_signature == sig_b.structured_input_signature, name
+        assert sig_a.structured_outputs.keys() == sig_b.structured_outputs.keys(), name
+    users, items = splits.eval.user_id[:500], splits.eval.item_id[:500]
+    assert np.abs(a.score(users, items) - b.score(users, items)).mean() > 1e-4
+
+
+def test_codistillation_loss_pulls_the_towers_together(ml100k, splits):
+    config = small_config(ml100k)
+    model = CoDistillation(config.model, splits.tables, weight=1.0)
+    batch = {"user_id": tf.constant(splits.train.user_id[:256]),
+             "item_id": tf.constant(splits.train.item_id[:256]),
+             "rating": tf.constant(splits.train.rating[:256])}
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(batch, training=True)
+    labels_only = (model.tower_a.compute_loss(batch) + model.tower_b.compute_loss(batch))
+    a, b = model.tower_a(batch), model.tower_b(batch)
+    expected = labels_only + float(tf.reduce_mean(2 * tf.square(a - b)))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in grads)
+    with pytest.raises(ValueError, match="weight must be > 0"):
+        CoDistillation(config.model, splits.tables, weight=0.0)
+
+
+def test_vocabulary_threshold_maps_rare_ids_to_oov(ml100k, splits):
+    tables = splits.tables
+    counts = tables.item_counts
+    kept = vocabulary(tables.item_ids, counts, 5)
+    assert set(kept) == set(tables.item_ids[counts >= 5])
+    rare = tables.item_ids[(counts > 0) & (counts < 5)][:3]
+    common = tables.item_ids[counts >= 50][:2]
+    model = RankingModel(small_config(ml100k, model={"min_id_count": 5}).model, tables)
+    lookup = model.item_embedding.lookup
+    assert set(lookup(tf.constant(rare)).numpy()) == {0}  # the OOV row
+    assert 0 not in set(lookup(tf.constant(common)).numpy())
+    # Rare ids share one embedding row.
+    rows = model.item_embedding(tf.constant(rare)).numpy()
+    np.testing.assert_array_equal(rows[0], rows[1])
+    assert model.item_embedding.embedding.input_dim == len(kept) + 1
+    everything = RankingModel(small_config(ml100k).model, tables)
+    assert everything.item_embedding.embedding.input_dim == len(tables.item_ids) + 1
+
+
+def test_embedding_init_scale_and_l2(ml100k, splits):
+    config = small_config(ml100k, model={"embedding_init_scale": 0.001, "embedding_l2": 0.1})
+    tf.keras.utils.set_random_seed(0)
+    model = RankingModel(config.model, splits.tables)
+    batch = {"user_id": tf.constant(splits.train.user_id[:64]),
+             "item_id": tf.constant(splits.train.item_id[:64]),
+             "rating": tf.constant(splits.train.rating[:64])}
+    model(batch)
+    table = model.item_embedding.embedding.embeddings.numpy()
+    assert np.abs(table).max() <= 0.001
+    model(batch, training=False)  # Keras keeps the losses of the latest call
+    assert not model.losses  # no penalty outside training
+    model(batch, training=True)
+    assert len(model.losses) == 2 and all(float(x) > 0 for x in model.losses)
