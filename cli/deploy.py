@@ -30,13 +30,19 @@ def _trainer(args: argparse.Namespace) -> int:
     log = _say("trainer")
     try:
         config = load(args.config, args.overrides)
+        gate = replicas.Gate(args.max_churn_swap, args.max_churn_pd)
         rounds = replicas.run(config, args.models, args.name, args.retrain_interval,
-                              args.keep, args.users, log=log, should_stop=stop.wait)
+                              args.keep, args.users, log=log, should_stop=stop.wait,
+                              vary=args.vary, warm_start=args.warm_start, gate=gate,
+                              warm_epochs=args.warm_start_epochs,
+                              warm_lr_scale=args.warm_start_lr_scale)
     except (ValueError, OSError, ConfigError, DataError, TrainError, ExportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) and not isinstance(
             err, ConfigError | DataError) else 1
-    log(f"done: {len(rounds)} round(s), latest version {rounds[-1].version}")
+    held = sum(not r.published for r in rounds)
+    log(f"done: {len(rounds)} round(s), latest version {rounds[-1].version}"
+        + (f", {held} held back by the churn gate" if held else ""))
     return 0
 
 
@@ -90,6 +96,16 @@ def _up(args: argparse.Namespace) -> int:
         return 2
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -112,6 +128,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--users", type=_positive(int), default=100,
                    help="users whose full-catalog rankings give the offline swap rate "
                    "(default 100)")
+    p.add_argument("--vary", default="all", choices=["all", "init", "order"],
+                   help="what replica B differs from A by: init and order seeds (all, "
+                   "default), the init seed, or the row order")
+    p.add_argument("--warm-start", action="store_true",
+                   help="start each retrain from the serving version's weights")
+    p.add_argument("--warm-start-epochs", type=_positive(int), default=1,
+                   help="epochs a warm-started retrain trains (default 1)")
+    p.add_argument("--warm-start-lr-scale", type=float, default=0.1,
+                   help="learning rate of a warm-started retrain, times the config's "
+                   "(default 0.1: a fresh Adam state would otherwise shake the weights)")
+    p.add_argument("--max-churn-swap", type=_fraction, default=None, metavar="X",
+                   help="publish a retrain only if its top-10 swap rate against the serving "
+                   "version is <= X")
+    p.add_argument("--max-churn-pd", type=_non_negative, default=None, metavar="X",
+                   help="publish a retrain only if its relative PD against the serving "
+                   "version is <= X")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE", help="override a config value")
     p.set_defaults(handler=_trainer)

@@ -1,12 +1,20 @@
 """Train and publish a replica pair (``NAME`` and ``NAME-b``) for serving: what the trainer runs.
 
-One round trains replica A and replica B (same data and config, seeds ``2v - 1`` and ``2v``
-for version ``v``) into a hidden staging folder under the model base path, measures their
-offline reproducibility (:func:`steadyrank.model.compare.pair_metrics`: relative and
-absolute PD on the eval split, top-k swap rate and Kendall tau of full-catalog rankings),
-writes it into both manifests, and then moves both versions into place with a rename each
-(same file system: atomic). A server never sees a half-written version, and never sees a
-version without its offline numbers. Older versions beyond ``keep`` are removed.
+One round trains replica A and replica B (same data and config; for version ``v`` the seeds
+of :func:`steadyrank.model.compare.replica_seeds` with pair ``v - 1``: with ``vary="all"``
+A is seeded ``2v - 1`` and B ``2v``, with ``"order"`` they share the init seed and differ by
+row order, with ``"init"`` the reverse) into a hidden staging folder under the model base
+path, measures their offline reproducibility (:func:`steadyrank.model.compare.pair_metrics`:
+relative and absolute PD on the eval split, top-k swap rate and Kendall tau of full-catalog
+rankings), writes it into both manifests, and then moves both versions into place with a
+rename each (same file system: atomic). A server never sees a half-written version, and
+never sees a version without its offline numbers. Older versions beyond ``keep`` are removed.
+
+Retrains: ``warm_start`` starts each replica from its own serving version's weights, and the
+churn gate compares the new A with the serving A on the eval split before publishing; over
+``max_churn_swap`` (top-10 swap) or ``max_churn_pd`` (relative PD) the round publishes
+nothing and says why. Every gate decision is written to ``.churn-gate-NAME.json`` in the base
+path, which the server exports as metrics.
 """
 
 from __future__ import annotations
@@ -17,30 +25,71 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from steadyrank.model import compare, export
+from steadyrank.model import compare, export, metrics
 from steadyrank.model.config import Config
 from steadyrank.model.train import Log, prepare_data, say
 from steadyrank.model.workflow import train_and_export
 
 REPLICA_SUFFIX = "-b"  # the serving layout's second replica (steadyrank.service.models)
+GATE_PREFIX = ".churn-gate-"  # + NAME + ".json": the latest churn gate decision
 OFFLINE_KEYS = ("relative_pd", "absolute_pd", "top1_swap_rate", "top5_swap_rate",
                 "top10_swap_rate", "kendall_tau")
 
 
 @dataclass(frozen=True)
 class Round:
-    """One published replica pair."""
+    """One replica pair: published, or held back by the churn gate (``paths`` empty)."""
 
     version: int
-    paths: tuple[Path, Path]
+    paths: tuple[Path, ...]
     offline: dict[str, float]
     seconds: float
+    churn: dict[str, Any] | None = None
+    published: bool = True
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Churn bounds for publishing a retrain (None: no bound)."""
+
+    max_swap: float | None = None
+    max_pd: float | None = None
+
+    def reasons(self, churn: dict[str, float]) -> list[str]:
+        """Why ``churn`` (against the serving version) is over the bounds; [] if it is not."""
+        out = []
+        if self.max_swap is not None and churn["top10_swap_rate"] > self.max_swap:
+            out.append(f"top-10 swap {churn['top10_swap_rate']:.4f} > {self.max_swap} "
+                       "(--max-churn-swap)")
+        if self.max_pd is not None and churn["relative_pd"] > self.max_pd:
+            out.append(f"relative PD {churn['relative_pd']:.4f} > {self.max_pd} "
+                       "(--max-churn-pd)")
+        return out
+
+    @property
+    def active(self) -> bool:
+        """Whether any bound is set."""
+        return self.max_swap is not None or self.max_pd is not None
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def read_gate(base: str | Path, name: str) -> dict[str, Any] | None:
+    """The latest churn gate decision for ``name`` (None if there is none or it is unreadable)."""
+    try:
+        return json.loads((Path(base) / f"{GATE_PREFIX}{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def next_version(base: Path, name: str) -> int:
@@ -49,39 +98,76 @@ def next_version(base: Path, name: str) -> int:
     return max(found, default=0) + 1
 
 
-def _set_offline(version_dir: Path, offline: dict[str, float], partner: str) -> None:
+def _update_manifest(version_dir: Path, **fields: Any) -> None:
     manifest_path = version_dir / export.MANIFEST
     manifest = json.loads(manifest_path.read_text())
-    manifest["offline_reproducibility"] = {**offline, "partner": partner}
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tmp.replace(manifest_path)
+    manifest.update(fields)
+    _write_json(manifest_path, manifest)
+
+
+def _serving(base: Path, replica: str) -> Path | None:
+    """The newest published version folder of ``replica`` (what a server serves)."""
+    versions = export.versions(base / replica)
+    return base / replica / str(versions[-1]) if versions else None
 
 
 def train_round(config: Config, base: str | Path, name: str = "ml", users: int = 100,
-                log: Log = say) -> Round:
-    """Trains, measures and publishes version ``next_version`` of ``name`` and ``name-b``."""
+                log: Log = say, vary: str = "all", warm_start: bool = False,
+                gate: Gate | None = None, warm_epochs: int = 1,
+                warm_lr_scale: float = 0.1) -> Round:
+    """Trains and measures version ``next_version`` of ``name`` and ``name-b``, and
+    publishes it unless the churn gate holds it back. A warm-started replica trains
+    ``warm_epochs`` epochs from the serving weights at ``warm_lr_scale`` times the learning
+    rate (its optimizer starts afresh, and Adam's first steps are about the learning rate in
+    every weight, which would shake a trained model); a fresh start trains the config's."""
+    if warm_epochs < 1:
+        raise ValueError(f"--warm-start-epochs must be >= 1, got {warm_epochs}")
+    if not warm_lr_scale > 0:
+        raise ValueError(f"--warm-start-lr-scale must be > 0, got {warm_lr_scale}")
     base = Path(base)
+    gate = gate or Gate()
     started = time.perf_counter()
     splits = prepare_data(config)
     version = next_version(base, name)
     names = (name, name + REPLICA_SUFFIX)
-    seeds = (2 * version - 1, 2 * version)
+    seeds = compare.replica_seeds(vary, version - 1)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=base, prefix=".staging-"))
     try:
         staged = []
-        for replica, seed in zip(names, seeds, strict=True):
-            log(f"version {version}: training {replica} (seed {seed})")
+        for replica, (seed, order_seed) in zip(names, seeds, strict=True):
+            warm = _serving(base, replica) if warm_start else None
+            log(f"version {version}: training {replica} (seed {seed}, order seed "
+                f"{order_seed}{f', warm start from {warm}' if warm else ''})")
+            run_config = (replace(config, train=replace(
+                config.train, epochs=warm_epochs,
+                learning_rate=config.train.learning_rate * warm_lr_scale)) if warm else config)
             staged.append(train_and_export(
-                config, seed, staging / replica, staging / f"ckpt-{replica}", splits=splits,
-                version=version, extra={"replica_of": name}, log=log))
+                run_config, seed, staging / replica, staging / f"ckpt-{replica}",
+                splits=splits, version=version, extra={"replica_of": name, "vary": vary},
+                log=log, order_seed=order_seed, warm_start=warm))
         a, b = (export.load(p) for p in staged)
         rank_users = np.unique(splits.eval.user_id)[:users]
         measured = compare.pair_metrics(a, b, splits, config, rank_users, tau_users=users)
         offline = {k: float(measured[k]) for k in OFFLINE_KEYS}
         for path, partner in zip(staged, reversed(names), strict=True):
-            _set_offline(path, offline, partner)
+            _update_manifest(path, offline_reproducibility={**offline, "partner": partner})
+        churn = _churn(base, name, a, splits, config, rank_users)
+        if churn is not None:
+            for path in staged:
+                _update_manifest(path, churn_vs_previous=churn)
+        reasons = gate.reasons(churn) if churn is not None else []
+        if gate.active or churn is not None:
+            _write_json(base / f"{GATE_PREFIX}{name}.json", {
+                "model": name, "version": version, "published": not reasons,
+                "reasons": reasons, "churn": churn, "max_churn_swap": gate.max_swap,
+                "max_churn_pd": gate.max_pd, "time": time.time(),
+                "rejected": _rejected(base, name) + (1 if reasons else 0)})
+        if reasons:
+            seconds = time.perf_counter() - started
+            log(f"version {version}: NOT published, churn against the serving version "
+                f"{churn['version']} is over the bound: {'; '.join(reasons)}")
+            return Round(version, (), offline, seconds, churn, published=False)
         published = []
         for replica, path in zip(names, staged, strict=True):
             target = base / replica / str(version)
@@ -91,10 +177,35 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     seconds = time.perf_counter() - started
+    shown = (f"; churn vs version {churn['version']}: relative PD {churn['relative_pd']:.4f}, "
+             f"top-10 swap {churn['top10_swap_rate']:.3f}" if churn else "")
     log(f"version {version}: published {published[0]} and {published[1]} in {seconds:.0f} s; "
         f"offline relative PD {offline['relative_pd']:.4f}, top-10 swap "
-        f"{offline['top10_swap_rate']:.3f}")
-    return Round(version, (published[0], published[1]), offline, seconds)
+        f"{offline['top10_swap_rate']:.3f}{shown}")
+    return Round(version, (published[0], published[1]), offline, seconds, churn)
+
+
+def _churn(base: Path, name: str, new: export.LoadedModel, splits: Any, config: Config,
+           rank_users: np.ndarray) -> dict[str, Any] | None:
+    """Relative PD and top-k swap of the new replica A against the serving one (eval split)."""
+    serving = _serving(base, name)
+    if serving is None:
+        return None
+    old = export.load(serving)
+    ev = splits.eval
+    po, pn = old.score(ev.user_id, ev.item_id), new.score(ev.user_id, ev.item_id)
+    items = splits.tables.item_ids
+    ro, rn = compare.rank_all(old, rank_users, items), compare.rank_all(new, rank_users, items)
+    out: dict[str, Any] = {"version": int(serving.name),
+                           "relative_pd": float(metrics.relative_pd(po, pn))}
+    for k in compare.SWAP_KS:
+        out[f"top{k}_swap_rate"] = float(metrics.topk_swap_rate(ro, rn, k))
+    return out
+
+
+def _rejected(base: Path, name: str) -> int:
+    found = read_gate(base, name)
+    return int(found.get("rejected", 0)) if found else 0
 
 
 def prune(base: str | Path, name: str, keep: int, log: Log = say) -> list[Path]:
@@ -120,7 +231,9 @@ def prune(base: str | Path, name: str, keep: int, log: Log = say) -> list[Path]:
 
 def run(config: Config, base: str | Path, name: str = "ml", retrain_interval: float = 0.0,
         keep: int = 3, users: int = 100, log: Log = say,
-        should_stop: Callable[[float], bool] | None = None) -> list[Round]:
+        should_stop: Callable[[float], bool] | None = None, vary: str = "all",
+        warm_start: bool = False, gate: Gate | None = None, warm_epochs: int = 1,
+        warm_lr_scale: float = 0.1) -> list[Round]:
     """One round, then (with ``retrain_interval`` > 0) a round every interval until stopped.
 
     ``should_stop(seconds)`` waits up to ``seconds`` and says whether to stop (default:
@@ -131,7 +244,9 @@ def run(config: Config, base: str | Path, name: str = "ml", retrain_interval: fl
     wait = should_stop or (lambda seconds: time.sleep(seconds) or False)
     rounds: list[Round] = []
     while True:
-        rounds.append(train_round(config, base, name, users, log))
+        rounds.append(train_round(config, base, name, users, log, vary=vary,
+                                  warm_start=warm_start, gate=gate, warm_epochs=warm_epochs,
+                                  warm_lr_scale=warm_lr_scale))
         prune(base, name, keep, log)
         if retrain_interval <= 0:
             return rounds

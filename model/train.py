@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +39,7 @@ from steadyrank.model.distributed import (
 )
 from steadyrank.model.ranking import FeatureTables, RankingModel
 from steadyrank.model.shuffle import epoch_order
+from steadyrank.model.warmstart import copy_weights, previous_members
 
 Log = Callable[[str], None]
 
@@ -160,15 +162,17 @@ def build_variables(model: RankingModel | CoDistillation, train: Interactions) -
 
 
 def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path | None,
-                 log: Log = say, prefix: str = "", order_seed: int | None = None
-                 ) -> tuple[RankingModel, float, int, list[dict[str, float]]]:
+                 log: Log = say, prefix: str = "", order_seed: int | None = None,
+                 warm_from: Any = None) -> tuple[RankingModel, float, int,
+                                                 list[dict[str, float]]]:
     """Trains one model; returns (model, seconds, examples trained, per-epoch logs).
 
     ``seed`` initialises the weights, ``order_seed`` (default ``seed``) draws the row order.
     With weight averaging the returned model holds the averaged weights; with
-    co-distillation it is tower A. Under a distribution strategy the model returned is a
-    local copy of the trained one, and the logs end with ``{"shards": ...}``, the layout of
-    its embedding tables.
+    co-distillation it is tower A. ``warm_from`` (a previous export's member) gives the
+    starting weights (both towers when co-distilling), unless a checkpoint resumes the run.
+    Under a distribution strategy the model returned is a local copy of the trained one, and
+    the logs end with ``{"shards": ...}``, the layout of its embedding tables.
     """
     order_seed = seed if order_seed is None else order_seed
     tf.config.experimental.enable_op_determinism()
@@ -197,6 +201,12 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             log(f"{prefix}resuming after epoch {int(epoch.numpy())} from "
                 f"{manager.latest_checkpoint}")
+            warm_from = None  # the checkpoint already holds the run's state
+    if warm_from is not None:
+        build_variables(model, splits.train)
+        towers = [model.tower_a, model.tower_b] if isinstance(model, CoDistillation) else [model]
+        copied = sum(copy_weights(t, warm_from) for t in towers)
+        log(f"{prefix}warm start: {copied} variables from the previous version")
     epochs, batch_size = config.train.epochs, config.train.batch_size
     steps = -(-len(splits.train) // batch_size)
     seconds, examples, history = 0.0, 0, []
@@ -285,15 +295,20 @@ def _sample_loss(model: RankingModel, sample: dict[str, np.ndarray], batch: int 
 
 def train(config: Config, seed: int, splits: Splits | None = None,
           checkpoint_dir: str | Path | None = None, log: Log = say,
-          order_seed: int | None = None) -> TrainResult:
+          order_seed: int | None = None, warm_start: str | Path | None = None) -> TrainResult:
     """Trains the configured model (``config.train.ensemble`` members): weights initialised
-    from ``seed``, rows ordered from ``order_seed`` (default: ``seed``)."""
+    from ``seed`` (or from the export ``warm_start``), rows ordered from ``order_seed``
+    (default: ``seed``)."""
     splits = splits or prepare_data(config)
     order_seed = seed if order_seed is None else order_seed
     seeds = member_seeds(seed, config.train.ensemble)
     orders = member_seeds(order_seed, config.train.ensemble)
     members, seconds, examples, history = [], 0.0, 0, []
     sharding: dict[str, list[dict]] = {}
+    previous = previous_members(warm_start) if warm_start is not None else None
+    if previous is not None and len(previous) != len(seeds):
+        raise TrainError(f"cannot warm start from {warm_start}: it has {len(previous)} "
+                         f"member(s), this config trains {len(seeds)}")
     shown = f"seed {seed}" + (f", order seed {order_seed}" if order_seed != seed else "")
     log(f"training {len(seeds)} model(s) on {len(splits.train):,} rows "
         f"({config.model.activation}, {shown})")
@@ -302,8 +317,9 @@ def train(config: Config, seed: int, splits: Splits | None = None,
         if checkpoint_dir is not None:
             folder = Path(checkpoint_dir) / (f"member-{i}" if len(seeds) > 1 else "model")
         prefix = f"member {i + 1}/{len(seeds)} " if len(seeds) > 1 else ""
-        model, took, n, logs = train_member(config, splits, member_seed, folder, log, prefix,
-                                            order_seed=member_order)
+        model, took, n, logs = train_member(
+            config, splits, member_seed, folder, log, prefix, order_seed=member_order,
+            warm_from=previous[i] if previous is not None else None)
         members.append(model)
         seconds += took
         examples += n

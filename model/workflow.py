@@ -28,7 +28,8 @@ def train_and_export(config: Config, seed: int, export_dir: str | Path,
                      checkpoint_dir: str | Path | None = None, splits: Splits | None = None,
                      keep_checkpoints: bool = False, version: int | None = None,
                      extra: dict[str, Any] | None = None, log: Log = say,
-                     order_seed: int | None = None) -> Path:
+                     order_seed: int | None = None,
+                     warm_start: str | Path | None = None) -> Path:
     """Trains a model (or ensemble) for ``seed`` (init) and ``order_seed`` (row order,
     default ``seed``) and exports it as a new version.
 
@@ -38,13 +39,15 @@ def train_and_export(config: Config, seed: int, export_dir: str | Path,
     order_seed = seed if order_seed is None else order_seed
     checkpoint_dir = Path(checkpoint_dir or default_checkpoint_dir(export_dir, seed))
     splits = splits or prepare_data(config)
-    result = train(config, seed, splits, checkpoint_dir, log, order_seed=order_seed)
+    result = train(config, seed, splits, checkpoint_dir, log, order_seed=order_seed,
+                   warm_start=warm_start)
     module = ServingModule(result.members, splits.tables, config.model.task)
     scores = score_pairs(module, splits.eval.user_id, splits.eval.item_id)
     metrics = accuracy(config.model, splits.eval.rating, scores)
     manifest = {
         "config": config.to_dict(), "seed": seed, "order_seed": order_seed,
         "member_seeds": result.seeds, "techniques": techniques(config),
+        "warm_start": str(warm_start) if warm_start is not None else None,
         "data": {"dataset": config.data.dataset, "checksum": splits.data.checksum,
                  "train_rows": len(splits.train), "eval_rows": len(splits.eval)},
         "metrics": metrics, "parameters": parameter_count(result.members),

@@ -140,6 +140,22 @@ class ServerMetrics:
             "steadyrank_model_created_timestamp_seconds",
             "When a loaded version was exported (Unix time), from its manifest.",
             ["model", "version"], registry=r)
+        self.retrain_churn_pd = Gauge(
+            "steadyrank_retrain_churn_prediction_difference_relative",
+            "Relative PD of the trainer's latest retrain against the version it would "
+            "replace (eval split), published or not.", ["model"], registry=r)
+        self.retrain_churn_swap = Gauge(
+            "steadyrank_retrain_churn_topk_swap_rate",
+            "Top-k swap rate of the trainer's latest retrain against the version it would "
+            "replace.", ["model", "k"], registry=r)
+        self.retrain_published = Gauge(
+            "steadyrank_retrain_published",
+            "1 if the trainer's latest retrain passed the churn gate and was published, "
+            "0 if it was held back.", ["model"], registry=r)
+        self.retrain_held = Gauge(
+            "steadyrank_retrain_held_back_versions",
+            "Retrains the churn gate has held back so far (from the trainer's gate file).",
+            ["model"], registry=r)
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._info: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
@@ -177,6 +193,18 @@ class ServerMetrics:
             for gauge, labels, value in values:
                 gauge.labels(*labels).set(value)
             self._info[key] = [(gauge, labels) for gauge, labels, _ in values]
+
+    def set_churn_gate(self, model: str, record: dict[str, Any]) -> None:
+        """The trainer's latest churn gate decision for ``model`` (its gate file)."""
+        churn = record.get("churn") or {}
+        if "relative_pd" in churn:
+            self.retrain_churn_pd.labels(model).set(float(churn["relative_pd"]))
+        for k in (1, 5, 10):
+            if f"top{k}_swap_rate" in churn:
+                self.retrain_churn_swap.labels(model, str(k)).set(
+                    float(churn[f"top{k}_swap_rate"]))
+        self.retrain_published.labels(model).set(1.0 if record.get("published") else 0.0)
+        self.retrain_held.labels(model).set(float(record.get("rejected", 0)))
 
     def forget_version(self, model: str, version: int) -> None:
         """Drops a version whose folder is gone from the per-version gauges."""

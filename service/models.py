@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from steadyrank.model.replicas import read_gate
 from steadyrank.service.errors import invalid, not_found
 from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.servable import LoadError, Servable, load_servable
@@ -210,6 +211,14 @@ class ModelManager:
                 self._poll_model(name)
             for name in set(self._status) - set(names):
                 self._drop_model(name)
+            self._read_churn_gates(names)
+
+    def _read_churn_gates(self, names: list[str]) -> None:
+        """Exports the trainer's churn gate decisions (hidden files beside the models)."""
+        for name in names:
+            record = read_gate(self.base, name)
+            if record is not None:
+                self.metrics.set_churn_gate(name, record)
 
     def _set(self, name: str, status: VersionStatus) -> None:
         with self._lock:

@@ -1,6 +1,8 @@
 """The trainer: replica pairs published atomically with their offline reproducibility."""
 
 import json
+import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -31,7 +33,8 @@ def test_rounds_publish_both_replicas_with_their_offline_numbers(config, tmp_pat
     second = replicas.train_round(config, base, "ml", users=30, log=quiet)
     assert (first.version, second.version) == (1, 2)
     assert export.versions(base / "ml") == export.versions(base / "ml-b") == [1, 2]
-    assert sorted(p.name for p in base.iterdir()) == ["ml", "ml-b"]  # no staging left
+    # No staging left; the churn record of version 2 against 1 sits beside the models.
+    assert sorted(p.name for p in base.iterdir()) == [".churn-gate-ml.json", "ml", "ml-b"]
     a, b = export.load(base / "ml" / "2"), export.load(base / "ml-b" / "2")
     assert (a.manifest["seed"], b.manifest["seed"]) == (3, 4)  # new seeds per version
     ev = prepare_data(config).eval
@@ -105,3 +108,69 @@ def test_trainer_cli(config, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["trainer", "--config", str(toml), "--keep", "0"])
     assert np.isfinite(manifest["offline_reproducibility"]["kendall_tau"])
+
+
+def test_churn_gate_holds_back_a_version_over_the_bound(config, tmp_path):
+    base = tmp_path / "models"
+    first = replicas.train_round(config, base, "ml", users=30, log=quiet)
+    assert first.published and first.churn is None  # nothing served yet: nothing to churn
+    strict = replicas.Gate(max_swap=0.0)  # any change in a top-10 list is too much
+    held = replicas.train_round(config, base, "ml", users=30, log=quiet, gate=strict)
+    assert not held.published and held.paths == () and held.version == 2
+    assert export.versions(base / "ml") == export.versions(base / "ml-b") == [1]
+    assert not [p for p in base.iterdir() if p.name.startswith(".staging")]
+    gate = replicas.read_gate(base, "ml")
+    assert gate["published"] is False and gate["version"] == 2 and gate["rejected"] == 1
+    assert "--max-churn-swap" in gate["reasons"][0]
+    assert gate["churn"]["version"] == 1 and gate["churn"]["top10_swap_rate"] > 0
+    passed = replicas.train_round(config, base, "ml", users=30, log=quiet,
+                                  gate=replicas.Gate(max_swap=1.0, max_pd=10.0))
+    assert passed.published and export.versions(base / "ml") == [1, 2]
+    manifest = export.load(base / "ml" / "2").manifest
+    assert manifest["churn_vs_previous"] == pytest.approx(passed.churn)
+    assert replicas.read_gate(base, "ml")["published"] is True
+    assert replicas.read_gate(base, "ml")["rejected"] == 1  # the count is kept
+
+
+def test_warm_start_lowers_version_churn(config, tmp_path):
+    # Trained close to convergence: a retrain of a barely trained model moves anyway.
+    config = replace(config, train=replace(config.train, epochs=6, learning_rate=0.02))
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    replicas.train_round(config, cold, "ml", users=30, log=quiet)
+    shutil.copytree(cold, warm)
+    cold_round = replicas.train_round(config, cold, "ml", users=30, log=quiet)
+    warm_round = replicas.train_round(config, warm, "ml", users=30, log=quiet,
+                                      warm_start=True)
+    assert warm_round.churn["relative_pd"] < cold_round.churn["relative_pd"]
+    assert warm_round.churn["top10_swap_rate"] <= cold_round.churn["top10_swap_rate"]
+    manifest = export.load(warm / "ml" / "2").manifest
+    assert manifest["warm_start"] == str(warm / "ml" / "1")
+    assert export.load(cold / "ml" / "2").manifest["warm_start"] is None
+
+
+def test_vary_order_keeps_the_init_seed(config, tmp_path):
+    replicas.train_round(config, tmp_path, "ml", users=20, log=quiet, vary="order")
+    a, b = (export.load(tmp_path / n / "1").manifest for n in ("ml", "ml-b"))
+    assert (a["seed"], a["order_seed"], b["seed"], b["order_seed"]) == (1, 1, 1, 2)
+    assert a["vary"] == b["vary"] == "order"
+
+
+def test_server_exports_the_churn_gate(config, tmp_path):
+    from prometheus_client import generate_latest
+
+    from steadyrank.service.metrics import ServerMetrics
+    from steadyrank.service.models import ModelManager
+
+    (tmp_path / "ml" / "1").mkdir(parents=True)
+    (tmp_path / f"{replicas.GATE_PREFIX}ml.json").write_text(json.dumps({
+        "model": "ml", "version": 2, "published": False, "rejected": 3,
+        "churn": {"version": 1, "relative_pd": 0.04, "top10_swap_rate": 0.3}}))
+    metrics = ServerMetrics()
+    manager = ModelManager(tmp_path, metrics, poll_seconds=0,
+                           loader=lambda *a: (_ for _ in ()).throw(OSError("no model")))
+    manager.poll()
+    text = generate_latest(metrics.registry).decode()
+    assert 'steadyrank_retrain_published{model="ml"} 0.0' in text
+    assert 'steadyrank_retrain_held_back_versions{model="ml"} 3.0' in text
+    assert 'steadyrank_retrain_churn_topk_swap_rate{k="10",model="ml"} 0.3' in text
+    assert 'steadyrank_retrain_churn_prediction_difference_relative{model="ml"} 0.04' in text
