@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,8 +15,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _import_build_module():
-    """steadyrank.ops.build without loading (and so building) the library on import."""
-    os.environ["STEADYRANK_OPS_NO_AUTOLOAD"] = "1"
+    """steadyrank.ops.build (importing it loads nothing)."""
     from steadyrank.ops import build
 
     return build
@@ -87,7 +85,8 @@ def _train(args: argparse.Namespace) -> int:
             overrides.append(f"train.strategy={args.strategy}")
         config = load(args.config, overrides)
         path = train_and_export(config, args.seed, args.export_dir, args.checkpoint_dir,
-                                keep_checkpoints=args.keep_checkpoints, version=args.version)
+                                keep_checkpoints=args.keep_checkpoints, version=args.version,
+                                order_seed=args.order_seed)
     except (ConfigError, DataError, TrainError, ExportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -100,7 +99,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="experiment config (TOML), e.g. "
                    "configs/smelu.toml")
     p.add_argument("--seed", type=int, default=1,
-                   help="init and shuffle seed; replicas differ only by it (default 1)")
+                   help="init seed, and row-order seed unless --order-seed (default 1)")
+    p.add_argument("--order-seed", type=int, default=None,
+                   help="row-order seed (default: --seed)")
     p.add_argument("--export-dir", required=True,
                    help="model base folder; the export lands in EXPORT_DIR/VERSION/")
     p.add_argument("--version", type=int, default=None,

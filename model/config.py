@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from steadyrank.model.data import DATASETS
-from steadyrank.ops import check_beta
+from steadyrank.ops.params import check_beta
 
 ACTIVATIONS = ("relu", "smelu", "gsmelu", "gelu", "swish", "softplus")
 GSMELU_PARAMS = ("alpha", "beta", "slope_left", "slope_right", "offset")

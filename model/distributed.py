@@ -82,7 +82,9 @@ def shard_layout(variable: Any) -> list[dict[str, Any]]:
 
 def serve_node() -> None:
     """Runs this process as the ``TF_CONFIG`` task (a parameter server or a worker) forever."""
-    import steadyrank.ops  # noqa: F401  (workers run the SmeLU op)
+    from steadyrank.ops import load_library
+
+    load_library()  # workers run the SmeLU ops
 
     config = cluster_config()
     task = config.get("task", {})

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-import steadyrank.ops  # noqa: F401  (the SmeLU op must be loaded before a SavedModel)
 from steadyrank.model.ranking import FeatureTables, RankingModel
+from steadyrank.ops import load_library
 
 MANIFEST = "manifest.json"
 USER_FEATURE_SIGNATURE = ("gender", "occupation", "zip", "age")
@@ -207,4 +207,5 @@ def load(path: str | Path) -> LoadedModel:
         manifest = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError) as err:
         raise ExportError(f"{path}: unreadable {MANIFEST}: {err}") from None
+    load_library()  # the SmeLU ops must be registered before a graph using them loads
     return LoadedModel(path, manifest, tf.saved_model.load(str(path)))

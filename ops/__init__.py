@@ -1,38 +1,22 @@
-"""SmeLU as a TensorFlow custom op, with gradients to any order and Keras integration.
+"""SmeLU and generalized SmeLU as TensorFlow custom ops, with gradients and Keras layers.
 
-Importing this package loads the compiled op library, building it first when it is
-missing or was built for another TensorFlow version.
+The compiled op library is loaded on first use (like TensorFlow Addons' ``LazySO``): by the
+first call of :func:`smelu` or :func:`gsmelu`, or by :func:`load_library`, which anything that
+loads a SavedModel using the ops calls first. Importing this package loads nothing and sets
+nothing in the environment. A missing library, or one built for another TensorFlow version,
+is built on that first load (``STEADYRANK_OPS_NO_BUILD=1`` forbids it).
 
     import steadyrank.ops as sro
     y = sro.smelu(x, beta=1.0)
-    layer = tf.keras.layers.Dense(64, activation="smelu")
+    layer = tf_keras.layers.Dense(64, activation="smelu")
 """
 
-import os
-import sys
-
-# tensorflow-recommenders needs Keras 2 (tf-keras); this must precede TensorFlow's import.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from steadyrank.ops._errors import BuildError  # noqa: E402
-from steadyrank.ops._loader import load_library  # noqa: E402
-from steadyrank.ops.gsmelu import check_params, gsmelu, gsmelu_reference  # noqa: E402
-from steadyrank.ops.keras import GSmeLU, SmeLU, smelu_activation  # noqa: E402
-from steadyrank.ops.smelu import check_beta, smelu, smelu_reference  # noqa: E402
-
-
-def _autoload_disabled() -> bool:
-    """True under ``python -m steadyrank.ops.build`` (which builds before it loads), or when
-    ``STEADYRANK_OPS_NO_AUTOLOAD=1`` (tools that only inspect or build the library)."""
-    if os.environ.get("STEADYRANK_OPS_NO_AUTOLOAD") == "1":
-        return True
-    argv = getattr(sys, "orig_argv", [])
-    pairs = zip(argv, argv[1:], strict=False)
-    return any(a == "-m" and b == "steadyrank.ops.build" for a, b in pairs)
-
-
-if not _autoload_disabled():
-    load_library()
+from steadyrank.ops._errors import BuildError
+from steadyrank.ops._loader import load_library
+from steadyrank.ops.gsmelu import check_params, gsmelu, gsmelu_reference
+from steadyrank.ops.keras import GSmeLU, SmeLU, smelu_activation
+from steadyrank.ops.params import check_beta
+from steadyrank.ops.smelu import smelu, smelu_reference
 
 __all__ = [
     "BuildError",

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from numbers import Real
-
-import numpy as np
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # no public API tells XLA contexts apart
 
 from steadyrank.ops._loader import load_library
+from steadyrank.ops.params import check_beta
 
 SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-
-
-def check_beta(beta: object) -> float:
-    """Returns ``beta`` as a float, or raises ValueError naming the bad value.
-
-    beta must be a finite real number > 0. The op stores it as a float32 attr, so a
-    beta that underflows float32 to 0 or overflows it to inf is rejected too.
-    """
-    if isinstance(beta, bool) or not isinstance(beta, Real):
-        raise ValueError(f"SmeLU beta must be a finite number > 0, got {beta!r}")
-    value = float(beta)
-    as_f32 = np.float32(value) if math.isfinite(value) and abs(value) < 3.5e38 else np.inf
-    if not math.isfinite(value) or value <= 0 or not (0 < as_f32 < np.inf):
-        raise ValueError(f"SmeLU beta must be a finite number > 0, got {beta!r}")
-    return value
 
 
 def _check_dtype(x: tf.Tensor) -> None:

@@ -33,7 +33,6 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-import steadyrank.ops  # noqa: F401  (the SmeLU op library before any SavedModel)
 from steadyrank.service.batching import Batcher, DirectScorer
 from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.models import ModelManager, has_versions
