@@ -5,6 +5,7 @@ Only the command (the process owner) calls this; importing library modules chang
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -15,15 +16,27 @@ def nvidia_device_present(dev: Path = Path("/dev")) -> bool:
     return (dev / "nvidiactl").exists() or any(dev.glob("nvidia[0-9]*"))
 
 
-def prepare(env: MutableMapping[str, str] | None = None, gpu: bool | None = None) -> None:
+def prepare(env: MutableMapping[str, str] | None = None, gpu: bool | None = None,
+            verbose: bool = False) -> None:
     """Sets the environment TensorFlow reads at import, keeping values the user set.
 
     - ``TF_USE_LEGACY_KERAS=1``: tensorflow-recommenders needs Keras 2 (tf-keras).
     - ``TF_ENABLE_ONEDNN_OPTS=0`` on a machine with an NVIDIA GPU: with oneDNN's graph rewrite,
       TensorFlow 2.21 fuses a layer norm into ``_MklLayerNorm``, a CPU-only kernel, and then
       places it on the GPU, so exporting a trained model fails there.
+    - Quiet unless ``verbose`` or ``STEADYRANK_LOG=debug``: TensorFlow's C++ info and warning
+      lines off (``TF_CPP_MIN_LOG_LEVEL=2``) and its Python logger at ERROR; without a GPU,
+      CUDA is hidden (``CUDA_VISIBLE_DEVICES=""``) so TensorFlow does not look for one.
     """
     env = os.environ if env is None else env
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
-    if nvidia_device_present() if gpu is None else gpu:
+    has_gpu = nvidia_device_present() if gpu is None else gpu
+    if has_gpu:
         env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    else:
+        env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    if verbose or env.get("STEADYRANK_LOG", "").lower() == "debug":
+        env.setdefault("STEADYRANK_LOG", "debug")  # child processes show everything too
+        return
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from steadyrank.cli import deploy, environment, serving
+from steadyrank.cli import deploy, environment, quiet, serving
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -224,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="steadyrank",
         description="Reproducible recommender training and serving.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines too (or STEADYRANK_LOG=debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ops = sub.add_parser("ops", help="the SmeLU op library").add_subparsers(
@@ -273,9 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``steadyrank`` command."""
-    environment.prepare()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    environment.prepare(verbose=args.verbose)
+    if argv is None:  # the real command, not a call from tests: filter native chatter
+        quiet.install(os.environ)
     if getattr(args, "passthrough", False):
         args.build_args = extra
     elif extra:

@@ -190,6 +190,12 @@ class RankingModel(tfrs.models.Model):
         return self.tower(self.features(inputs["user_id"], inputs["item_id"],
                                         inputs.get("user_codes")))
 
+    def get_config(self) -> dict[str, Any]:
+        """Only the layer basics: a trained model is restored from its SavedModel or a
+        checkpoint into a model built from the experiment config, never from this config
+        (its tables are data). Defining it keeps Keras from warning on every save."""
+        return {"name": self.name, "trainable": self.trainable}
+
     def label(self, rating: tf.Tensor) -> tf.Tensor:
         """The training target for a rating, per task."""
         if self.config.task == "binary":

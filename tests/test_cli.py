@@ -50,12 +50,38 @@ def test_environment_keeps_user_values_and_turns_onednn_off_only_with_a_gpu(tmp_
 
     env: dict[str, str] = {}
     environment.prepare(env, gpu=False)
-    assert env == {"TF_USE_LEGACY_KERAS": "1"}
-    environment.prepare(env, gpu=True)
-    assert env["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert env == {"TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": "",
+                   "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {}
+    environment.prepare(env, gpu=True, verbose=True)
+    assert env == {"TF_USE_LEGACY_KERAS": "1", "TF_ENABLE_ONEDNN_OPTS": "0",
+                   "STEADYRANK_LOG": "debug"}
     kept = {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_USE_LEGACY_KERAS": "1"}
     environment.prepare(kept, gpu=True)
     assert kept["TF_ENABLE_ONEDNN_OPTS"] == "1"
     assert not environment.nvidia_device_present(tmp_path)
     (tmp_path / "nvidia0").touch()
     assert environment.nvidia_device_present(tmp_path)
+
+
+def test_native_chatter_is_filtered_unless_debug():
+    import os
+    import subprocess
+    import sys
+
+    from steadyrank.cli import quiet
+
+    assert quiet.is_noise(b"I0000 00:00:1795554018.834455   16979 port.cc:153] oneDNN custom")
+    assert quiet.is_noise(b"E0000 00:00:1795552855.873565   12004 cuda_platform.cc:52] failed "
+                          b"call to cuInit: INTERNAL: CUDA error")
+    assert not quiet.is_noise(b"E0000 00:00:1.0   1 some_op.cc:10] a real error")
+    assert not quiet.is_noise(b"[steadyrank train] epoch 1/5: rmse 0.93")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "STEADYRANK_LOG"))}
+    cmd = [sys.executable, "-m", "steadyrank.cli", "ops", "build"]
+    quiet_run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert quiet_run.returncode == 0, quiet_run.stderr[-2000:]
+    assert "_smelu_ops.so" in quiet_run.stdout
+    assert "I0000" not in quiet_run.stderr and "absl::InitializeLog" not in quiet_run.stderr
+    loud = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**env, "STEADYRANK_LOG": "debug"})
+    assert loud.returncode == 0 and "I0000" in loud.stderr
