@@ -78,7 +78,7 @@ sys.stdin.readline()  # hold the variable until the parent has measured
 
 def memory(ps: int) -> dict:
     """RSS of each parameter server before and after creating the sharded table."""
-    from steadyrank.model import cluster
+    from steadyrank.cli import cluster
 
     spec = cluster.cluster_spec(ps=ps, workers=1)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}

@@ -83,7 +83,7 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from steadyrank.service import stack
+    from steadyrank.cli import stack
 
     try:
         return stack.up(stack.StackConfig(

@@ -123,7 +123,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from steadyrank.model import cluster
+    from steadyrank.cli import cluster
     from steadyrank.model.distributed import ClusterError
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command

@@ -9,7 +9,7 @@
 - ``default``: no strategy, the single-machine path.
 
 A parameter-server or worker process runs :func:`serve_node`; ``steadyrank cluster`` starts a
-whole cluster on loopback (:mod:`steadyrank.model.cluster`).
+whole cluster on loopback (:mod:`steadyrank.cli.cluster`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ of its messages made package-relative.
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import os
 import re
 import subprocess
@@ -17,8 +18,17 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-PROTO_ROOT = Path(os.environ.get("STEADYRANK_PROTO_ROOT",
-                                 Path(__file__).resolve().parent.parent / "proto"))
+
+def _proto_root() -> Path:
+    """The folder holding ``steadyrank/*.proto``: the package data ``steadyrank.proto``
+    (the checkout's ``proto/``, or the installed copy), or ``$STEADYRANK_PROTO_ROOT``."""
+    override = os.environ.get("STEADYRANK_PROTO_ROOT")
+    if override:
+        return Path(override)
+    return Path(str(importlib.resources.files("steadyrank.proto")))
+
+
+PROTO_ROOT = _proto_root()
 OUT_DIR = Path(__file__).resolve().parent / "_generated"
 PROTOS = ("steadyrank/ranking.proto",)
 PACKAGE = "steadyrank.service._generated"

@@ -43,7 +43,7 @@ def test_alerts_fire_and_stay_quiet_as_their_unit_tests_say():
 
 def test_prometheus_configs_pass_promtool_check(tmp_path):
     """The compose config (DNS discovery of every server replica) and `make up`'s rewrite."""
-    from steadyrank.service import stack
+    from steadyrank.cli import stack
 
     result = run("check", "config", "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr

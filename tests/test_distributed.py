@@ -12,8 +12,9 @@ import sys
 import pytest
 import tensorflow as tf
 
+from steadyrank.cli import cluster
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model import cluster, distributed, export, metrics, synth
+from steadyrank.model import distributed, export, metrics, synth
 from steadyrank.model.config import ConfigError, from_dict, load
 from steadyrank.model.train import prepare_data
 from steadyrank.service import client

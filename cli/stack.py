@@ -9,6 +9,7 @@ Ctrl-C (or SIGTERM) stops them all: SIGTERM first, SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shutil
 import signal
@@ -19,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-REPO = Path(__file__).resolve().parent.parent
-PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
+# deploy/prometheus in a checkout, installed as the package data steadyrank.prometheus.
+PROMETHEUS_DIR = Path(str(importlib.resources.files("steadyrank.prometheus")))
 # The server discovery of deploy/prometheus/prometheus.yml (every compose replica, by DNS),
 # replaced by the local server's address for `steadyrank up`.
 COMPOSE_DISCOVERY = """    dns_sd_configs:
