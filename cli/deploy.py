@@ -19,27 +19,19 @@ def _say(prefix: str):
 
 def _trainer(args: argparse.Namespace) -> int:
     from steadyrank.model import replicas
-    from steadyrank.model.config import ConfigError, load
-    from steadyrank.model.data import DataError
-    from steadyrank.model.export import ExportError
-    from steadyrank.model.train import TrainError
+    from steadyrank.model.config import load
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     log = _say("trainer")
-    try:
-        config = load(args.config, args.overrides)
-        gate = replicas.Gate(args.max_churn_swap, args.max_churn_pd)
-        rounds = replicas.run(config, args.models, args.name, args.retrain_interval,
-                              args.keep, args.users, log=log, should_stop=stop.wait,
-                              vary=args.vary, warm_start=args.warm_start, gate=gate,
-                              warm_epochs=args.warm_start_epochs,
-                              warm_lr_scale=args.warm_start_lr_scale)
-    except (ValueError, OSError, ConfigError, DataError, TrainError, ExportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, ValueError) and not isinstance(
-            err, ConfigError | DataError) else 1
+    config = load(args.config, args.overrides)
+    gate = replicas.Gate(args.max_churn_swap, args.max_churn_pd)
+    rounds = replicas.run(config, args.models, args.name, args.retrain_interval,
+                          args.keep, args.users, log=log, should_stop=stop.wait,
+                          vary=args.vary, warm_start=args.warm_start, gate=gate,
+                          warm_epochs=args.warm_start_epochs,
+                          warm_lr_scale=args.warm_start_lr_scale)
     held = sum(not r.published for r in rounds)
     log(f"done: {len(rounds)} round(s), latest version {rounds[-1].version}"
         + (f", {held} held back by the churn gate" if held else ""))
@@ -61,9 +53,6 @@ def _traffic(args: argparse.Namespace) -> int:
                             args.candidates, args.predict_share, args.timeout,
                             args.ready_timeout, args.report_every, args.seed,
                             log=_say("traffic"))
-    except (ValueError, TimeoutError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, ValueError) else 1
     except KeyboardInterrupt:
         return 0
     _say("traffic")(f"done: {stats.line()}")
@@ -85,15 +74,11 @@ def _health(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from steadyrank.cli import stack
 
-    try:
-        return stack.up(stack.StackConfig(
-            config=Path(args.config), work=Path(args.work), port=args.port,
-            metrics_port=args.metrics_port, prometheus_port=args.prometheus_port,
-            traffic_rate=args.traffic_rate, retrain_interval=args.retrain_interval,
-            overrides=args.overrides))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return stack.up(stack.StackConfig(
+        config=Path(args.config), work=Path(args.work), port=args.port,
+        metrics_port=args.metrics_port, prometheus_port=args.prometheus_port,
+        traffic_rate=args.traffic_rate, retrain_interval=args.retrain_interval,
+        overrides=args.overrides))
 
 
 def _fraction(text: str) -> float:

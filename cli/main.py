@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from steadyrank.cli import deploy, environment, quiet, serving
+from steadyrank.cli import deploy, environment, errors, quiet, serving
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,58 +40,35 @@ def _ops_info(args: argparse.Namespace) -> int:
 
 
 def _data_fetch(args: argparse.Namespace) -> int:
-    from steadyrank.model.data import DataError, fetch_movielens
+    from steadyrank.model.data import fetch_movielens
 
     if args.dataset != "movielens-100k":
-        print(f"error: unknown dataset {args.dataset!r}; known: movielens-100k",
-              file=sys.stderr)
-        return 2
-    try:
-        folder = fetch_movielens(args.data_dir, source=args.source, force=args.force)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(folder)
+        raise ValueError(f"unknown dataset {args.dataset!r}; known: movielens-100k")
+    print(fetch_movielens(args.data_dir, source=args.source, force=args.force))
     return 0
 
 
 def _data_synth(args: argparse.Namespace) -> int:
     from steadyrank.model import synth
-    from steadyrank.model.data import DataError
 
     spec = synth.SynthSpec(users=args.users, items=args.items, rows=args.rows, seed=args.seed,
                            shard_rows=args.shard_rows, zipf_exponent=args.zipf,
                            planted=args.planted, task=args.task, click_rate=args.click_rate)
-    try:
-        print(synth.generate(spec, args.out, force=args.force))
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    print(synth.generate(spec, args.out, force=args.force))
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from steadyrank.model.config import ConfigError, load
-    from steadyrank.model.data import DataError
-    from steadyrank.model.export import ExportError
-    from steadyrank.model.train import TrainError
+    from steadyrank.model.config import load
     from steadyrank.model.workflow import train_and_export
 
-    try:
-        overrides = list(args.overrides)
-        if args.strategy:
-            overrides.append(f"train.strategy={args.strategy}")
-        config = load(args.config, overrides)
-        path = train_and_export(config, args.seed, args.export_dir, args.checkpoint_dir,
-                                keep_checkpoints=args.keep_checkpoints, version=args.version,
-                                order_seed=args.order_seed)
-    except (ConfigError, DataError, TrainError, ExportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(path)
+    overrides = list(args.overrides)
+    if args.strategy:
+        overrides.append(f"train.strategy={args.strategy}")
+    config = load(args.config, overrides)
+    print(train_and_export(config, args.seed, args.export_dir, args.checkpoint_dir,
+                           keep_checkpoints=args.keep_checkpoints, version=args.version,
+                           order_seed=args.order_seed))
     return 0
 
 
@@ -124,25 +101,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _cluster(args: argparse.Namespace) -> int:
     from steadyrank.cli import cluster
-    from steadyrank.model.distributed import ClusterError
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    try:
-        return cluster.run(args.ps, args.workers, command, args.strategy,
-                           Path(args.log_dir) if args.log_dir else None)
-    except ClusterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cluster.run(args.ps, args.workers, command, args.strategy,
+                       Path(args.log_dir) if args.log_dir else None)
 
 
 def _cluster_node(args: argparse.Namespace) -> int:
-    from steadyrank.model.distributed import ClusterError, serve_node
+    from steadyrank.model.distributed import serve_node
 
-    try:
-        serve_node()
-    except ClusterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    serve_node()
     return 0
 
 
@@ -167,27 +135,18 @@ def _compare(args: argparse.Namespace) -> int:
     import shlex
 
     from steadyrank.model import compare, report
-    from steadyrank.model.config import ConfigError, load
-    from steadyrank.model.data import DataError
-    from steadyrank.model.export import ExportError
-    from steadyrank.model.train import TrainError
+    from steadyrank.model.config import load
 
     command = "steadyrank " + shlex.join(args.argv)
-    try:
-        variants = compare.parse_variants(args.variants)
-        vary = compare.parse_vary(args.vary)
-        if args.winner and args.winner not in {v.name for v in variants}:
-            raise ValueError(f"--winner {args.winner!r} is not one of the variants")
-        config = load(args.config, args.overrides)
-        notes = Path(args.notes).read_text() if args.notes else ""
-        work = Path(args.work_dir) if args.work_dir else Path("runs") / Path(args.out).name
-        result = compare.run(config, variants, args.pairs, work, users=args.users,
-                             validation=args.validation, vary=vary)
-    except (ValueError, OSError, DataError, TrainError, ExportError) as err:
-        kind = 2 if isinstance(err, ValueError) and not isinstance(
-            err, ConfigError | DataError) else 1
-        print(f"error: {err}", file=sys.stderr)
-        return kind
+    variants = compare.parse_variants(args.variants)
+    vary = compare.parse_vary(args.vary)
+    if args.winner and args.winner not in {v.name for v in variants}:
+        raise ValueError(f"--winner {args.winner!r} is not one of the variants")
+    config = load(args.config, args.overrides)
+    notes = Path(args.notes).read_text() if args.notes else ""
+    work = Path(args.work_dir) if args.work_dir else Path("runs") / Path(args.out).name
+    result = compare.run(config, variants, args.pairs, work, users=args.users,
+                         validation=args.validation, vary=vary)
     print(report.write(result, args.out, command, notes, winner=args.winner))
     return 0
 
@@ -287,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except errors.EXPECTED as err:
+        return errors.report(err)
 
 
 if __name__ == "__main__":

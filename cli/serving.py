@@ -30,11 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_grace=args.shutdown_grace, shadow_rate=args.shadow_rate,
         shadow_queue=args.shadow_queue, churn_rate=args.churn_rate,
         churn_window=args.churn_window, wait_for_models=args.wait_for_models)
-    try:
-        return serve(config)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return serve(config)
 
 
 def _rpc_error(err: Exception, server: str) -> int:
@@ -59,13 +55,9 @@ def _parse_features(pairs: list[str]) -> dict[str, object]:
 def _rank(args: argparse.Namespace) -> int:
     from steadyrank.service import client
 
-    try:
-        candidates = ([int(c) for c in args.candidates.split(",") if c.strip()]
-                      if args.candidates else None)
-        features = _parse_features(args.features)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    candidates = ([int(c) for c in args.candidates.split(",") if c.strip()]
+                  if args.candidates else None)
+    features = _parse_features(args.features)
     request = client.rank_request(args.model, args.user, args.k, candidates, features,
                                   args.version)
     try:
@@ -84,10 +76,9 @@ def _loadtest(args: argparse.Namespace) -> int:
     try:
         result = client.loadtest(args.server, args.model, args.concurrency, args.duration,
                                  args.candidates, args.k, args.timeout, args.warmup, args.seed)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:  # noqa: BLE001
+    except ValueError:
+        raise
+    except Exception as err:  # noqa: BLE001  (grpc.RpcError, reported by _rpc_error)
         return _rpc_error(err, args.server)
     print(result.table())
     if args.json:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from steadyrank.model.data import DATASETS
+from steadyrank.ops._errors import SteadyRankError
 from steadyrank.ops.params import check_beta
 
 ACTIVATIONS = ("relu", "smelu", "gsmelu", "gelu", "swish", "softplus")
@@ -18,7 +19,7 @@ TASKS = ("rating", "binary")
 STRATEGIES = ("default", "parameter-server", "mirrored")  # model/distributed.py
 
 
-class ConfigError(ValueError):
+class ConfigError(SteadyRankError, ValueError):
     """A configuration value is missing or invalid; the message names it."""
 
 

@@ -29,6 +29,8 @@ MIN_SHARD_BYTES = 256 << 10
 class ClusterError(ConfigError):
     """The cluster settings (TF_CONFIG) do not fit the requested strategy."""
 
+    exit_code = 2
+
 
 def cluster_config() -> dict[str, Any]:
     """The parsed ``TF_CONFIG`` ({} when unset); ClusterError naming what is wrong."""

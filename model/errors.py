@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from steadyrank.ops._errors import SteadyRankError
 
-class DataError(ValueError):
+
+class DataError(SteadyRankError, ValueError):
     """A data file is missing or malformed; the message names the file and the problem."""
 
     def __init__(self, where: str | Path, problem: str) -> None:

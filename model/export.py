@@ -33,12 +33,13 @@ import tensorflow as tf
 
 from steadyrank.model.ranking import FeatureTables, RankingModel
 from steadyrank.ops import load_library
+from steadyrank.ops._errors import SteadyRankError
 
 MANIFEST = "manifest.json"
 USER_FEATURE_SIGNATURE = ("gender", "occupation", "zip", "age")
 
 
-class ExportError(RuntimeError):
+class ExportError(SteadyRankError, RuntimeError):
     """An export cannot be written or read; the message names the folder."""
 
 

@@ -40,11 +40,12 @@ from steadyrank.model.distributed import (
 from steadyrank.model.ranking import FeatureTables, RankingModel
 from steadyrank.model.shuffle import epoch_order
 from steadyrank.model.warmstart import copy_weights, previous_members
+from steadyrank.ops._errors import SteadyRankError
 
 Log = Callable[[str], None]
 
 
-class TrainError(RuntimeError):
+class TrainError(SteadyRankError, RuntimeError):
     """Training cannot start or go on (e.g. a checkpoint folder of a different run)."""
 
 

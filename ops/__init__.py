@@ -1,33 +1,50 @@
 """SmeLU and generalized SmeLU as TensorFlow custom ops, with gradients and Keras layers.
 
-The compiled op library is loaded on first use (like TensorFlow Addons' ``LazySO``): by the
-first call of :func:`smelu` or :func:`gsmelu`, or by :func:`load_library`, which anything that
-loads a SavedModel using the ops calls first. Importing this package loads nothing and sets
-nothing in the environment. A missing library, or one built for another TensorFlow version,
-is built on that first load (``STEADYRANK_OPS_NO_BUILD=1`` forbids it).
+Importing this package imports nothing heavy and sets nothing: each name below is imported
+on first access (so ``steadyrank.ops.params`` and the error classes stay TensorFlow-free),
+and the compiled op library is loaded on first use (like TensorFlow Addons' ``LazySO``): by
+the first call of :func:`smelu` or :func:`gsmelu`, or by :func:`load_library`, which anything
+that loads a SavedModel using the ops calls first. A missing library, or one built for
+another TensorFlow version, is built on that first load (``STEADYRANK_OPS_NO_BUILD=1``
+forbids it). Keras finds the ``SmeLU``/``GSmeLU`` layers and the ``"smelu"`` activation once
+``steadyrank.ops.keras`` is imported (touching ``steadyrank.ops.SmeLU`` does it).
 
     import steadyrank.ops as sro
     y = sro.smelu(x, beta=1.0)
-    layer = tf_keras.layers.Dense(64, activation="smelu")
+    layer = tf_keras.layers.Dense(64, activation="smelu")  # after import steadyrank.ops.keras
 """
 
-from steadyrank.ops._errors import BuildError
-from steadyrank.ops._loader import load_library
-from steadyrank.ops.gsmelu import check_params, gsmelu, gsmelu_reference
-from steadyrank.ops.keras import GSmeLU, SmeLU, smelu_activation
-from steadyrank.ops.params import check_beta
-from steadyrank.ops.smelu import smelu, smelu_reference
+from __future__ import annotations
 
-__all__ = [
-    "BuildError",
-    "GSmeLU",
-    "SmeLU",
-    "check_beta",
-    "check_params",
-    "gsmelu",
-    "gsmelu_reference",
-    "load_library",
-    "smelu",
-    "smelu_activation",
-    "smelu_reference",
-]
+import importlib
+from typing import Any
+
+# name -> the submodule that defines it
+_EXPORTS = {
+    "BuildError": "_errors",
+    "SteadyRankError": "_errors",
+    "load_library": "_loader",
+    "check_beta": "params",
+    "smelu": "smelu_op",
+    "smelu_reference": "smelu_op",
+    "gsmelu": "gsmelu_op",
+    "gsmelu_reference": "gsmelu_op",
+    "check_params": "gsmelu_op",
+    "SmeLU": "keras",
+    "GSmeLU": "keras",
+    "smelu_activation": "keras",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'steadyrank.ops' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"steadyrank.ops.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import threading
 from types import ModuleType
@@ -32,6 +33,11 @@ def _load_cached() -> ModuleType:
 
 
 def load_library() -> ModuleType:
-    """The loaded op module (``smelu``, ``smelu_grad``, ``smelu_grad_grad``); thread-safe."""
+    """The loaded op module (``sme_lu``, ``g_sme_lu`` and their gradient ops), with the ops'
+    Python gradients registered; thread-safe, loads once."""
     with _lock:
-        return _load_cached()
+        library = _load_cached()
+    # The gradient functions are registered by the wrapper modules.
+    importlib.import_module("steadyrank.ops.smelu_op")
+    importlib.import_module("steadyrank.ops.gsmelu_op")
+    return library

@@ -9,8 +9,8 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
-from steadyrank.ops.gsmelu import PARAM_NAMES, check_params, gsmelu
-from steadyrank.ops.smelu import check_beta, smelu
+from steadyrank.ops.gsmelu_op import PARAM_NAMES, check_params, gsmelu
+from steadyrank.ops.smelu_op import check_beta, smelu
 
 
 @keras.saving.register_keras_serializable(package="steadyrank", name="smelu")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import grpc
 
+from steadyrank.ops._errors import SteadyRankError
 
-class ServiceError(Exception):
+
+class ServiceError(SteadyRankError):
     """A request that cannot be answered; the server turns it into a gRPC status."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from steadyrank.ops._errors import SteadyRankError
+
 
 def _proto_root() -> Path:
     """The folder holding ``steadyrank/*.proto``: the package data ``steadyrank.proto``
@@ -34,7 +36,7 @@ PROTOS = ("steadyrank/ranking.proto",)
 PACKAGE = "steadyrank.service._generated"
 
 
-class ProtoError(RuntimeError):
+class ProtoError(SteadyRankError, RuntimeError):
     """The stubs cannot be generated; the message names the file and protoc's output."""
 
 

@@ -107,7 +107,8 @@ def test_save_and_load_in_fresh_process(tmp_path, fmt):
     np.save(tmp_path / "expected.npy", model.predict(x, verbose=0))
     result = run_python(f"""
         import json, numpy as np, tensorflow as tf, tf_keras as keras
-        import steadyrank.ops
+        import steadyrank.ops, steadyrank.ops.keras  # the layers, for Keras
+        steadyrank.ops.load_library()  # the op, before a SavedModel graph that uses it
         x = np.load({str(tmp_path / 'x.npy')!r})
         model = keras.models.load_model({str(path)!r})
         out = {{"keras": float(np.abs(model.predict(x, verbose=0)

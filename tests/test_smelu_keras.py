@@ -8,6 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import steadyrank.ops as sro
+import steadyrank.ops.keras  # noqa: F401  (registers the layers and "smelu")
 from tests.conftest import run_python
 
 
@@ -76,7 +77,8 @@ def test_save_and_load_in_fresh_process(tmp_path, fmt):
 
     result = run_python(f"""
         import json, numpy as np, tensorflow as tf, tf_keras as keras
-        import steadyrank.ops  # registers the op, the layer and "smelu"
+        import steadyrank.ops, steadyrank.ops.keras  # the layers and "smelu" for Keras
+        steadyrank.ops.load_library()  # the op, before a SavedModel graph that uses it
         x = np.load({str(tmp_path / 'x.npy')!r})
         model = keras.models.load_model({str(path)!r})
         out = {{"keras": float(np.abs(model.predict(x, verbose=0)

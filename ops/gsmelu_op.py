@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from steadyrank.ops._loader import load_library
-from steadyrank.ops.smelu import SUPPORTED_DTYPES, in_xla_context
+from steadyrank.ops.smelu_op import SUPPORTED_DTYPES, in_xla_context
 
 PARAM_NAMES = ("alpha", "beta", "slope_left", "slope_right", "offset")
 
