@@ -1,5 +1,8 @@
 """Clients of a SteadyRank server: one ranking (``steadyrank rank``) and a load generator
 (``steadyrank loadtest``). Both use only the public gRPC APIs.
+
+Rank needs only grpc and the generated stubs; TensorFlow (for TF Serving's ``Predict``
+messages) is imported only by the functions that call ``Predict``.
 """
 
 from __future__ import annotations
@@ -13,11 +16,9 @@ from typing import Any
 
 import grpc
 import numpy as np
-import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from steadyrank.service.ranking import ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.rpc import MAX_MESSAGE_BYTES
+from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 
 
 def channel(server: str) -> grpc.Channel:
@@ -57,6 +58,9 @@ def format_ranking(response: Any) -> str:
 def predict_signature(stub: Any, model: str, signature: str, timeout: float = 30.0,
                       **inputs: Any) -> dict[str, np.ndarray]:
     """Runs a signature through the stock ``Predict`` API; numpy outputs."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = signature
@@ -142,6 +146,8 @@ def loadtest(server: str, model: str, concurrency: int, duration: float,
     with channel(server) as chan:
         stub = ranking_pb2_grpc.RankingServiceStub(chan)
         if pool is None:
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+
             pool = request_pool(prediction_service_pb2_grpc.PredictionServiceStub(chan), model,
                                 candidates, k, seed=seed)
         slots = threading.Semaphore(concurrency)

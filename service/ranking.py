@@ -9,15 +9,13 @@ import grpc
 import numpy as np
 
 from steadyrank.model.metrics import topk_indices
-from steadyrank.service import protos
 from steadyrank.service.errors import invalid
 from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.models import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
 from steadyrank.service.shadow import ShadowScorer
-
-ranking_pb2, ranking_pb2_grpc = protos.load("ranking")
+from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 
 # The user features of rank_with_features and the value kind each one takes.
 USER_FEATURES = {"gender": "string_value", "occupation": "string_value",

@@ -23,7 +23,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from steadyrank.service import client
-from steadyrank.service.ranking import ranking_pb2_grpc
+from steadyrank.service.stubs import ranking_pb2_grpc
 
 
 @dataclass

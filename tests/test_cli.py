@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _steadyrank() -> list[str]:
     exe = Path(sys.executable).parent / "steadyrank"
@@ -85,3 +87,17 @@ def test_native_chatter_is_filtered_unless_debug():
     loud = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**env, "STEADYRANK_LOG": "debug"})
     assert loud.returncode == 0 and "I0000" in loud.stderr
+
+
+@pytest.mark.parametrize("args", [["rank", "--server", "localhost:1", "--model", "m", "--user",
+                                   "1", "--timeout", "0.2"],
+                                  ["health", "--server", "localhost:1", "--timeout", "0.2"]])
+def test_light_clients_do_not_import_tensorflow(args):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom steadyrank.cli.main import main\n"
+            f"status = main({args!r})\nprint(status, 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.split()[-2:] == ["1", "False"], result.stderr[-2000:]

@@ -25,7 +25,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from steadyrank.service import client, probe
-from steadyrank.service.ranking import ranking_pb2_grpc
+from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.test_dashboard import dashboard, queries
 
 pytestmark = pytest.mark.compose

@@ -18,8 +18,8 @@ from steadyrank.model import distributed, export, metrics, synth
 from steadyrank.model.config import ConfigError, from_dict, load
 from steadyrank.model.train import prepare_data
 from steadyrank.service import client
-from steadyrank.service.ranking import ranking_pb2_grpc
 from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import REPO
 
 

@@ -24,8 +24,8 @@ from steadyrank.model import metrics as repro
 from steadyrank.model.config import load as load_config
 from steadyrank.model.train import prepare_data
 from steadyrank.service import client
-from steadyrank.service.ranking import ranking_pb2_grpc
 from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import wait_for
 
 RANK_USERS = 40

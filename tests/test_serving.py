@@ -24,8 +24,8 @@ from tensorflow_serving.apis import (
 from steadyrank.model import export
 from steadyrank.model.workflow import train_and_export
 from steadyrank.service import client
-from steadyrank.service.ranking import ranking_pb2_grpc
 from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import small_config, wait_for
 
 MAX_CANDIDATES = 300

@@ -18,8 +18,8 @@ from steadyrank.cli import stack
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model.workflow import train_and_export
 from steadyrank.service import client, probe, traffic
-from steadyrank.service.ranking import ranking_pb2_grpc
 from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import REPO, small_config
 
 
