@@ -14,11 +14,7 @@ from steadyrank.service.rpc import MAX_MESSAGE_BYTES
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import os as _os  # EXPERIMENT
-
     from steadyrank.service.server import ServerConfig, serve
-    if _os.environ.get("SR_SWITCH_MS"):
-        sys.setswitchinterval(float(_os.environ["SR_SWITCH_MS"]) / 1000)
 
     config = ServerConfig(
         model_base_path=Path(args.model_base_path), port=args.port,

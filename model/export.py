@@ -36,7 +36,6 @@ from steadyrank.ops import load_library
 from steadyrank.ops._errors import SteadyRankError
 
 MANIFEST = "manifest.json"
-USER_FEATURE_SIGNATURE = ("gender", "occupation", "zip", "age")
 
 
 class ExportError(SteadyRankError, RuntimeError):

@@ -1,6 +1,6 @@
 """Reproducibility metrics between two models' predictions (shared by compare and the monitor).
 
-Definitions (REFERENCE.md):
+Definitions (Shamir and Lin, 2022, and Google's Rules of ML):
 
 - relative PD = mean over examples of |p1 - p2| / ((|p1| + |p2|) / 2); an example where both
   predictions are 0 counts as 0 (no difference).

@@ -36,7 +36,7 @@ from steadyrank.model.config import Config
 from steadyrank.model.train import Log, prepare_data, say
 from steadyrank.model.workflow import train_and_export
 
-REPLICA_SUFFIX = "-b"  # the serving layout's second replica (steadyrank.service.models)
+REPLICA_SUFFIX = "-b"  # the serving layout's second replica (steadyrank.service.manager)
 GATE_PREFIX = ".churn-gate-"  # + NAME + ".json": the latest churn gate decision
 OFFLINE_KEYS = ("relative_pd", "absolute_pd", "top1_swap_rate", "top5_swap_rate",
                 "top10_swap_rate", "kendall_tau")

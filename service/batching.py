@@ -20,13 +20,13 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from steadyrank.service.errors import ServiceError, deadline, exhausted, unavailable
-from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.servable import Servable
+from steadyrank.service.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.batching")
 
@@ -71,6 +71,15 @@ class _Runner:
     def close(self) -> None:
         """Stops the model threads (after the calls in progress)."""
         self.executor.shutdown(wait=True)
+
+
+class Scorer(Protocol):
+    """What the request handlers score with: :class:`Batcher` or :class:`DirectScorer`."""
+
+    async def score(self, servable: Servable, user_ids: np.ndarray, item_ids: np.ndarray,
+                    until: float | None = None) -> np.ndarray:
+        """Scores of (user, item) pairs on ``servable`` (``until``: a monotonic deadline)."""
+        ...
 
 
 class DirectScorer(_Runner):

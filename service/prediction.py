@@ -22,11 +22,12 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from steadyrank.service.batching import Scorer
 from steadyrank.service.errors import invalid, not_found, unimplemented
-from steadyrank.service.metrics import ServerMetrics
-from steadyrank.service.models import ModelManager
+from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
+from steadyrank.service.telemetry import ServerMetrics
 from steadyrank.service.tensors import output_filter, parse_inputs, to_proto
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -44,7 +45,7 @@ def _signature(servable: Servable, name: str) -> Any:
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``tensorflow.serving.PredictionService``."""
 
-    def __init__(self, manager: ModelManager, scorer: Any, metrics: ServerMetrics) -> None:
+    def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics) -> None:
         self.manager = manager
         self.scorer = scorer
         self.metrics = metrics

@@ -34,12 +34,12 @@ from tensorflow_serving.apis import (
 )
 
 from steadyrank.service.batching import Batcher, DirectScorer
-from steadyrank.service.metrics import ServerMetrics
-from steadyrank.service.models import ModelManager, has_versions
+from steadyrank.service.manager import ModelManager, has_versions
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
-from steadyrank.service.ranking import RankingServicer, ranking_pb2, ranking_pb2_grpc
+from steadyrank.service.ranking_api import RankingServicer, ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.rpc import MAX_MESSAGE_BYTES
 from steadyrank.service.shadow import ShadowScorer
+from steadyrank.service.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.server")
 SERVICES = (

@@ -25,8 +25,8 @@ from typing import Protocol
 import numpy as np
 
 from steadyrank.model import metrics as repro
-from steadyrank.service.metrics import PairHistograms, ServerMetrics
 from steadyrank.service.servable import Servable
+from steadyrank.service.telemetry import PairHistograms, ServerMetrics
 
 log = logging.getLogger("steadyrank.shadow")
 SWAP_KS = (1, 5, 10)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from steadyrank.service.metrics import ServerMetrics
+from steadyrank.service.telemetry import ServerMetrics
 
 PROMETHEUS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 SUFFIXES = ("_bucket", "_count", "_sum", "_total")

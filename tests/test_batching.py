@@ -10,7 +10,7 @@ import pytest
 
 from steadyrank.service.batching import Batcher, DirectScorer
 from steadyrank.service.errors import ServiceError
-from steadyrank.service.metrics import ServerMetrics
+from steadyrank.service.telemetry import ServerMetrics
 
 
 class FakeServable:

@@ -13,8 +13,9 @@ NAMES = ("alpha", "beta", "slope_left", "slope_right", "offset")
 
 
 def ref_pieces(x, alpha, beta, gl, gr, t):
-    """REFERENCE.md's form, in float64: y = a x^2 + b x + c inside, lines outside, plus the
-    derivatives by hand from that form (independent of the kernels' regrouped form)."""
+    """The generalized SmeLU paper's form, in float64: y = a x^2 + b x + c inside, lines
+    outside, plus the derivatives by hand from that form (independent of the kernels'
+    regrouped form)."""
     x = np.asarray(x, np.float64)
     alpha, beta, gl, gr, t = (np.asarray(v, np.float64) for v in (alpha, beta, gl, gr, t))
     s = alpha + beta

@@ -6,9 +6,9 @@ import grpc
 import pytest
 
 from steadyrank.service.errors import ServiceError
-from steadyrank.service.metrics import ServerMetrics
-from steadyrank.service.models import ModelManager, replica_of, version_folders
+from steadyrank.service.manager import ModelManager, replica_of, version_folders
 from steadyrank.service.servable import LoadError
+from steadyrank.service.telemetry import ServerMetrics
 
 
 class Loaded:
@@ -156,7 +156,7 @@ def test_version_folders_skip_files_and_hidden_folders(tmp_path):
 
 def test_the_replaced_version_is_kept_for_the_churn_window(tmp_path, monkeypatch):
     clock = {"now": 100.0}
-    monkeypatch.setattr("steadyrank.service.models.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("steadyrank.service.manager.time.monotonic", lambda: clock["now"])
     metrics = ServerMetrics()
     manager = ModelManager(tmp_path, metrics, poll_seconds=0, loader=loader, churn_seconds=60)
     write(tmp_path, "m", 1)

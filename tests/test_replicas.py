@@ -158,8 +158,8 @@ def test_vary_order_keeps_the_init_seed(config, tmp_path):
 def test_server_exports_the_churn_gate(config, tmp_path):
     from prometheus_client import generate_latest
 
-    from steadyrank.service.metrics import ServerMetrics
-    from steadyrank.service.models import ModelManager
+    from steadyrank.service.manager import ModelManager
+    from steadyrank.service.telemetry import ServerMetrics
 
     (tmp_path / "ml" / "1").mkdir(parents=True)
     (tmp_path / f"{replicas.GATE_PREFIX}ml.json").write_text(json.dumps({

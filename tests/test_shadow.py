@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.shadow import ShadowScorer, pair_metrics
+from steadyrank.service.telemetry import ServerMetrics
 from tests.conftest import wait_for
 
 

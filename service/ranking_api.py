@@ -9,13 +9,14 @@ import grpc
 import numpy as np
 
 from steadyrank.model.metrics import topk_indices
+from steadyrank.service.batching import Scorer
 from steadyrank.service.errors import invalid
-from steadyrank.service.metrics import ServerMetrics
-from steadyrank.service.models import ModelManager
+from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
 from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
+from steadyrank.service.telemetry import ServerMetrics
 
 # The user features of rank_with_features and the value kind each one takes.
 USER_FEATURES = {"gender": "string_value", "occupation": "string_value",
@@ -52,7 +53,7 @@ def parse_user_features(features: Mapping[str, Any]) -> dict[str, Any] | None:
 class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
     """Ranks candidates with the scoring path shared with Predict (batched)."""
 
-    def __init__(self, manager: ModelManager, scorer: Any, metrics: ServerMetrics,
+    def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics,
                  max_candidates: int = 10_000, shadow: ShadowScorer | None = None) -> None:
         self.manager = manager
         self.scorer = scorer

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from steadyrank.model.replicas import read_gate
 from steadyrank.service.errors import invalid, not_found
-from steadyrank.service.metrics import ServerMetrics
 from steadyrank.service.servable import LoadError, Servable, load_servable
+from steadyrank.service.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.models")
 REPLICA_SUFFIX = "-b"
