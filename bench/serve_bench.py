@@ -45,10 +45,10 @@ MODES = {"batched": ["--shadow-rate", "0"],
 
 def ensure_models(base: Path) -> Path:
     """SmeLU MovieLens replicas under ``base/ml`` (seed 1), ``base/ml-b`` (seed 2)."""
-    from steadyrank.model import export
+    from steadyrank.model import layout
 
     for name, seed in (("ml", 1), ("ml-b", 2)):
-        if export.versions(base / name):
+        if layout.versions(base / name):
             continue
         subprocess.run([sys.executable, "-m", "steadyrank.cli", "train", "--config",
                         str(REPO / "configs" / "smelu.toml"), "--seed", str(seed),

@@ -18,7 +18,6 @@ data checksum, split), so an interrupted comparison picks up where it stopped.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -32,11 +31,11 @@ from steadyrank.model import metrics
 from steadyrank.model.config import ACTIVATIONS, Config, techniques, validate
 from steadyrank.model.evaluate import accuracy
 from steadyrank.model.export import ExportError, LoadedModel, load
+from steadyrank.model.layout import SWAP_KS
 from steadyrank.model.train import Log, Splits, prepare_data, say
 from steadyrank.model.workflow import train_and_export
 
 VARIANT_RE = re.compile(r"^(?P<act>[a-z]+)(?P<ens>-ensemble)?(?::(?P<arg>[0-9.]+))?$")
-SWAP_KS = (1, 5, 10)
 VARY = ("all", "init", "order", "async")
 
 # Technique modifiers, ``+NAME`` or ``+NAME:VALUE`` after the base variant:
@@ -305,10 +304,3 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
             "variants": sources[vary[0]],
             "techniques": {v.name: techniques(v.apply(config)) for v in variants},
             "single_model": {v.name: v.single_model for v in variants}}
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Writes JSON atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)

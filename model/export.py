@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from steadyrank.model.layout import MANIFEST, atomic_write_json, versions
 from steadyrank.model.ranking import FeatureTables, RankingModel
 from steadyrank.ops import load_library
 from steadyrank.ops._errors import SteadyRankError
-
-MANIFEST = "manifest.json"
 
 
 class ExportError(SteadyRankError, RuntimeError):
@@ -126,14 +125,6 @@ def parameter_count(members: list[RankingModel]) -> int:
     return int(sum(np.prod(v.shape) for m in members for v in m.trainable_variables))
 
 
-def versions(base: str | Path) -> list[int]:
-    """Version numbers present under a model base folder (numeric subfolders), ascending."""
-    base = Path(base)
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def export(module: ServingModule, base: str | Path, manifest: dict[str, Any],
            version: int | None = None) -> Path:
     """Saves ``module`` as ``base/VERSION`` (next free version by default); returns the path."""
@@ -148,7 +139,7 @@ def export(module: ServingModule, base: str | Path, manifest: dict[str, Any],
             record = {**manifest, "version": number, "created": time.time(),
                       "signatures": sorted(module.signatures()),
                       "tensorflow": tf.__version__}
-            (staged / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            atomic_write_json(staged / MANIFEST, record)
             target = base / str(number)
             try:
                 os.rename(staged, target)  # atomic; fails if the version already exists

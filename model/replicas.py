@@ -33,10 +33,16 @@ import numpy as np
 
 from steadyrank.model import compare, export, metrics
 from steadyrank.model.config import Config
+from steadyrank.model.layout import (
+    MANIFEST,
+    REPLICA_SUFFIX,
+    SWAP_KS,
+    atomic_write_json,
+    versions,
+)
 from steadyrank.model.train import Log, prepare_data, say
 from steadyrank.model.workflow import train_and_export
 
-REPLICA_SUFFIX = "-b"  # the serving layout's second replica (steadyrank.service.manager)
 GATE_PREFIX = ".churn-gate-"  # + NAME + ".json": the latest churn gate decision
 OFFLINE_KEYS = ("relative_pd", "absolute_pd", "top1_swap_rate", "top5_swap_rate",
                 "top10_swap_rate", "kendall_tau")
@@ -78,12 +84,6 @@ class Gate:
         return self.max_swap is not None or self.max_pd is not None
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
 def read_gate(base: str | Path, name: str) -> dict[str, Any] | None:
     """The latest churn gate decision for ``name`` (None if there is none or it is unreadable)."""
     try:
@@ -94,21 +94,21 @@ def read_gate(base: str | Path, name: str) -> dict[str, Any] | None:
 
 def next_version(base: Path, name: str) -> int:
     """One above the highest version of either replica."""
-    found = export.versions(base / name) + export.versions(base / (name + REPLICA_SUFFIX))
+    found = versions(base / name) + versions(base / (name + REPLICA_SUFFIX))
     return max(found, default=0) + 1
 
 
 def _update_manifest(version_dir: Path, **fields: Any) -> None:
-    manifest_path = version_dir / export.MANIFEST
+    manifest_path = version_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text())
     manifest.update(fields)
-    _write_json(manifest_path, manifest)
+    atomic_write_json(manifest_path, manifest)
 
 
 def _serving(base: Path, replica: str) -> Path | None:
     """The newest published version folder of ``replica`` (what a server serves)."""
-    versions = export.versions(base / replica)
-    return base / replica / str(versions[-1]) if versions else None
+    found = versions(base / replica)
+    return base / replica / str(found[-1]) if found else None
 
 
 def train_round(config: Config, base: str | Path, name: str = "ml", users: int = 100,
@@ -158,7 +158,7 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
                 _update_manifest(path, churn_vs_previous=churn)
         reasons = gate.reasons(churn) if churn is not None else []
         if gate.active or churn is not None:
-            _write_json(base / f"{GATE_PREFIX}{name}.json", {
+            atomic_write_json(base / f"{GATE_PREFIX}{name}.json", {
                 "model": name, "version": version, "published": not reasons,
                 "reasons": reasons, "churn": churn, "max_churn_swap": gate.max_swap,
                 "max_churn_pd": gate.max_pd, "time": time.time(),
@@ -198,7 +198,7 @@ def _churn(base: Path, name: str, new: export.LoadedModel, splits: Any, config: 
     ro, rn = compare.rank_all(old, rank_users, items), compare.rank_all(new, rank_users, items)
     out: dict[str, Any] = {"version": int(serving.name),
                            "relative_pd": float(metrics.relative_pd(po, pn))}
-    for k in compare.SWAP_KS:
+    for k in SWAP_KS:
         out[f"top{k}_swap_rate"] = float(metrics.topk_swap_rate(ro, rn, k))
     return out
 
@@ -219,7 +219,7 @@ def prune(base: str | Path, name: str, keep: int, log: Log = say) -> list[Path]:
     base = Path(base)
     removed = []
     for replica in (name, name + REPLICA_SUFFIX):
-        for version in export.versions(base / replica)[:-keep]:
+        for version in versions(base / replica)[:-keep]:
             folder = base / replica / str(version)
             hidden = folder.with_name(f".removing-{version}")
             os.rename(folder, hidden)

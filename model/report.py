@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from steadyrank.model.compare import SWAP_KS, write_json
+from steadyrank.model.layout import SWAP_KS, atomic_write_json, atomic_write_text
 
 ACCURACY_SLACK = 0.0  # the winner's loss may not exceed ReLU's
 REQUEST_BOUND = 1.2  # the winner's request time over ReLU's
@@ -210,14 +210,11 @@ def write(result: dict[str, Any], out: str | Path, command: str, notes: str = ""
     out.mkdir(parents=True, exist_ok=True)
     sources = result.get("sources") or {"all": result["variants"]}
     checked = {s: goals(result, winner, s) for s in sources}
-    write_json(out / "report.json", {**result, "command": command, "winner": winner,
+    atomic_write_json(out / "report.json", {**result, "command": command, "winner": winner,
                                      "goals": checked,
                                      "frontier": {s: frontier(v) for s, v in sources.items()}})
     for source, variants in sources.items():
         plot(variants, out / _plot_name(source, sources),
              f"Prediction difference vs loss (--vary {source})")
-    md = out / "report.md"
-    tmp = md.with_suffix(".tmp")
-    tmp.write_text(markdown(result, command, notes, winner))
-    tmp.replace(md)
+    atomic_write_text(out / "report.md", markdown(result, command, notes, winner))
     return out

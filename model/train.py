@@ -37,6 +37,7 @@ from steadyrank.model.distributed import (
     per_worker_dataset_fn,
     shard_layout,
 )
+from steadyrank.model.layout import atomic_write_json
 from steadyrank.model.ranking import FeatureTables, RankingModel
 from steadyrank.model.shuffle import epoch_order
 from steadyrank.model.warmstart import copy_weights, previous_members
@@ -142,9 +143,7 @@ def _check_run_identity(folder: Path, identity: dict) -> None:
                              "--checkpoint-dir")
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps(identity, indent=2) + "\n")
-        tmp.replace(marker)
+        atomic_write_json(marker, identity)
 
 
 def build_model(config: Config, tables: FeatureTables) -> RankingModel | CoDistillation:

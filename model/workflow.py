@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from steadyrank.model.config import Config, techniques
 from steadyrank.model.evaluate import accuracy
 from steadyrank.model.export import ServingModule, export, parameter_count, score_in_batches
@@ -16,12 +14,6 @@ from steadyrank.model.train import Log, Splits, prepare_data, remove_checkpoints
 def default_checkpoint_dir(export_dir: str | Path, seed: int) -> Path:
     """``checkpoints/<model name>-seed-<seed>`` in the working folder."""
     return Path("checkpoints") / f"{Path(export_dir).name}-seed-{seed}"
-
-
-def score_pairs(module: ServingModule, user_id: np.ndarray, item_id: np.ndarray,
-                batch: int = 65536) -> np.ndarray:
-    """In-process ``serving_default`` scores of (user, item) pairs."""
-    return score_in_batches(module.serve, user_id, item_id, batch)
 
 
 def train_and_export(config: Config, seed: int, export_dir: str | Path,
@@ -42,7 +34,7 @@ def train_and_export(config: Config, seed: int, export_dir: str | Path,
     result = train(config, seed, splits, checkpoint_dir, log, order_seed=order_seed,
                    warm_start=warm_start)
     module = ServingModule(result.members, splits.tables, config.model.task)
-    scores = score_pairs(module, splits.eval.user_id, splits.eval.item_id)
+    scores = score_in_batches(module.serve, splits.eval.user_id, splits.eval.item_id)
     metrics = accuracy(config.model, splits.eval.rating, scores)
     manifest = {
         "config": config.to_dict(), "seed": seed, "order_seed": order_seed,

@@ -22,13 +22,13 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from steadyrank.model.layout import REPLICA_SUFFIX, version_folders
 from steadyrank.model.replicas import read_gate
 from steadyrank.service.errors import invalid, not_found
 from steadyrank.service.servable import LoadError, Servable, load_servable
 from steadyrank.service.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.models")
-REPLICA_SUFFIX = "-b"
 Loader = Callable[[str, int, Path], Servable]
 
 
@@ -54,15 +54,6 @@ def fingerprint(path: Path) -> tuple[int, int, int]:
                 continue
             files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime_ns)
     return files, size, newest
-
-
-def version_folders(model_dir: Path) -> dict[int, Path]:
-    """Numeric subfolders of a model folder (hidden temp folders of an export are skipped)."""
-    try:
-        entries = list(model_dir.iterdir())
-    except OSError:
-        return {}
-    return {int(p.name): p for p in entries if p.name.isdigit() and p.is_dir()}
 
 
 def has_versions(base: Path) -> bool:

@@ -12,10 +12,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from steadyrank.model import export
+from steadyrank.model.layout import REQUIRED_SIGNATURES
 from steadyrank.ops._errors import SteadyRankError
 from steadyrank.service.errors import invalid
 
-REQUIRED_SIGNATURES = ("serving_default", "rank", "catalog")
 SHOWN_IDS = 5  # unknown ids listed in an error message
 
 

@@ -25,11 +25,11 @@ from typing import Protocol
 import numpy as np
 
 from steadyrank.model import metrics as repro
+from steadyrank.model.layout import SWAP_KS
 from steadyrank.service.servable import Servable
 from steadyrank.service.telemetry import PairHistograms, ServerMetrics
 
 log = logging.getLogger("steadyrank.shadow")
-SWAP_KS = (1, 5, 10)
 KENDALL_MAX_CANDIDATES = 2000  # tau is O(n^2); larger requests skip it
 MAX_JOBS_PER_CALL = 64
 

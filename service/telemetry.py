@@ -7,6 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from steadyrank.model.layout import SWAP_KS
+
 # Sub-millisecond resolution at the low end: an in-process model call takes ~1 ms.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005,
                    0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -184,7 +186,7 @@ class ServerMetrics:
         offline = manifest.get("offline_reproducibility", {})
         if "relative_pd" in offline:
             values.append((self.offline_pd, key, float(offline["relative_pd"])))
-        for k in (1, 5, 10):
+        for k in SWAP_KS:
             if f"top{k}_swap_rate" in offline:
                 values.append((self.offline_swap, (*key, str(k)),
                                float(offline[f"top{k}_swap_rate"])))
@@ -198,7 +200,7 @@ class ServerMetrics:
         churn = record.get("churn") or {}
         if "relative_pd" in churn:
             self.retrain_churn_pd.labels(model).set(float(churn["relative_pd"]))
-        for k in (1, 5, 10):
+        for k in SWAP_KS:
             if f"top{k}_swap_rate" in churn:
                 self.retrain_churn_swap.labels(model, str(k)).set(
                     float(churn[f"top{k}_swap_rate"]))

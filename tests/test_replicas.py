@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model import export, replicas, synth
+from steadyrank.model import export, layout, replicas, synth
 from steadyrank.model import metrics as repro
 from steadyrank.model.config import from_dict
 from steadyrank.model.train import prepare_data
@@ -32,7 +32,7 @@ def test_rounds_publish_both_replicas_with_their_offline_numbers(config, tmp_pat
     first = replicas.train_round(config, base, "ml", users=30, log=quiet)
     second = replicas.train_round(config, base, "ml", users=30, log=quiet)
     assert (first.version, second.version) == (1, 2)
-    assert export.versions(base / "ml") == export.versions(base / "ml-b") == [1, 2]
+    assert layout.versions(base / "ml") == layout.versions(base / "ml-b") == [1, 2]
     # No staging left; the churn record of version 2 against 1 sits beside the models.
     assert sorted(p.name for p in base.iterdir()) == [".churn-gate-ml.json", "ml", "ml-b"]
     a, b = export.load(base / "ml" / "2"), export.load(base / "ml-b" / "2")
@@ -55,7 +55,7 @@ def test_prune_keeps_the_newest_versions(config, tmp_path):
             (base / replica / str(version)).mkdir(parents=True)
     removed = replicas.prune(base, "ml", keep=2, log=quiet)
     assert sorted(str(p.relative_to(base)) for p in removed) == ["ml-b/1", "ml/1"]
-    assert export.versions(base / "ml") == [2, 3]
+    assert layout.versions(base / "ml") == [2, 3]
     assert not any(p.name.startswith(".") for p in (base / "ml").iterdir())
     with pytest.raises(ValueError, match="keep must be >= 1"):
         replicas.prune(base, "ml", keep=0)
@@ -88,7 +88,7 @@ def test_run_retrains_on_schedule_until_stopped(config, tmp_path):
     rounds = replicas.run(config, tmp_path / "m", "ml", retrain_interval=60, keep=1,
                           users=20, log=quiet, should_stop=should_stop)
     assert [r.version for r in rounds] == [1, 2] and waits == [60, 60]
-    assert export.versions(tmp_path / "m" / "ml") == [2]  # keep=1 pruned version 1
+    assert layout.versions(tmp_path / "m" / "ml") == [2]  # keep=1 pruned version 1
     with pytest.raises(ValueError, match="retrain interval"):
         replicas.run(config, tmp_path / "m", retrain_interval=-1)
 
@@ -99,7 +99,7 @@ def test_trainer_cli(config, tmp_path, capsys):
                     "[model]\nembedding_dim = 4\ndeep_layers = [8]\n[train]\nepochs = 1\n")
     assert cli_main(["trainer", "--config", str(toml), "--models", str(tmp_path / "m"),
                      "--users", "20"]) == 0
-    manifest = json.loads((tmp_path / "m" / "ml-b" / "1" / export.MANIFEST).read_text())
+    manifest = json.loads((tmp_path / "m" / "ml-b" / "1" / layout.MANIFEST).read_text())
     assert "offline_reproducibility" in manifest
     assert "published" in capsys.readouterr().err
     assert cli_main(["trainer", "--config", str(tmp_path / "missing.toml"),
@@ -117,7 +117,7 @@ def test_churn_gate_holds_back_a_version_over_the_bound(config, tmp_path):
     strict = replicas.Gate(max_swap=0.0)  # any change in a top-10 list is too much
     held = replicas.train_round(config, base, "ml", users=30, log=quiet, gate=strict)
     assert not held.published and held.paths == () and held.version == 2
-    assert export.versions(base / "ml") == export.versions(base / "ml-b") == [1]
+    assert layout.versions(base / "ml") == layout.versions(base / "ml-b") == [1]
     assert not [p for p in base.iterdir() if p.name.startswith(".staging")]
     gate = replicas.read_gate(base, "ml")
     assert gate["published"] is False and gate["version"] == 2 and gate["rejected"] == 1
@@ -125,7 +125,7 @@ def test_churn_gate_holds_back_a_version_over_the_bound(config, tmp_path):
     assert gate["churn"]["version"] == 1 and gate["churn"]["top10_swap_rate"] > 0
     passed = replicas.train_round(config, base, "ml", users=30, log=quiet,
                                   gate=replicas.Gate(max_swap=1.0, max_pd=10.0))
-    assert passed.published and export.versions(base / "ml") == [1, 2]
+    assert passed.published and layout.versions(base / "ml") == [1, 2]
     manifest = export.load(base / "ml" / "2").manifest
     assert manifest["churn_vs_previous"] == pytest.approx(passed.churn)
     assert replicas.read_gate(base, "ml")["published"] is True

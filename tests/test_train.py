@@ -12,9 +12,10 @@ import tensorflow as tf
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model import config as cfg
-from steadyrank.model import export
+from steadyrank.model import export, layout
+from steadyrank.model.export import score_in_batches
 from steadyrank.model.train import TrainError, member_seeds, prepare_data, train, train_member
-from steadyrank.model.workflow import score_pairs, train_and_export
+from steadyrank.model.workflow import train_and_export
 from tests.conftest import REPO, run_python, small_config
 
 
@@ -61,7 +62,7 @@ def test_export_layout_manifest_and_signatures_in_a_fresh_process(ml100k, splits
     base = tmp_path / "models" / "ml"
     first = train_and_export(config, 1, base, tmp_path / "c", splits=splits, log=print)
     second = train_and_export(config, 1, base, tmp_path / "c", splits=splits, log=print)
-    assert [first.name, second.name] == ["1", "2"] and export.versions(base) == [1, 2]
+    assert [first.name, second.name] == ["1", "2"] and layout.versions(base) == [1, 2]
     assert not [p for p in base.iterdir() if p.name.startswith(".")]  # no temp left
     manifest = json.loads((second / "manifest.json").read_text())
     assert manifest["seed"] == 1 and manifest["version"] == 2
@@ -158,7 +159,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(ml100k, splits, tmp
             break
     proc.wait(timeout=120)
     assert proc.returncode == -signal.SIGKILL, "".join(seen)
-    assert not (tmp_path / "models" / "r").exists() or not export.versions(
+    assert not (tmp_path / "models" / "r").exists() or not layout.versions(
         tmp_path / "models" / "r")
     resumed = _cli(args, tmp_path)
     out, err = resumed.communicate(timeout=300)
@@ -170,7 +171,8 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(ml100k, splits, tmp
     straight = train(cfg.load(config_file), 5, splits, log=lambda m: None)
     module = export.ServingModule(straight.members, splits.tables, "rating")
     users, items = splits.eval.user_id[:1000], splits.eval.item_id[:1000]
-    np.testing.assert_array_equal(path.score(users, items), score_pairs(module, users, items))
+    np.testing.assert_array_equal(path.score(users, items),
+                                  score_in_batches(module.serve, users, items))
 
 
 def test_cli_train_errors_name_the_problem(tmp_path, capsys):
