@@ -8,8 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-from steadyrank.service.rpc import MAX_MESSAGE_BYTES
-
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
@@ -23,6 +21,10 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue, max_wait_ms=args.max_wait_ms,
         model_threads=args.model_threads, max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_candidates=args.max_candidates, max_message_bytes=args.max_message_bytes,
+        max_inflight_bytes=args.max_inflight_bytes,
+        max_request_elements=args.max_request_elements,
+        max_string_bytes=args.max_string_bytes, metrics_host=args.metrics_host,
+        handshake_timeout=args.handshake_timeout,
         shutdown_grace=args.shutdown_grace, shadow_rate=args.shadow_rate,
         shadow_queue=args.shadow_queue, churn_rate=args.churn_rate,
         churn_window=args.churn_window, wait_for_models=args.wait_for_models)
@@ -106,6 +108,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", type=int, default=8502,
                    help="Prometheus /metrics port (default 8502; -1: none)")
     p.add_argument("--host", default="[::]", help="address to listen on (default [::])")
+    p.add_argument("--metrics-host", default=None,
+                   help="address of the metrics endpoint (default: --host)")
     p.add_argument("--poll-seconds", type=float, default=2.0,
                    help="how often to look for new versions (default 2; 0: never)")
     p.add_argument("--no-batching", action="store_true",
@@ -123,8 +127,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="RPCs in progress before RESOURCE_EXHAUSTED (default 4096)")
     p.add_argument("--max-candidates", type=int, default=10_000,
                    help="most candidate items in one Rank request (default 10000)")
-    p.add_argument("--max-message-bytes", type=int, default=MAX_MESSAGE_BYTES,
-                   help="gRPC message size limit (default INT_MAX, as TF Serving)")
+    p.add_argument("--max-message-bytes", type=int, default=64 << 20,
+                   help="largest request or response in bytes (default 64 MiB; TF Serving "
+                   "allows 2 GiB, which a few requests would turn into many GiB of memory)")
+    p.add_argument("--max-inflight-bytes", type=int, default=256 << 20,
+                   help="request bytes being handled at once; more is refused with "
+                   "RESOURCE_EXHAUSTED, not queued (default 256 MiB)")
+    p.add_argument("--max-request-elements", type=int, default=100_000,
+                   help="elements of one Predict input or Regress examples, checked on the "
+                   "declared shape before decoding (default 100000)")
+    p.add_argument("--max-string-bytes", type=int, default=1 << 20,
+                   help="bytes of the strings of one Predict input (default 1 MiB)")
+    p.add_argument("--handshake-timeout", type=float, default=10.0,
+                   help="seconds a connection has to start HTTP/2 before it is closed "
+                   "(default 10)")
     p.add_argument("--shutdown-grace", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on SIGTERM (default 30)")
     p.add_argument("--shadow-rate", type=float, default=0.1,

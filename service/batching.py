@@ -43,19 +43,39 @@ class _Task:
 class _Runner:
     """A thread pool for model calls and the metrics of each call."""
 
-    def __init__(self, metrics: ServerMetrics, threads: int) -> None:
+    def __init__(self, metrics: ServerMetrics, threads: int, max_queue: int = 1024) -> None:
         if threads < 1:
             raise ValueError(f"model threads must be >= 1, got {threads}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         self.metrics = metrics
         self.threads = threads
+        self.max_queue = max_queue
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="model")
+        self._pending = 0  # model calls submitted and not finished (event loop only)
+
+    def waiting(self) -> int:
+        """Requests waiting for or in a model call."""
+        return self._pending
+
+    def _admit(self) -> None:
+        if self.waiting() >= self.max_queue:
+            self.metrics.queue_rejections.inc()
+            raise exhausted(f"model queue full ({self.max_queue} requests waiting; server "
+                            "flag --max-queue); retry with backoff")
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        finally:
+            self._pending -= 1
 
     async def call(self, servable: Servable, signature: str,
                    inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs a signature in a model thread (not batched)."""
+        """Runs a signature in a model thread (not batched); RESOURCE_EXHAUSTED when the
+        model queue is full, like every other path to the model."""
+        self._admit()
         return await self._in_thread(servable.call, signature, inputs)
 
     def _score(self, servable: Servable, users: np.ndarray, items: np.ndarray,
@@ -97,6 +117,7 @@ class DirectScorer(_Runner):
         """Scores of (user, item) pairs."""
         # gRPC cancels the handler when the client's deadline passes; the call in progress
         # finishes in its thread.
+        self._admit()
         return await self._in_thread(self._score, servable, user_ids, item_ids, 1)
 
 
@@ -107,14 +128,17 @@ class Batcher(_Runner):
                  max_queue: int = 1024, max_wait: float = 0.0, threads: int = 1) -> None:
         if max_batch_rows < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch_rows and max_queue must be >= 1, max_wait >= 0")
-        super().__init__(metrics, threads)
+        super().__init__(metrics, threads, max_queue)
         self.max_batch_rows = max_batch_rows
-        self.max_queue = max_queue
         self.max_wait = max_wait
         self._queue: deque[_Task] = deque()
         self._ready: asyncio.Event | None = None
         self._workers: list[asyncio.Task] = []
         self._closing = False
+
+    def waiting(self) -> int:
+        """Requests in the batch queue plus unbatched calls waiting for a model thread."""
+        return len(self._queue) + self._pending
 
     async def start(self) -> None:
         """Starts the workers on the running event loop."""
@@ -135,10 +159,7 @@ class Batcher(_Runner):
         """Scores of (user, item) pairs, batched with other requests."""
         if self._closing or self._ready is None:
             raise unavailable("the server is shutting down")
-        if len(self._queue) >= self.max_queue:
-            self.metrics.queue_rejections.inc()
-            raise exhausted(f"batch queue full ({self.max_queue} requests waiting); "
-                            "retry with backoff")
+        self._admit()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         task = _Task(servable, np.asarray(user_ids, np.int64), np.asarray(item_ids, np.int64),

@@ -16,6 +16,16 @@ class ServiceError(SteadyRankError):
         self.message = message
 
 
+ECHO_LIMIT = 64  # characters of a client's string repeated in a message
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A client-supplied string for an error message, cut to ``limit`` characters (a status
+    message must stay far under gRPC's metadata size limit)."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
 def invalid(message: str) -> ServiceError:
     """INVALID_ARGUMENT: the request itself is wrong."""
     return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message)

@@ -14,6 +14,7 @@ the shadow scorer can measure how much the new version changes answers.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from steadyrank.model.layout import REPLICA_SUFFIX, version_folders
 from steadyrank.model.replicas import read_gate
-from steadyrank.service.errors import invalid, not_found
+from steadyrank.service.errors import invalid, not_found, shown
 from steadyrank.service.servable import LoadError, Servable, load_servable
 from steadyrank.service.telemetry import ServerMetrics
 
@@ -39,21 +40,26 @@ class VersionStatus:
     version: int
     state: str  # LOADING, AVAILABLE, UNLOADING, END (TF Serving's ModelVersionStatus states)
     error: str = ""  # why the version failed to load
-    fingerprint: tuple[int, int, int] = (0, 0, 0)
+    fingerprint: tuple[int, int, int, str] = (0, 0, 0, "")
     health: str = ""  # why the last call to the loaded version failed ("" if it worked)
 
 
-def fingerprint(path: Path) -> tuple[int, int, int]:
-    """(files, bytes, newest mtime in ns) of a folder tree: changes when its content does."""
+def fingerprint(path: Path) -> tuple[int, int, int, str]:
+    """(files, bytes, newest mtime in ns, digest of the relative file names and sizes) of a
+    folder tree: changes when its content does, a rename (which keeps mtimes) included."""
     files = size = newest = 0
-    for root, _, names in os.walk(path):
-        for name in names:
+    listing = hashlib.sha256()
+    for root, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in sorted(names):
+            full = os.path.join(root, name)
             try:
-                st = os.stat(os.path.join(root, name))
+                st = os.stat(full)
             except OSError:
                 continue
             files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime_ns)
-    return files, size, newest
+            listing.update(f"{os.path.relpath(full, path)}\0{st.st_size}\0".encode())
+    return files, size, newest, listing.hexdigest()[:16]
 
 
 def has_versions(base: Path) -> bool:
@@ -115,8 +121,8 @@ class ModelManager:
             if known:
                 detail = f" ({'; '.join(errors)})" if errors else ""
                 raise not_found(f"model {name!r} has no loaded version{detail}")
-            raise not_found(f"model {name!r} is not served; models: {', '.join(names) or 'none'}"
-                            f" (under {self.base})")
+            raise not_found(f"model {shown(name)!r} is not served ({len(names)} model(s) are; "
+                            "GetModelStatus tells a name's versions)")
         if version is not None and version != servable.version:
             raise not_found(f"model {name!r} version {version} is not loaded "
                             f"(serving version {servable.version})")
@@ -161,8 +167,7 @@ class ModelManager:
         _require(name)
         with self._lock:
             if name not in self._status:
-                raise not_found(f"model {name!r} is not served; models: "
-                                f"{', '.join(sorted(self._status)) or 'none'}")
+                raise not_found(f"model {shown(name)!r} is not served")
             return [VersionStatus(**vars(s)) for _, s in sorted(self._status[name].items())]
 
     # ---- polling (background) ----
@@ -238,16 +243,17 @@ class ModelManager:
         if current is not None and current.version not in folders:
             self._unload(name, current, reason="its folder was removed")
 
-    def _load(self, name: str, version: int, path: Path, fp: tuple[int, int, int]) -> bool:
+    def _load(self, name: str, version: int, path: Path, fp: tuple[int, int, int, str]
+              ) -> bool:
         self._set(name, VersionStatus(version, "LOADING", fingerprint=fp))
         log.info("loading model %s version %d from %s", name, version, path)
         started = time.perf_counter()
         try:
             servable = self._loader(name, version, path)
         except LoadError as err:
-            error = str(err)
+            error = self._relative(str(err))
         except Exception as err:  # noqa: BLE001  (a broken model must not stop the server)
-            error = f"{type(err).__name__}: {err}"
+            error = self._relative(f"{type(err).__name__}: {err}")
         else:
             seconds = time.perf_counter() - started
             self.metrics.load_seconds.labels(name).observe(seconds)
@@ -269,6 +275,10 @@ class ModelManager:
         keeps = f"; still serving version {current.version}" if current else ""
         log.error("model %s version %d failed to load: %s%s", name, version, error, keeps)
         return False
+
+    def _relative(self, message: str) -> str:
+        """A load error with the server's folders cut to NAME/VERSION (clients see it)."""
+        return message.replace(f"{self.base.resolve()}/", "").replace(f"{self.base}/", "")
 
     def _open_churn_window(self, name: str, old: Servable) -> None:
         if self.churn_seconds > 0:

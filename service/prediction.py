@@ -8,6 +8,7 @@ SignatureDefs, ``Regress`` scores ``tf.Example`` inputs holding ``user_id`` and 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -23,32 +24,49 @@ from tensorflow_serving.apis import (
 )
 
 from steadyrank.service.batching import Scorer
-from steadyrank.service.errors import invalid, not_found, unimplemented
+from steadyrank.service.errors import invalid, not_found, shown, unimplemented
 from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
 from steadyrank.service.telemetry import ServerMetrics
-from steadyrank.service.tensors import output_filter, parse_inputs, to_proto
+from steadyrank.service.tensors import (
+    Limits,
+    check_inputs,
+    output_filter,
+    parse_inputs,
+    to_proto,
+)
 
 DEFAULT_SIGNATURE = "serving_default"
 State = get_model_status_pb2.ModelVersionStatus.State
 
 
+# Inputs above this many elements are decoded in a worker thread, not on the event loop.
+OFF_LOOP_ELEMENTS = 10_000
+
+
+def runnable_signatures(servable: Servable) -> list[str]:
+    """The signatures Predict runs (``__saved_model_init_op`` and the like are internal)."""
+    return sorted(n for n in servable.signature_defs if not n.startswith("__"))
+
+
 def _signature(servable: Servable, name: str) -> Any:
     name = name or DEFAULT_SIGNATURE
-    if name not in servable.signature_defs:
+    if name not in servable.signature_defs or name.startswith("__"):
         raise invalid(f"model_spec.signature_name: model {servable.name!r} has no signature "
-                      f"{name!r}; signatures: {sorted(servable.signature_defs)}")
+                      f"{shown(name)!r} to run; signatures: {runnable_signatures(servable)}")
     return name, servable.signature_defs[name]
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``tensorflow.serving.PredictionService``."""
 
-    def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics) -> None:
+    def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics,
+                 limits: Limits | None = None) -> None:
         self.manager = manager
         self.scorer = scorer
         self.metrics = metrics
+        self.limits = limits or Limits()
 
     def _servable(self, spec: Any) -> Servable:
         return self.manager.get(spec.name, requested_version(spec))
@@ -79,7 +97,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         """Runs the requested signature on the request's input tensors."""
         servable = self._servable(request.model_spec)
         name, signature = _signature(servable, request.model_spec.signature_name)
-        inputs = parse_inputs(request.inputs, signature, name)
+        # Sizes on the declared shapes first: nothing is materialized for a refused request.
+        largest = check_inputs(request.inputs, signature, name, self.limits)
+        if largest > OFF_LOOP_ELEMENTS:
+            inputs = await asyncio.get_running_loop().run_in_executor(
+                None, parse_inputs, request.inputs, signature, name, self.limits)
+        else:
+            inputs = parse_inputs(request.inputs, signature, name, self.limits)
         wanted = output_filter(list(signature.outputs), list(request.output_filter), name)
         outputs = await self.run(servable, name, inputs, deadline_of(context))
         response = predict_pb2.PredictResponse()
@@ -124,7 +148,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if servable.task != "rating":
             raise unimplemented(f"Regress: model {servable.name!r} predicts probabilities "
                                 f"(task {servable.task!r}); use Predict")
-        users, items = examples_to_pairs(request.input)
+        users, items = examples_to_pairs(request.input, self.limits.max_elements)
         outputs = await self.run(servable, DEFAULT_SIGNATURE, {"user_id": users, "item_id": items},
                            deadline_of(context))
         response = regression_pb2.RegressionResponse()
@@ -160,7 +184,7 @@ def _int64_feature(example: Any, context: Any, key: str, where: str) -> int:
     raise invalid(f"{where}: missing int64 feature {key!r}")
 
 
-def examples_to_pairs(data: Any) -> tuple[np.ndarray, np.ndarray]:
+def examples_to_pairs(data: Any, max_examples: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
     """(user_id, item_id) arrays from a TF Serving ``Input`` of tf.Examples."""
     kind = data.WhichOneof("kind")
     if kind is None:
@@ -169,6 +193,9 @@ def examples_to_pairs(data: Any) -> tuple[np.ndarray, np.ndarray]:
     context = block.context if kind == "example_list_with_context" else None
     if not block.examples:
         raise invalid(f"input.{kind}.examples: empty")
+    if len(block.examples) > max_examples:
+        raise invalid(f"input.{kind}.examples: {len(block.examples)} examples, at most "
+                      f"{max_examples} (server flag --max-request-elements)")
     users, items = [], []
     for i, example in enumerate(block.examples):
         where = f"input.{kind}.examples[{i}]"

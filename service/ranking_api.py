@@ -10,7 +10,7 @@ import numpy as np
 
 from steadyrank.model.metrics import topk_indices
 from steadyrank.service.batching import Scorer
-from steadyrank.service.errors import invalid
+from steadyrank.service.errors import invalid, shown
 from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
@@ -21,6 +21,7 @@ from steadyrank.service.telemetry import ServerMetrics
 # The user features of rank_with_features and the value kind each one takes.
 USER_FEATURES = {"gender": "string_value", "occupation": "string_value",
                  "zip": "string_value", "age": "int64_value"}
+MAX_FEATURE_CHARS = 256  # a feature value is a word (gender, occupation, zip), not a text
 NEW_USER_HINT = "; send user_features (gender, occupation, zip, age) to rank for a new user"
 
 
@@ -33,7 +34,7 @@ def parse_user_features(features: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     unknown = sorted(set(features) - set(USER_FEATURES))
     if unknown:
-        raise invalid(f"user_features: unknown feature {unknown[0]!r}; "
+        raise invalid(f"user_features: unknown feature {shown(unknown[0])!r}; "
                       f"known: {', '.join(USER_FEATURES)}")
     missing = [f for f in USER_FEATURES if f not in features]
     if missing:
@@ -46,6 +47,9 @@ def parse_user_features(features: Mapping[str, Any]) -> dict[str, Any] | None:
             raise invalid(f"user_features[{name!r}]: expected {kind.split('_')[0]}, "
                           f"got {got.split('_')[0] if got else 'no value'}")
         value = getattr(features[name], kind)
+        if kind == "string_value" and len(value) > MAX_FEATURE_CHARS:
+            raise invalid(f"user_features[{name!r}]: {len(value)} characters, at most "
+                          f"{MAX_FEATURE_CHARS}")
         values[name] = np.int64(value) if kind == "int64_value" else np.bytes_(value.encode())
     return values
 

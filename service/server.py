@@ -23,23 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha._async import ReflectionServicer
 from prometheus_client import start_http_server
-from tensorflow_serving.apis import (
-    model_service_pb2,
-    model_service_pb2_grpc,
-    prediction_service_pb2,
-    prediction_service_pb2_grpc,
-)
+from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
 from steadyrank.service.batching import Batcher, DirectScorer
 from steadyrank.service.manager import ModelManager, has_versions
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
-from steadyrank.service.ranking_api import RankingServicer, ranking_pb2, ranking_pb2_grpc
-from steadyrank.service.rpc import MAX_MESSAGE_BYTES
+from steadyrank.service.ranking_api import RankingServicer, ranking_pb2
 from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.telemetry import ServerMetrics
+from steadyrank.service.tensors import Limits
+from steadyrank.service.wire import Admission, Wire
 
 log = logging.getLogger("steadyrank.server")
 SERVICES = (
@@ -65,7 +62,13 @@ class ServerConfig:
     model_threads: int = 1
     max_concurrent_rpcs: int = 4096
     max_candidates: int = 10_000
-    max_message_bytes: int = MAX_MESSAGE_BYTES
+    # TF Serving accepts 2 GiB messages; one such request would take a few GiB of a host.
+    max_message_bytes: int = 64 << 20
+    max_inflight_bytes: int = 256 << 20  # request bodies being handled at once
+    max_request_elements: int = 100_000  # elements of one Predict input (declared shape)
+    max_string_bytes: int = 1 << 20  # bytes of the strings of one Predict input
+    metrics_host: str | None = None  # None: the --host address
+    handshake_timeout: float = 10.0  # seconds a new connection has to start HTTP/2
     shutdown_grace: float = 30.0
     shadow_rate: float = 0.1
     shadow_queue: int = 256
@@ -78,7 +81,8 @@ class ServerConfig:
         if not self.model_base_path.is_dir():
             raise ValueError(f"--model-base-path {self.model_base_path}: not a folder")
         for name in ("max_batch_rows", "max_queue", "model_threads", "max_concurrent_rpcs",
-                     "max_candidates", "max_message_bytes"):
+                     "max_candidates", "max_message_bytes", "max_inflight_bytes",
+                     "max_request_elements", "max_string_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, "
                                  f"got {getattr(self, name)}")
@@ -92,6 +96,11 @@ class ServerConfig:
                                  "in [0, 1]")
         if self.shadow_queue < 1:
             raise ValueError(f"--shadow-queue must be >= 1, got {self.shadow_queue}")
+        if self.max_inflight_bytes < self.max_message_bytes:
+            raise ValueError(f"--max-inflight-bytes {self.max_inflight_bytes} must be >= "
+                             f"--max-message-bytes {self.max_message_bytes}")
+        if not self.handshake_timeout > 0:
+            raise ValueError(f"--handshake-timeout must be > 0, got {self.handshake_timeout}")
         for name in ("poll_seconds", "max_wait_ms", "shutdown_grace", "churn_window",
                      "wait_for_models"):
             if getattr(self, name) < 0:
@@ -111,7 +120,10 @@ class Server:
         self.scorer: Batcher | DirectScorer = (
             Batcher(self.metrics, config.max_batch_rows, config.max_queue,
                     config.max_wait_ms / 1000, config.model_threads)
-            if config.batching else DirectScorer(self.metrics, config.model_threads))
+            if config.batching else DirectScorer(self.metrics, config.model_threads,
+                                                 config.max_queue))
+        self.wire = Wire(Admission(config.max_message_bytes, config.max_inflight_bytes,
+                                   self.metrics), self.metrics)
         self.shadow = ShadowScorer(self.manager, self.metrics, config.shadow_rate,
                                    config.shadow_queue, churn_rate=config.churn_rate)
         self.health = health.aio.HealthServicer()
@@ -137,21 +149,31 @@ class Server:
         gc.freeze()
         await self.scorer.start()
         self.shadow.start()
+        handshake_ms = int(self.config.handshake_timeout * 1000)
         options = [("grpc.max_send_message_length", self.config.max_message_bytes),
                    ("grpc.max_receive_message_length", self.config.max_message_bytes),
-                   ("grpc.so_reuseport", 0)]
+                   ("grpc.so_reuseport", 0),
+                   # A connection that never completes its handshake, or never sends the
+                   # HTTP/2 preface, is closed after this long.
+                   ("grpc.server_handshake_timeout_ms", handshake_ms),
+                   ("grpc.http2.settings_timeout", handshake_ms)]
         self._grpc = grpc.aio.server(options=options,
                                      maximum_concurrent_rpcs=self.config.max_concurrent_rpcs)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.manager, self.scorer, self.metrics), self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.manager, self.metrics), self._grpc)
-        ranking_pb2_grpc.add_RankingServiceServicer_to_server(
-            RankingServicer(self.manager, self.scorer, self.metrics,
-                            self.config.max_candidates, self.shadow), self._grpc)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
-        reflection.enable_server_reflection(
-            (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        limits = Limits(self.config.max_request_elements, self.config.max_string_bytes)
+        services = [
+            (prediction_service_pb2, "PredictionService",
+             PredictionServicer(self.manager, self.scorer, self.metrics, limits)),
+            (model_service_pb2, "ModelService", ModelServicer(self.manager, self.metrics)),
+            (ranking_pb2, "RankingService",
+             RankingServicer(self.manager, self.scorer, self.metrics,
+                             self.config.max_candidates, self.shadow)),
+            (health_pb2, "Health", self.health),
+            (reflection_pb2, "ServerReflection", ReflectionServicer(
+                (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME))),
+        ]
+        for module, service, servicer in services:
+            self.wire.add_service(self._grpc, module.DESCRIPTOR.services_by_name[service],
+                                  servicer)
         address = f"{self.config.host}:{self.config.port}"
         try:
             self.port = self._grpc.add_insecure_port(address)
@@ -161,7 +183,9 @@ class Server:
         for service in ("", *SERVICES):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         if self.config.metrics_port >= 0:
+            host = self.config.metrics_host or self.config.host
             self._http, _ = start_http_server(self.config.metrics_port,
+                                              addr=host.strip("[]") or "::",
                                               registry=self.metrics.registry)
             self.metrics_port = self._http.server_port
         log.info("serving on port %d (metrics on %s), models: %s", self.port,
@@ -194,6 +218,7 @@ class Server:
         if self._grpc is not None:
             await self._grpc.stop(grace)
         await self.scorer.stop()
+        self.wire.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.shadow.stop)
         await loop.run_in_executor(None, self.manager.stop)

@@ -72,6 +72,10 @@ class ServerMetrics:
             buckets=BATCH_ROW_BUCKETS, registry=r)
         self.queue_depth = Gauge(
             "steadyrank_batch_queue_depth", "Requests waiting for a model call.", registry=r)
+        self.inflight_bytes = Gauge(
+            "steadyrank_inflight_request_bytes",
+            "Bytes of request bodies being handled now (bounded by --max-inflight-bytes).",
+            registry=r)
         self.queue_rejections = Counter(
             "steadyrank_batch_queue_rejections",
             "Requests refused with RESOURCE_EXHAUSTED because the batch queue was full.",

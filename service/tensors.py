@@ -1,20 +1,87 @@
-"""TensorProto inputs checked against a SignatureDef, and numpy outputs back to TensorProtos."""
+"""TensorProto inputs checked against a SignatureDef, and numpy outputs back to TensorProtos.
+
+Sizes are checked on the *declared* shape before any array exists: TensorFlow fills a
+tensor whose proto holds a single value up to its declared shape, so a 72-byte request can
+ask for a billion elements. Every input's element count, string bytes and content length
+must fit :class:`Limits` first.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from steadyrank.service.errors import invalid
+from steadyrank.service.errors import invalid, shown
+
+# Bytes per element of the fixed-size dtypes an input may carry.
+ITEMSIZE = {types_pb2.DT_FLOAT: 4, types_pb2.DT_DOUBLE: 8, types_pb2.DT_INT32: 4,
+            types_pb2.DT_INT64: 8, types_pb2.DT_HALF: 2, types_pb2.DT_BFLOAT16: 2,
+            types_pb2.DT_BOOL: 1, types_pb2.DT_INT8: 1, types_pb2.DT_UINT8: 1,
+            types_pb2.DT_INT16: 2, types_pb2.DT_UINT16: 2, types_pb2.DT_UINT32: 4,
+            types_pb2.DT_UINT64: 8}
+# The repeated field holding typed values of each dtype (TensorFlow's own mapping).
+VALUE_FIELDS = {types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
+                types_pb2.DT_INT32: "int_val", types_pb2.DT_INT64: "int64_val",
+                types_pb2.DT_HALF: "half_val", types_pb2.DT_BFLOAT16: "half_val",
+                types_pb2.DT_BOOL: "bool_val", types_pb2.DT_INT8: "int_val",
+                types_pb2.DT_UINT8: "int_val", types_pb2.DT_INT16: "int_val",
+                types_pb2.DT_UINT16: "int_val", types_pb2.DT_UINT32: "uint32_val",
+                types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_STRING: "string_val"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-input bounds, checked on the declared shape before anything is materialized."""
+
+    max_elements: int = 100_000  # --max-request-elements
+    max_string_bytes: int = 1 << 20  # --max-string-bytes: all strings of one input
 
 
 def dtype_name(dtype: int) -> str:
-    """``DT_INT64`` for the enum value of tf.int64."""
-    return types_pb2.DataType.Name(dtype)
+    """``DT_INT64`` for the enum value of tf.int64 (``DataType 999`` for unknown values)."""
+    try:
+        return types_pb2.DataType.Name(dtype)
+    except ValueError:
+        return f"DataType {dtype}"
+
+
+def check_declared(key: str, proto: tensor_pb2.TensorProto, limits: Limits) -> int:
+    """The declared element count of an input; INVALID_ARGUMENT naming the bound (and its
+    server flag) when the shape, the content or the strings are over a limit or malformed."""
+    where = f"inputs[{shown(key)!r}]"
+    if proto.tensor_shape.unknown_rank:
+        raise invalid(f"{where}: the tensor shape has unknown rank; give its dimensions")
+    count = 1
+    for dim in proto.tensor_shape.dim:
+        if dim.size < 0:
+            raise invalid(f"{where}: dimension {dim.size} is negative")
+        count *= dim.size
+        if count > limits.max_elements:
+            raise invalid(f"{where}: declared shape "
+                          f"{[d.size for d in proto.tensor_shape.dim]} holds more than "
+                          f"{limits.max_elements} elements (server flag "
+                          "--max-request-elements)")
+    if proto.dtype == types_pb2.DT_STRING:
+        total = sum(len(s) for s in proto.string_val)
+        if total > limits.max_string_bytes:
+            raise invalid(f"{where}: {total} bytes of strings, at most "
+                          f"{limits.max_string_bytes} (server flag --max-string-bytes)")
+    if proto.tensor_content:
+        size = ITEMSIZE.get(proto.dtype)
+        if size is None or len(proto.tensor_content) != count * size:
+            raise invalid(f"{where}: tensor_content holds {len(proto.tensor_content)} bytes, "
+                          f"the declared shape and dtype need {count * (size or 0)}")
+    field = VALUE_FIELDS.get(proto.dtype)
+    values = len(getattr(proto, field)) if field else 0
+    if values > count or (values not in (0, 1) and values != count):
+        raise invalid(f"{where}: {values} values for a declared shape of {count} elements "
+                      "(give all of them, or one to fill the shape)")
+    return count
 
 
 def _shape(info: meta_graph_pb2.TensorInfo) -> tuple[int, ...] | None:
@@ -29,30 +96,45 @@ def _shape_text(shape: tuple[int, ...] | None) -> str:
     return "[" + ", ".join("?" if d < 0 else str(d) for d in shape) + "]"
 
 
-def parse_inputs(inputs: Mapping[str, tensor_pb2.TensorProto],
-                 signature: meta_graph_pb2.SignatureDef,
-                 signature_name: str) -> dict[str, np.ndarray]:
-    """Numpy arrays of a request's inputs; INVALID_ARGUMENT naming the input on any mismatch.
-
-    Checks: no unknown or missing inputs, the signature's dtype, rank and fixed sizes, and
-    the same length for every input whose first dimension is the batch (``?``).
-    """
+def check_inputs(inputs: Mapping[str, tensor_pb2.TensorProto],
+                 signature: meta_graph_pb2.SignatureDef, signature_name: str,
+                 limits: Limits) -> int:
+    """Checks names, dtypes and declared sizes of a request's inputs (nothing is decoded);
+    returns the largest declared element count."""
     expected = dict(signature.inputs)
     unknown = sorted(set(inputs) - set(expected))
     if unknown:
-        raise invalid(f"inputs: unknown input {unknown[0]!r} for signature "
-                      f"{signature_name!r}; expected {sorted(expected)}")
+        raise invalid(f"inputs: unknown input {shown(unknown[0])!r} for signature "
+                      f"{shown(signature_name)!r}; expected {sorted(expected)}")
     missing = sorted(set(expected) - set(inputs))
     if missing:
         raise invalid(f"inputs: missing input {missing[0]!r} for signature "
-                      f"{signature_name!r}; expected {sorted(expected)}")
-    arrays: dict[str, np.ndarray] = {}
-    batch: dict[str, int] = {}
+                      f"{shown(signature_name)!r}; expected {sorted(expected)}")
+    largest = 0
     for key, info in sorted(expected.items()):
         proto = inputs[key]
         if proto.dtype != info.dtype:
             raise invalid(f"inputs[{key!r}]: dtype {dtype_name(proto.dtype)}, signature "
-                          f"{signature_name!r} expects {dtype_name(info.dtype)}")
+                          f"{shown(signature_name)!r} expects {dtype_name(info.dtype)}")
+        largest = max(largest, check_declared(key, proto, limits))
+    return largest
+
+
+def parse_inputs(inputs: Mapping[str, tensor_pb2.TensorProto],
+                 signature: meta_graph_pb2.SignatureDef,
+                 signature_name: str, limits: Limits = Limits()) -> dict[str, np.ndarray]:
+    """Numpy arrays of a request's inputs; INVALID_ARGUMENT naming the input on any mismatch.
+
+    Checks: no unknown or missing inputs, the signature's dtype, declared sizes within
+    ``limits``, then rank and fixed sizes, and the same length for every input whose first
+    dimension is the batch (``?``).
+    """
+    check_inputs(inputs, signature, signature_name, limits)
+    expected = dict(signature.inputs)
+    arrays: dict[str, np.ndarray] = {}
+    batch: dict[str, int] = {}
+    for key, info in sorted(expected.items()):
+        proto = inputs[key]
         try:
             array = tf.make_ndarray(proto)
         except Exception as err:  # noqa: BLE001  (malformed TensorProto content)
@@ -63,7 +145,7 @@ def parse_inputs(inputs: Mapping[str, tensor_pb2.TensorProto],
                 want < 0 or want == got for want, got in zip(shape, array.shape, strict=True))
             if not ok:
                 raise invalid(f"inputs[{key!r}]: shape {list(array.shape)}, signature "
-                              f"{signature_name!r} expects {_shape_text(shape)}")
+                              f"{shown(signature_name)!r} expects {_shape_text(shape)}")
             if shape and shape[0] < 0:
                 batch[key] = array.shape[0]
         arrays[key] = array
@@ -79,8 +161,8 @@ def output_filter(available: list[str], wanted: list[str], signature_name: str) 
         return sorted(available)
     unknown = [w for w in wanted if w not in available]
     if unknown:
-        raise invalid(f"output_filter: unknown output {unknown[0]!r} for signature "
-                      f"{signature_name!r}; outputs are {sorted(available)}")
+        raise invalid(f"output_filter: unknown output {shown(unknown[0])!r} for signature "
+                      f"{shown(signature_name)!r}; outputs are {sorted(available)}")
     return list(dict.fromkeys(wanted))
 
 
