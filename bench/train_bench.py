@@ -35,8 +35,9 @@ import tf_keras as keras  # noqa: E402
 from steadyrank.model import config as cfg  # noqa: E402
 from steadyrank.model import synth  # noqa: E402
 from steadyrank.model.data import load_synthetic  # noqa: E402
+from steadyrank.model.prepare import Splits, prepare_data  # noqa: E402
 from steadyrank.model.ranking import RankingModel  # noqa: E402
-from steadyrank.model.train import Splits, epoch_dataset, member_seeds, prepare_data  # noqa: E402
+from steadyrank.model.train import epoch_dataset, member_seeds  # noqa: E402
 
 VARIANTS = {"relu": ("relu", 1), "smelu": ("smelu", 1), "relu-ensemble:4": ("relu", 4)}
 

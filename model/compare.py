@@ -32,7 +32,8 @@ from steadyrank.model.config import ACTIVATIONS, Config, techniques, validate
 from steadyrank.model.evaluate import accuracy
 from steadyrank.model.export import ExportError, LoadedModel, load
 from steadyrank.model.layout import SWAP_KS
-from steadyrank.model.train import Log, Splits, prepare_data, say
+from steadyrank.model.prepare import Splits, prepare_data
+from steadyrank.model.train import Log, say
 from steadyrank.model.workflow import train_and_export
 
 VARIANT_RE = re.compile(r"^(?P<act>[a-z]+)(?P<ens>-ensemble)?(?::(?P<arg>[0-9.]+))?$")

@@ -40,7 +40,8 @@ from steadyrank.model.layout import (
     atomic_write_json,
     versions,
 )
-from steadyrank.model.train import Log, prepare_data, say
+from steadyrank.model.prepare import prepare_data
+from steadyrank.model.train import Log, say
 from steadyrank.model.workflow import train_and_export
 
 GATE_PREFIX = ".churn-gate-"  # + NAME + ".json": the latest churn gate decision

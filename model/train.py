@@ -30,7 +30,7 @@ import tf_keras as keras
 from steadyrank.model.averaging import AveragingAdam, make_optimizer
 from steadyrank.model.codistill import CoDistillation
 from steadyrank.model.config import Config, parse_averaging
-from steadyrank.model.data import Interactions, load_dataset, split
+from steadyrank.model.data import Interactions
 from steadyrank.model.distributed import (
     is_parameter_server,
     make_strategy,
@@ -38,6 +38,7 @@ from steadyrank.model.distributed import (
     shard_layout,
 )
 from steadyrank.model.layout import atomic_write_json
+from steadyrank.model.prepare import Splits, prepare_data
 from steadyrank.model.ranking import FeatureTables, RankingModel
 from steadyrank.model.shuffle import epoch_order
 from steadyrank.model.warmstart import copy_weights, previous_members
@@ -61,32 +62,6 @@ def member_seeds(seed: int, ensemble: int) -> list[int]:
         return [seed]
     states = np.random.SeedSequence([seed, ensemble]).generate_state(ensemble)
     return [int(s) % (2**31 - 1) for s in states]
-
-
-@dataclass
-class Splits:
-    """The dataset with its deterministic train/eval split and side-feature tables."""
-
-    data: Interactions
-    train: Interactions
-    eval: Interactions
-    tables: FeatureTables
-
-
-def prepare_data(config: Config, data: Interactions | None = None,
-                 validation: bool = False) -> Splits:
-    """Loads the configured dataset and splits it.
-
-    With ``validation`` the eval part is carved out of the train split instead (same
-    fraction and method), so settings can be tuned without touching the eval split.
-    """
-    d = config.data
-    data = data if data is not None else load_dataset(d.dataset, d.data_dir)
-    train, evaluation = split(data, d.eval_fraction, d.split_seed, d.split)
-    if validation:
-        train, evaluation = split(train, d.eval_fraction, d.split_seed + 1, d.split)
-    tables = FeatureTables.from_data(data).with_counts(train.user_id, train.item_id)
-    return Splits(data, train, evaluation, tables)
 
 
 @dataclass

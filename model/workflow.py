@@ -8,7 +8,8 @@ from typing import Any
 from steadyrank.model.config import Config, techniques
 from steadyrank.model.evaluate import accuracy
 from steadyrank.model.export import ServingModule, export, parameter_count, score_in_batches
-from steadyrank.model.train import Log, Splits, prepare_data, remove_checkpoints, say, train
+from steadyrank.model.prepare import Splits, prepare_data
+from steadyrank.model.train import Log, remove_checkpoints, say, train
 
 
 def default_checkpoint_dir(export_dir: str | Path, seed: int) -> Path:

@@ -72,7 +72,7 @@ def test_compare_cli_writes_a_report_from_the_exports(synth_config, tmp_path, ca
     a = export.load(tmp_path / "work" / "all" / "relu" / "pair0-a")
     b = export.load(tmp_path / "work" / "all" / "relu" / "pair0-b")
     assert (a.manifest["seed"], b.manifest["seed"]) == (1, 2)
-    from steadyrank.model.train import prepare_data
+    from steadyrank.model.prepare import prepare_data
     ev = prepare_data(from_dict(raw)).eval
     expected = metrics.relative_pd(a.score(ev.user_id, ev.item_id),
                                    b.score(ev.user_id, ev.item_id))

@@ -16,7 +16,7 @@ from steadyrank.cli import cluster
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model import distributed, export, metrics, synth
 from steadyrank.model.config import ConfigError, from_dict, load
-from steadyrank.model.train import prepare_data
+from steadyrank.model.prepare import prepare_data
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc

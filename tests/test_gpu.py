@@ -131,7 +131,7 @@ def test_kernels_run_on_the_gpu_not_the_cpu():
 
 def test_train_on_gpu_then_serve_on_a_cpu_only_machine(ml100k, tmp_path):
     from steadyrank.model import config as cfg
-    from steadyrank.model.train import prepare_data
+    from steadyrank.model.prepare import prepare_data
     from steadyrank.model.workflow import train_and_export
 
     config = cfg.load(REPO / "configs" / "smelu.toml",

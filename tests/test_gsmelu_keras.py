@@ -10,7 +10,8 @@ import tf_keras as keras
 
 import steadyrank.ops as sro
 from steadyrank.model import export
-from steadyrank.model.train import prepare_data, train
+from steadyrank.model.prepare import prepare_data
+from steadyrank.model.train import train
 from steadyrank.model.workflow import train_and_export
 from tests.conftest import run_python, small_config
 

@@ -22,7 +22,7 @@ from steadyrank.cli.main import main as cli_main
 from steadyrank.model import export, synth
 from steadyrank.model import metrics as repro
 from steadyrank.model.config import load as load_config
-from steadyrank.model.train import prepare_data
+from steadyrank.model.prepare import prepare_data
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc

@@ -11,7 +11,7 @@ from steadyrank.cli.main import main as cli_main
 from steadyrank.model import export, layout, replicas, synth
 from steadyrank.model import metrics as repro
 from steadyrank.model.config import from_dict
-from steadyrank.model.train import prepare_data
+from steadyrank.model.prepare import prepare_data
 
 
 @pytest.fixture(scope="module")

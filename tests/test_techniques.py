@@ -8,9 +8,10 @@ import tensorflow as tf
 from steadyrank.model import export
 from steadyrank.model.averaging import AveragingAdam
 from steadyrank.model.codistill import CoDistillation
+from steadyrank.model.prepare import prepare_data
 from steadyrank.model.ranking import RankingModel, vocabulary
 from steadyrank.model.shuffle import epoch_order
-from steadyrank.model.train import prepare_data, train, train_member
+from steadyrank.model.train import train, train_member
 from steadyrank.model.workflow import train_and_export
 from tests.conftest import small_config
 

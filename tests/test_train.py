@@ -14,7 +14,8 @@ from steadyrank.cli.main import main as cli_main
 from steadyrank.model import config as cfg
 from steadyrank.model import export, layout
 from steadyrank.model.export import score_in_batches
-from steadyrank.model.train import TrainError, member_seeds, prepare_data, train, train_member
+from steadyrank.model.prepare import prepare_data
+from steadyrank.model.train import TrainError, member_seeds, train, train_member
 from steadyrank.model.workflow import train_and_export
 from tests.conftest import REPO, run_python, small_config
 
