@@ -56,6 +56,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
-def atomic_write_json(path: str | Path, payload: Any) -> None:
-    """:func:`atomic_write_text` of indented, key-sorted JSON."""
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+def atomic_write_json(path: str | Path, payload: Any, sort_keys: bool = True) -> None:
+    """:func:`atomic_write_text` of indented JSON (keys sorted unless ``sort_keys`` is off,
+    for payloads whose order means something, such as a report's variants)."""
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=sort_keys) + "\n")

@@ -212,7 +212,8 @@ def write(result: dict[str, Any], out: str | Path, command: str, notes: str = ""
     checked = {s: goals(result, winner, s) for s in sources}
     atomic_write_json(out / "report.json", {**result, "command": command, "winner": winner,
                                      "goals": checked,
-                                     "frontier": {s: frontier(v) for s, v in sources.items()}})
+                                     "frontier": {s: frontier(v) for s, v in sources.items()}},
+                      sort_keys=False)
     for source, variants in sources.items():
         plot(variants, out / _plot_name(source, sources),
              f"Prediction difference vs loss (--vary {source})")

@@ -108,6 +108,29 @@ class ServerConfig:
                                  f"got {getattr(self, name)}")
 
 
+def body_limits(config: ServerConfig) -> dict[str, tuple[int, str]]:
+    """The largest body a valid request of each method can have, with the flags behind it.
+
+    Generous (11 bytes per int64 varint, 64 KiB for everything else), so only requests that
+    a size check would refuse anyway are refused here, before they are parsed.
+    """
+    slack = 64 << 10
+    per_input = config.max_request_elements * 11 + config.max_string_bytes
+    return {
+        "Rank": (config.max_candidates * 11 + slack,
+                 f"at most {config.max_candidates} candidates: server flag --max-candidates"),
+        "Predict": (8 * per_input + slack,
+                    f"at most {config.max_request_elements} elements per input: server flag "
+                    "--max-request-elements"),
+        "Regress": (config.max_request_elements * 128 + slack,
+                    f"at most {config.max_request_elements} examples: server flag "
+                    "--max-request-elements"),
+        **{m: (slack, "it names a model") for m in ("GetModelMetadata", "GetModelStatus",
+                                                    "Classify", "MultiInference",
+                                                    "HandleReloadConfigRequest")},
+    }
+
+
 class Server:
     """A SteadyRank server (gRPC plus the metrics endpoint), run on an asyncio loop."""
 
@@ -123,7 +146,7 @@ class Server:
             if config.batching else DirectScorer(self.metrics, config.model_threads,
                                                  config.max_queue))
         self.wire = Wire(Admission(config.max_message_bytes, config.max_inflight_bytes,
-                                   self.metrics), self.metrics)
+                                   self.metrics, body_limits(config)), self.metrics)
         self.shadow = ShadowScorer(self.manager, self.metrics, config.shadow_rate,
                                    config.shadow_queue, churn_rate=config.churn_rate)
         self.health = health.aio.HealthServicer()

@@ -6,7 +6,10 @@ never counts it. Here each method receives the raw bytes instead, and:
 
 1. **Admission**: a body over ``max_message_bytes`` (gRPC's own receive limit catches it
    first) or one that would take the bytes of requests in flight over ``max_inflight_bytes``
-   is refused with RESOURCE_EXHAUSTED naming the limit and its flag, before it is parsed.
+   is refused with RESOURCE_EXHAUSTED naming the limit and its flag, before it is parsed; and
+   a body larger than any valid request of its method can be (a Rank over ``--max-candidates``
+   candidates, say) is INVALID_ARGUMENT, also unparsed: decoding a large message holds the
+   interpreter lock for tens of milliseconds even in a worker thread.
 2. **Parsing**: small bodies are parsed inline; larger ones in a worker thread, so one large
    valid request cannot hold the event loop (and every other client) while it decodes.
 3. **Codes**: an undecodable body is INVALID_ARGUMENT, counted in
@@ -39,17 +42,25 @@ LOG_EVERY = 60.0  # seconds between log lines about undecodable bodies
 
 
 class Admission:
-    """Bytes of request bodies being handled, bounded by ``max_inflight_bytes``."""
+    """Bytes of request bodies being handled, bounded by ``max_inflight_bytes``, and the
+    largest body each method can validly have (``body_limits``: method -> (bytes, why))."""
 
     def __init__(self, max_message_bytes: int, max_inflight_bytes: int,
-                 metrics: ServerMetrics) -> None:
+                 metrics: ServerMetrics,
+                 body_limits: dict[str, tuple[int, str]] | None = None) -> None:
         self.max_message_bytes = max_message_bytes
         self.max_inflight_bytes = max_inflight_bytes
         self.metrics = metrics
+        self.body_limits = body_limits or {}
         self.inflight = 0  # touched only on the event loop
 
-    def admit(self, size: int) -> None:
-        """Counts ``size`` bytes in; RESOURCE_EXHAUSTED (nothing counted) over a limit."""
+    def admit(self, size: int, method: str = "") -> None:
+        """Counts ``size`` bytes in; RESOURCE_EXHAUSTED or INVALID_ARGUMENT (nothing counted)
+        over a limit."""
+        limit = self.body_limits.get(method)
+        if limit is not None and size > limit[0]:
+            raise invalid(f"request body of {size} bytes is larger than any valid {method} "
+                          f"request ({limit[1]})")
         if size > self.max_message_bytes:
             raise exhausted(f"request body of {size} bytes is over the {self.max_message_bytes}"
                             "-byte limit (server flag --max-message-bytes)")
@@ -118,7 +129,7 @@ class Wire:
 
         async def handler(data: bytes, context: grpc.aio.ServicerContext) -> Any:
             try:
-                self.admission.admit(len(data))
+                self.admission.admit(len(data), method)
             except ServiceError as err:
                 await self._refuse(method, err, context)
             try:

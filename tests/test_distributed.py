@@ -81,7 +81,8 @@ def test_parameter_server_cluster_shards_a_million_item_table(tmp_path):
                "--checkpoint-dir", str(tmp_path / "ckpt"),
                "--set", "data.dataset=synthetic", "--set", f"data.data_dir={data}",
                "--set", "train.epochs=2", "--set", "train.batch_size=4096",
-               "--set", "model.embedding_dim=8", "--set", "model.deep_layers=[16]"]
+               "--set", "model.embedding_dim=8", "--set", "model.deep_layers=[16]",
+               "--set", "model.min_id_count=1"]  # every one of the 10^6 ids gets its row
     done = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     model = export.load(base / "ml")
@@ -157,8 +158,8 @@ def test_compare_runs_its_replicas_on_a_parameter_server_cluster(tmp_path):
                  if flag == "--set"]
     ev = prepare_data(load(REPO / "configs" / "smelu.toml", overrides)).eval
     for variant in ("relu", "smelu"):
-        a = export.load(work / variant / "pair0-a")
-        b = export.load(work / variant / "pair0-b")
+        a = export.load(work / "all" / variant / "pair0-a")
+        b = export.load(work / "all" / variant / "pair0-b")
         assert a.manifest["distribution"]["strategy"] == "parameter-server"
         assert b.manifest["distribution"]["strategy"] == "parameter-server"
         expected = metrics.relative_pd(a.score(ev.user_id, ev.item_id),

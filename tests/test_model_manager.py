@@ -111,7 +111,7 @@ def test_not_found_messages_name_the_model_and_version(tmp_path, manager):
     write(tmp_path, "m", 1)
     write(tmp_path, "broken", 1, "x")
     manager.poll()
-    cases = [("nope", None, "model 'nope' is not served; models: broken, m"),
+    cases = [("nope", None, "model 'nope' is not served (2 model(s) are;"),
              ("m", 7, "model 'm' version 7 is not loaded (serving version 1)"),
              ("broken", None, "model 'broken' has no loaded version (version 1:")]
     for name, version, message in cases:

@@ -105,7 +105,8 @@ def compared(tmp_path_factory):
                      "--pairs", "1", "--users", str(RANK_USERS), "--out", str(root / "rep"),
                      "--work-dir", str(root / "work")]) == 0
     report = json.loads((root / "rep" / "report.json").read_text())
-    return report["variants"]["smelu"], root / "work" / "smelu", load_config(config_file)
+    return (report["variants"]["smelu"], root / "work" / "all" / "smelu",
+            load_config(config_file))
 
 
 def replay(stub, requests, window=64):
