@@ -20,7 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
         batching=not args.no_batching, max_batch_rows=args.max_batch_rows,
         max_queue=args.max_queue, max_wait_ms=args.max_wait_ms,
         model_threads=args.model_threads, max_concurrent_rpcs=args.max_concurrent_rpcs,
-        max_candidates=args.max_candidates, max_message_bytes=args.max_message_bytes,
+        max_candidates=args.max_candidates, max_queries=args.max_queries,
+        max_message_bytes=args.max_message_bytes,
         max_inflight_bytes=args.max_inflight_bytes,
         max_request_elements=args.max_request_elements,
         max_string_bytes=args.max_string_bytes, metrics_host=args.metrics_host,
@@ -72,8 +73,9 @@ def _loadtest(args: argparse.Namespace) -> int:
     from steadyrank.service import client
 
     try:
-        result = client.loadtest(args.server, args.model, args.concurrency, args.duration,
-                                 args.candidates, args.k, args.timeout, args.warmup, args.seed)
+        result = client.parallel_loadtest(
+            args.server, args.model, args.concurrency, args.duration, args.processes,
+            args.candidates, args.k, args.timeout, args.warmup, args.seed, args.queries)
     except ValueError:
         raise
     except Exception as err:  # noqa: BLE001  (grpc.RpcError, reported by _rpc_error)
@@ -127,6 +129,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="RPCs in progress before RESOURCE_EXHAUSTED (default 4096)")
     p.add_argument("--max-candidates", type=int, default=10_000,
                    help="most candidate items in one Rank request (default 10000)")
+    p.add_argument("--max-queries", type=int, default=256,
+                   help="most queries (users) in one batched Rank request (default 256)")
     p.add_argument("--max-message-bytes", type=int, default=64 << 20,
                    help="largest request or response in bytes (default 64 MiB; TF Serving "
                    "allows 2 GiB, which a few requests would turn into many GiB of memory)")
@@ -193,5 +197,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=_positive(float), default=5.0,
                    help="per-request deadline in seconds (default 5)")
     p.add_argument("--seed", type=int, default=0, help="request sampling seed (default 0)")
+    p.add_argument("--processes", type=_positive(int), default=1,
+                   help="client processes sharing --concurrency, so the client is not the "
+                   "bottleneck (default 1)")
+    p.add_argument("--queries", type=_positive(int), default=1,
+                   help="users per request: > 1 sends batched Rank requests (default 1)")
     p.add_argument("--json", default=None, help="also write the summary to this JSON file")
     p.set_defaults(handler=_loadtest)

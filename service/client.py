@@ -46,12 +46,36 @@ def rank_request(model: str, user: int, k: int, candidates: Any = None,
     return request
 
 
+def batched_request(model: str, queries: list[Any], version: int | None = None,
+                    request_id: str = "") -> Any:
+    """A batched ``RankRequest`` of single-query requests (from :func:`rank_request`): each
+    becomes one of its ``queries``; the model and version are the batch's."""
+    request = ranking_pb2.RankRequest(request_id=request_id)
+    request.model_spec.name = model
+    if version is not None:
+        request.model_spec.version.value = version
+    for single in queries:
+        query = request.queries.add(user_id=single.user_id, k=single.k,
+                                    request_id=single.request_id)
+        query.candidate_item_ids.extend(single.candidate_item_ids)
+        for name, value in single.user_features.items():
+            query.user_features[name].CopyFrom(value)
+    return request
+
+
 def format_ranking(response: Any) -> str:
-    """A printable table of a ``RankResponse``."""
+    """A printable table of a ``RankResponse`` (one block per query of a batched one)."""
     lines = [f"model {response.model_spec.name} version {response.model_spec.version.value} "
-             f"(replica {response.replica})", f"{'rank':>4}  {'item':>8}  {'score':>9}"]
-    for i, item in enumerate(response.items, 1):
-        lines.append(f"{i:>4}  {item.item_id:>8}  {item.score:>9.4f}")
+             f"(replica {response.replica})"]
+    lists = ([(f"query {i} {r.request_id}".rstrip(), r.items)
+              for i, r in enumerate(response.results)] if response.results
+             else [("", response.items)])
+    for title, items in lists:
+        if title:
+            lines.append(title)
+        lines.append(f"{'rank':>4}  {'item':>8}  {'score':>9}")
+        for i, item in enumerate(items, 1):
+            lines.append(f"{i:>4}  {item.item_id:>8}  {item.score:>9.4f}")
     return "\n".join(lines)
 
 
@@ -79,6 +103,21 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests
     codes: Counter = field(default_factory=Counter)  # status code name -> count
     versions: Counter = field(default_factory=Counter)  # model version -> answers
+    queries: int = 1  # users ranked per request (the queries of a batched Rank)
+    processes: int = 1  # client processes whose results were merged
+
+    @staticmethod
+    def merge(parts: list[LoadResult]) -> LoadResult:
+        """One result of client processes that ran side by side: their latencies, codes
+        and versions pooled, their concurrencies added, the longest measuring time."""
+        merged = LoadResult(seconds=max(p.seconds for p in parts),
+                            concurrency=sum(p.concurrency for p in parts),
+                            queries=parts[0].queries, processes=len(parts))
+        for part in parts:
+            merged.latencies.extend(part.latencies)
+            merged.codes.update(part.codes)
+            merged.versions.update(part.versions)
+        return merged
 
     @property
     def errors(self) -> int:
@@ -100,7 +139,8 @@ class LoadResult:
                 "requests": sum(self.codes.values()), "errors": self.errors,
                 "codes": dict(self.codes), "versions": {str(k): v for k, v in
                                                         self.versions.items()},
-                "throughput_rps": self.throughput,
+                "throughput_rps": self.throughput, "queries_per_request": self.queries,
+                "users_per_s": self.throughput * self.queries, "processes": self.processes,
                 **{f"p{q}_ms": self.percentile(q) * 1000 for q in (50, 90, 99)},
                 "max_ms": max(self.latencies, default=float("nan")) * 1000}
 
@@ -111,14 +151,22 @@ class LoadResult:
         return "\n".join([
             f"requests    {d['requests']} in {self.seconds:.1f} s at concurrency "
             f"{self.concurrency} ({codes})",
-            f"throughput  {d['throughput_rps']:.1f} requests/s",
+            f"throughput  {d['throughput_rps']:.1f} requests/s"
+            + (f" ({d['users_per_s']:.1f} users/s, {self.queries} per request)"
+               if self.queries > 1 else "")
+            + (f" from {self.processes} client processes" if self.processes > 1 else ""),
             f"latency ms  p50 {d['p50_ms']:.2f}  p90 {d['p90_ms']:.2f}  p99 {d['p99_ms']:.2f}  "
             f"max {d['max_ms']:.2f}"])
 
 
 def request_pool(stub: Any, model: str, candidates: int, k: int, size: int = 2000,
-                 seed: int = 0) -> list[Any]:
-    """Random Rank requests: known users, ``candidates`` random catalog items each (0: all)."""
+                 seed: int = 0, queries: int = 1) -> list[Any]:
+    """Random Rank requests: known users, ``candidates`` random catalog items each (0: all).
+
+    With ``queries`` > 1 each request is a batched one of that many such users.
+    """
+    if queries < 1:
+        raise ValueError(f"--queries {queries}: must be >= 1")
     rng = np.random.default_rng(seed)
     catalog = predict_signature(stub, model, "catalog")["item_ids"]
     users = predict_signature(stub, model, "users")["user_ids"]
@@ -130,6 +178,9 @@ def request_pool(stub: Any, model: str, candidates: int, k: int, size: int = 200
         n = candidates or catalog.size
         pool.append(rank_request(model, int(rng.choice(users)), min(k, n), items,
                                  request_id=f"load-{i}"))
+    if queries > 1:
+        pool = [batched_request(model, pool[i:i + queries], request_id=f"load-batch-{i}")
+                for i in range(0, len(pool) - queries + 1, queries)]
     return pool
 
 
@@ -152,7 +203,8 @@ def loadtest(server: str, model: str, concurrency: int, duration: float,
                                 candidates, k, seed=seed)
         slots = threading.Semaphore(concurrency)
         lock = threading.Lock()
-        result = LoadResult(seconds=duration, concurrency=concurrency)
+        queries = max(1, len(pool[0].queries)) if pool else 1
+        result = LoadResult(seconds=duration, concurrency=concurrency, queries=queries)
         started = time.monotonic()
         count_from = started + warmup
         stop_at = count_from + duration
@@ -187,3 +239,41 @@ def loadtest(server: str, model: str, concurrency: int, duration: float,
         result.seconds = time.monotonic() - count_from
         return result
 
+
+
+def _loadtest_part(args: tuple[Any, ...]) -> LoadResult:
+    """One client process of :func:`parallel_loadtest` (its pool arrives serialized)."""
+    server, model, concurrency, duration, k, timeout, warmup, blobs = args
+    pool = [ranking_pb2.RankRequest.FromString(b) for b in blobs]
+    return loadtest(server, model, concurrency, duration, k=k, timeout=timeout, warmup=warmup,
+                    pool=pool)
+
+
+def parallel_loadtest(server: str, model: str, concurrency: int, duration: float,
+                      processes: int, candidates: int = 100, k: int = 10,
+                      timeout: float = 5.0, warmup: float = 1.0, seed: int = 0,
+                      queries: int = 1, pool: list[Any] | None = None) -> LoadResult:
+    """:func:`loadtest` from ``processes`` client processes (spawned) that share
+    ``concurrency`` between them, so the client can use several cores; their results are
+    merged (:meth:`LoadResult.merge`)."""
+    if processes < 1 or concurrency < processes:
+        raise ValueError(f"--processes {processes}: must be in [1, --concurrency "
+                         f"{concurrency}]")
+    if pool is None:
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        with channel(server) as chan:
+            pool = request_pool(prediction_service_pb2_grpc.PredictionServiceStub(chan), model,
+                                candidates, k, seed=seed, queries=queries)
+    if processes == 1:
+        return loadtest(server, model, concurrency, duration, k=k, timeout=timeout,
+                        warmup=warmup, pool=pool)
+    import multiprocessing
+
+    blobs = [r.SerializeToString() for r in pool]
+    shares = [concurrency // processes + (i < concurrency % processes)
+              for i in range(processes)]
+    jobs = [(server, model, share, duration, k, timeout, warmup, blobs[i::processes] or blobs)
+            for i, share in enumerate(shares)]
+    with multiprocessing.get_context("spawn").Pool(processes) as workers:
+        return LoadResult.merge(workers.map(_loadtest_part, jobs))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -10,7 +12,7 @@ import numpy as np
 
 from steadyrank.model.metrics import topk_indices
 from steadyrank.service.batching import Scorer
-from steadyrank.service.errors import invalid, shown
+from steadyrank.service.errors import ServiceError, invalid, shown
 from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
@@ -22,6 +24,10 @@ from steadyrank.service.telemetry import ServerMetrics
 USER_FEATURES = {"gender": "string_value", "occupation": "string_value",
                  "zip": "string_value", "age": "int64_value"}
 MAX_FEATURE_CHARS = 256  # a feature value is a word (gender, occupation, zip), not a text
+# The fields of a single-query RankRequest, left unset in a batched one (request_id stays
+# the caller's id of the whole call).
+SINGLE_QUERY_FIELDS = ("user_id", "user_features", "candidate_item_ids", "k")
+DEFAULT_MAX_QUERIES = 256
 NEW_USER_HINT = "; send user_features (gender, occupation, zip, age) to rank for a new user"
 
 
@@ -54,12 +60,25 @@ def parse_user_features(features: Mapping[str, Any]) -> dict[str, Any] | None:
     return values
 
 
+@dataclass(frozen=True)
+class _Query:
+    """One checked query: the user, the candidates, the features (None: stored), k."""
+
+    user_id: int
+    items: np.ndarray
+    features: dict[str, Any] | None
+    k: int
+    request_id: str
+
+
 class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
     """Ranks candidates with the scoring path shared with Predict (batched)."""
 
     def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics,
-                 max_candidates: int = 10_000, shadow: ShadowScorer | None = None) -> None:
+                 max_candidates: int = 10_000, shadow: ShadowScorer | None = None,
+                 max_queries: int = DEFAULT_MAX_QUERIES) -> None:
         self.manager = manager
+        self.max_queries = max_queries
         self.scorer = scorer
         self.metrics = metrics
         self.max_candidates = max_candidates
@@ -81,40 +100,93 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         servable.check_items("candidate_item_ids", items)
         return items
 
-    async def scores(self, servable: Servable, request: Any, items: np.ndarray,
-                     until: float | None) -> np.ndarray:
-        """Scores of the candidates for the request's user (stored or given features)."""
-        features = parse_user_features(request.user_features)
-        if features is None:
-            servable.check_users("user_id", np.array([request.user_id], np.int64),
-                                 NEW_USER_HINT)
-            users = np.full(items.shape, request.user_id, np.int64)
-            return await self.scorer.score(servable, users, items, until)
-        if "rank_with_features" not in servable.signature_defs:
-            raise invalid(f"user_features: model {servable.name!r} version "
-                          f"{servable.version} has no rank_with_features signature")
-        inputs = {"user_id": np.int64(request.user_id), "item_ids": items, **features}
-        return (await self.scorer.call(servable, "rank_with_features", inputs))["scores"]
+    def check_batch(self, request: Any) -> list[Any]:
+        """The queries of a request: its ``queries``, or the request itself (single query).
+
+        INVALID_ARGUMENT for a batched request that also sets single-query fields, or with
+        more than ``max_queries`` queries.
+        """
+        if not request.queries:
+            return [request]
+        mixed = [f for f in SINGLE_QUERY_FIELDS if _is_set(request, f)]
+        if mixed:
+            raise invalid(f"{mixed[0]}: set it in each of queries, not beside them (a request "
+                          "has either queries or one user)")
+        if len(request.queries) > self.max_queries:
+            raise invalid(f"queries: {len(request.queries)} queries, at most "
+                          f"{self.max_queries} (server flag --max-queries)")
+        return list(request.queries)
+
+    def _checked(self, servable: Servable, query: Any, field: str) -> _Query:
+        """A query's candidates and features, checked (error messages start with ``field``)."""
+        try:
+            items = self.candidates(servable, query.candidate_item_ids)
+            if not 1 <= query.k <= items.size:
+                raise invalid(f"k: {query.k} is out of range [1, {items.size}] (1 to the "
+                              "number of candidates)")
+            features = parse_user_features(query.user_features)
+            if features is None:
+                servable.check_users("user_id", np.array([query.user_id], np.int64),
+                                     NEW_USER_HINT)
+            elif "rank_with_features" not in servable.signature_defs:
+                raise invalid(f"user_features: model {servable.name!r} version "
+                              f"{servable.version} has no rank_with_features signature")
+        except ServiceError as err:
+            raise ServiceError(err.code, f"{field}{err.message}") from None
+        return _Query(query.user_id, items, features, query.k, query.request_id)
+
+    async def _score_all(self, servable: Servable, queries: list[_Query],
+                         until: float | None) -> list[np.ndarray]:
+        """Each query's candidate scores: the stored-feature queries in one scoring call
+        (batched with other requests), those with user features by ``rank_with_features``."""
+        stored = [q for q in queries if q.features is None]
+        jobs = [self.scorer.call(servable, "rank_with_features",
+                                 {"user_id": np.int64(q.user_id), "item_ids": q.items,
+                                  **q.features})
+                for q in queries if q.features is not None]
+        if stored:
+            users = np.concatenate([np.full(q.items.shape, q.user_id, np.int64)
+                                    for q in stored])
+            jobs.append(self.scorer.score(servable, users,
+                                          np.concatenate([q.items for q in stored]), until))
+        results = list(await asyncio.gather(*jobs))
+        parts = (np.split(results.pop(), np.cumsum([q.items.size for q in stored])[:-1])
+                 if stored else [])
+        featured = iter(r["scores"] for r in results)
+        stored_parts = iter(parts)
+        out = [next(stored_parts) if q.features is None else next(featured) for q in queries]
+        for q, scores in zip(queries, out, strict=True):
+            if scores.shape != q.items.shape:
+                raise RuntimeError(f"model returned {scores.shape} scores for {q.items.size} "
+                                   "items")
+        return out
 
     @rpc("Rank")
     async def Rank(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        """The k best candidates for the user, best first."""
+        """The k best candidates for the user (or for each query), best first."""
         servable = self.manager.get(request.model_spec.name,
                                     requested_version(request.model_spec))
-        items = self.candidates(servable, request.candidate_item_ids)
-        if not 1 <= request.k <= items.size:
-            raise invalid(f"k: {request.k} is out of range [1, {items.size}] (1 to the number "
-                          "of candidates)")
-        scores = await self.scores(servable, request, items, deadline_of(context))
-        if scores.shape != items.shape:
-            raise RuntimeError(f"model returned {scores.shape} scores for {items.size} items")
-        top = topk_indices(scores, request.k)
+        queries = self.check_batch(request)
+        batched = bool(request.queries)
+        checked = [self._checked(servable, q, f"queries[{i}]." if batched else "")
+                   for i, q in enumerate(queries)]
+        scores = await self._score_all(servable, checked, deadline_of(context))
         replica = self.manager.replica_label(servable.name)
-        if self.shadow is not None and not request.user_features:
-            self.shadow.offer(servable, request.user_id, items, scores, replica == "a")
         response = ranking_pb2.RankResponse(request_id=request.request_id, replica=replica)
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
-        for i in top:
-            response.items.add(item_id=int(items[i]), score=float(scores[i]))
+        for query, query_scores in zip(checked, scores, strict=True):
+            if self.shadow is not None and query.features is None:
+                self.shadow.offer(servable, query.user_id, query.items, query_scores,
+                                  replica == "a")
+            target = (response.results.add(request_id=query.request_id) if batched
+                      else response)
+            for i in topk_indices(query_scores, query.k):
+                target.items.add(item_id=int(query.items[i]), score=float(query_scores[i]))
         return response
+
+
+def _is_set(message: Any, field: str) -> bool:
+    """Whether a proto3 field without presence differs from its default."""
+    value = getattr(message, field)
+    return len(value) > 0 if hasattr(value, "__len__") else bool(value)

@@ -32,7 +32,7 @@ from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 from steadyrank.service.batching import Batcher, DirectScorer
 from steadyrank.service.manager import ModelManager, has_versions
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
-from steadyrank.service.ranking_api import RankingServicer, ranking_pb2
+from steadyrank.service.ranking_api import DEFAULT_MAX_QUERIES, RankingServicer, ranking_pb2
 from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.telemetry import ServerMetrics
 from steadyrank.service.tensors import Limits
@@ -62,6 +62,7 @@ class ServerConfig:
     model_threads: int = 1
     max_concurrent_rpcs: int = 4096
     max_candidates: int = 10_000
+    max_queries: int = DEFAULT_MAX_QUERIES  # queries of one batched Rank request
     # TF Serving accepts 2 GiB messages; one such request would take a few GiB of a host.
     max_message_bytes: int = 64 << 20
     max_inflight_bytes: int = 256 << 20  # request bodies being handled at once
@@ -81,7 +82,7 @@ class ServerConfig:
         if not self.model_base_path.is_dir():
             raise ValueError(f"--model-base-path {self.model_base_path}: not a folder")
         for name in ("max_batch_rows", "max_queue", "model_threads", "max_concurrent_rpcs",
-                     "max_candidates", "max_message_bytes", "max_inflight_bytes",
+                     "max_candidates", "max_queries", "max_message_bytes", "max_inflight_bytes",
                      "max_request_elements", "max_string_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, "
@@ -117,8 +118,9 @@ def body_limits(config: ServerConfig) -> dict[str, tuple[int, str]]:
     slack = 64 << 10
     per_input = config.max_request_elements * 11 + config.max_string_bytes
     return {
-        "Rank": (config.max_candidates * 11 + slack,
-                 f"at most {config.max_candidates} candidates: server flag --max-candidates"),
+        "Rank": (config.max_queries * (config.max_candidates * 11 + (4 << 10)) + slack,
+                 f"at most {config.max_queries} queries of at most {config.max_candidates} "
+                 "candidates: server flags --max-queries, --max-candidates"),
         "Predict": (8 * per_input + slack,
                     f"at most {config.max_request_elements} elements per input: server flag "
                     "--max-request-elements"),
@@ -189,7 +191,8 @@ class Server:
             (model_service_pb2, "ModelService", ModelServicer(self.manager, self.metrics)),
             (ranking_pb2, "RankingService",
              RankingServicer(self.manager, self.scorer, self.metrics,
-                             self.config.max_candidates, self.shadow)),
+                             self.config.max_candidates, self.shadow,
+                             self.config.max_queries)),
             (health_pb2, "Health", self.health),
             (reflection_pb2, "ServerReflection", ReflectionServicer(
                 (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME))),

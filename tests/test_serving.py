@@ -188,6 +188,53 @@ def test_rank_with_user_features_matches_the_in_process_signature(rank_stub, loc
     assert [i.item_id for i in response.items] == [int(items[j]) for j in order]
 
 
+def test_batched_rank_answers_each_query_as_its_single_request_would(rank_stub, local):
+    """A batched Rank (stored-feature users, whole-catalog, and new-user queries mixed) gives
+    every query exactly the list a single-query request gets, in the order of the queries."""
+    rng = np.random.default_rng(7)
+    users = predict_users(local)
+    singles = [client.rank_request("ml", int(rng.choice(users)), 5 + i,
+                                   rng.choice(local.item_ids, 40 + 10 * i, replace=False),
+                                   request_id=f"q{i}") for i in range(6)]
+    singles.append(client.rank_request("ml", int(users[2]), 7, request_id="catalog"))
+    singles.append(client.rank_request("ml", 123456, 4, local.item_ids[:30],
+                                       {"gender": "M", "occupation": "artist",
+                                        "zip": "10001", "age": 40}, request_id="new"))
+    batch = rank_stub.Rank(client.batched_request("ml", singles, request_id="b1"), timeout=30)
+    assert batch.request_id == "b1" and not batch.items
+    assert [r.request_id for r in batch.results] == [q.request_id for q in singles]
+    for single, result in zip(singles, batch.results, strict=True):
+        alone = rank_stub.Rank(single, timeout=30)
+        assert [i.item_id for i in result.items] == [i.item_id for i in alone.items]
+        np.testing.assert_allclose([i.score for i in result.items],
+                                   [i.score for i in alone.items], rtol=1e-6)
+    want, _ = brute_force(local, singles[0].user_id, singles[0].candidate_item_ids, 5)
+    assert [i.item_id for i in batch.results[0].items] == want
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: setattr(r, "user_id", 5), "user_id: set it in each of queries"),
+    (lambda r: setattr(r, "k", 3), "k: set it in each of queries"),
+    (lambda r: r.queries[1].candidate_item_ids.append(10**9),
+     "queries[1].candidate_item_ids"),
+    (lambda r: setattr(r.queries[2], "k", 0), "queries[2].k: 0 is out of range"),
+    (lambda r: setattr(r.queries[0], "user_id", 10**12), "queries[0].user_id"),
+    (lambda r: r.queries[1].user_features["gender"].MergeFrom(
+        client.ranking_pb2.FeatureValue(string_value="F")), "queries[1].user_features"),
+    (lambda r: r.queries.extend([r.queries[0]] * 300), "303 queries, at most 256"),
+])
+def test_bad_batched_rank_requests_name_the_query_and_field(rank_stub, local, mutate,
+                                                            message):
+    users = predict_users(local)
+    request = client.batched_request("ml", [
+        client.rank_request("ml", int(users[i]), 3, local.item_ids[:20]) for i in range(3)])
+    mutate(request)
+    with pytest.raises(grpc.RpcError) as err:
+        rank_stub.Rank(request, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in err.value.details()
+
+
 def test_the_second_replica_answers_as_b(rank_stub, local):
     response = rank_stub.Rank(client.rank_request("ml-b", int(predict_users(local)[0]), 3),
                               timeout=30)
@@ -485,13 +532,18 @@ def test_live_replica_metrics_match_offline_metrics(models):
         expected = {"rel": [], "abs": [], "swap5": []}
         with client.channel(f"127.0.0.1:{srv.port}") as chan:
             stub = ranking_pb2_grpc.RankingServiceStub(chan)
-            for _ in range(20):
+            batch = []  # the last 10 go as one batched Rank: each query is one request pair
+            for i in range(20):
                 user, items = int(rng.choice(users)), rng.choice(a.item_ids, 60, replace=False)
-                stub.Rank(client.rank_request("ml", user, 5, items), timeout=30)
+                if i < 10:
+                    stub.Rank(client.rank_request("ml", user, 5, items), timeout=30)
+                else:
+                    batch.append(client.rank_request("ml", user, 5, items))
                 pa, pb = a.rank(user, items), b.rank(user, items)
                 expected["rel"].append(repro.relative_pd(pa, pb))
                 expected["abs"].append(repro.absolute_pd(pa, pb))
                 expected["swap5"].append(repro.topk_swap_rate(pa, pb, 5))
+            stub.Rank(client.batched_request("ml", batch), timeout=30)
         assert wait_for(lambda: _shadow_pairs(srv) == 20, timeout=30)
         m = srv.metrics
         rel, count = _mean(m.replica.pd_relative, "ml", "1", "1")
