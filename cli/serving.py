@@ -9,9 +9,15 @@ import sys
 from pathlib import Path
 
 
+def _logging(level: str, worker: str | None = None) -> None:
+    who = f"[worker {worker}] " if worker is not None else ""
+    logging.basicConfig(level=level.upper(),
+                        format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s")
+
+
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging(args.log_level)
+    from steadyrank.cli import workers
     from steadyrank.service.server import ServerConfig, serve
 
     config = ServerConfig(
@@ -29,6 +35,18 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_grace=args.shutdown_grace, shadow_rate=args.shadow_rate,
         shadow_queue=args.shadow_queue, churn_rate=args.churn_rate,
         churn_window=args.churn_window, wait_for_models=args.wait_for_models)
+    count = args.workers if args.workers is not None else workers.usable_cores()
+    if count == 1:
+        return serve(config)
+    return workers.Supervisor(config, count, args.log_level).run()
+
+
+def _serve_worker(args: argparse.Namespace) -> int:
+    from steadyrank.cli import workers
+    from steadyrank.service.server import serve
+
+    config = workers.config_from_json(args.config_json)
+    _logging(args.log_level, config.worker)
     return serve(config)
 
 
@@ -112,6 +130,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="[::]", help="address to listen on (default [::])")
     p.add_argument("--metrics-host", default=None,
                    help="address of the metrics endpoint (default: --host)")
+    p.add_argument("--workers", type=_positive(int), default=None,
+                   help="server processes accepting on the port (SO_REUSEPORT) under one "
+                   "supervisor, with one metrics endpoint (default: the usable cores, "
+                   "honouring CPU affinity and cgroup quotas; 1: a single process)")
     p.add_argument("--poll-seconds", type=float, default=2.0,
                    help="how often to look for new versions (default 2; 0: never)")
     p.add_argument("--no-batching", action="store_true",
@@ -165,6 +187,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="default info")
     p.set_defaults(handler=_serve)
+
+    p = sub.add_parser("serve-worker", help="one worker process of `serve --workers N` "
+                       "(started by its supervisor)")
+    p.add_argument("--config-json", required=True, help="the worker's server settings")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"], help="default info")
+    p.set_defaults(handler=_serve_worker)
 
     p = sub.add_parser("rank", help="ask a server for a user's top k items")
     p.add_argument("--server", default="localhost:8500", help="default localhost:8500")

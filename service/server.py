@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import threading
 import time
@@ -76,6 +77,12 @@ class ServerConfig:
     churn_rate: float = 0.1
     churn_window: float = 600.0  # seconds the replaced version is kept after a switch
     wait_for_models: float = 0.0  # seconds to wait for a first version before serving
+    # Set by the supervisor of ``serve --workers N`` for each worker process:
+    worker: str | None = None  # the worker's index (metrics in multiprocess files)
+    reuse_port: bool = False  # share the port with the other workers (SO_REUSEPORT)
+    ready_file: Path | None = None  # written once this worker has loaded and listens
+    serving_gate: Path | None = None  # health says NOT_SERVING until this file exists
+    parent_pid: int | None = None  # stop (draining) if this process stops being the parent
 
     def validate(self) -> None:
         """ValueError naming the first bad setting."""
@@ -139,7 +146,7 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         config.validate()
         self.config = config
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(worker=config.worker)
         self.manager = ModelManager(config.model_base_path, self.metrics, config.poll_seconds,
                                     churn_seconds=config.churn_window)
         self.scorer: Batcher | DirectScorer = (
@@ -157,6 +164,7 @@ class Server:
         self._grpc: grpc.aio.Server | None = None
         self._http: Any = None
         self._stopping = False
+        self._gate: asyncio.Task | None = None
 
     async def start(self) -> Server:
         """Loads the models there are, then starts serving; returns self.
@@ -177,7 +185,7 @@ class Server:
         handshake_ms = int(self.config.handshake_timeout * 1000)
         options = [("grpc.max_send_message_length", self.config.max_message_bytes),
                    ("grpc.max_receive_message_length", self.config.max_message_bytes),
-                   ("grpc.so_reuseport", 0),
+                   ("grpc.so_reuseport", int(self.config.reuse_port)),
                    # A connection that never completes its handshake, or never sends the
                    # HTTP/2 preface, is closed after this long.
                    ("grpc.server_handshake_timeout_ms", handshake_ms),
@@ -206,8 +214,14 @@ class Server:
         except RuntimeError as err:
             raise OSError(f"cannot listen on {address}: {err}") from None
         await self._grpc.start()
-        for service in ("", *SERVICES):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        gate = self.config.serving_gate
+        if gate is not None and not gate.exists():
+            await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+            self._gate = asyncio.ensure_future(self._open_gate(gate))
+        else:
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if self.config.ready_file is not None:
+            self.config.ready_file.write_text(f"{self.port}\n")
         if self.config.metrics_port >= 0:
             host = self.config.metrics_host or self.config.host
             self._http, _ = start_http_server(self.config.metrics_port,
@@ -217,6 +231,17 @@ class Server:
         log.info("serving on port %d (metrics on %s), models: %s", self.port,
                  self.metrics_port or "none", ", ".join(self.manager.names()) or "none yet")
         return self
+
+    async def _set_health(self, status: int) -> None:
+        for service in ("", *SERVICES):
+            await self.health.set(service, status)
+
+    async def _open_gate(self, gate: Path) -> None:
+        """SERVING once ``gate`` exists (the supervisor writes it when every worker is up)."""
+        while not gate.exists():
+            await asyncio.sleep(0.1)
+        if not self._stopping:
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     async def _wait_for_models(self) -> None:
         base, timeout = self.config.model_base_path, self.config.wait_for_models
@@ -238,6 +263,8 @@ class Server:
         if self._stopping:
             return
         self._stopping = True
+        if self._gate is not None:
+            self._gate.cancel()
         grace = self.config.shutdown_grace if grace is None else grace
         log.info("shutting down: finishing in-flight requests (up to %.0f s)", grace)
         await self.health.enter_graceful_shutdown()
@@ -276,12 +303,22 @@ class ServerThread:
         self._loop.close()
 
 
+async def _watch_parent(parent: int, done: asyncio.Event) -> None:
+    """Sets ``done`` when the process's parent (a worker's supervisor) is gone."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("the supervisor (pid %d) is gone; stopping", parent)
+    done.set()
+
+
 async def _serve(config: ServerConfig) -> int:
     server = Server(config)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, done.set)
+    watcher = (asyncio.ensure_future(_watch_parent(config.parent_pid, done))
+               if config.parent_pid is not None else None)
     starting = asyncio.ensure_future(server.start())
     stopping = asyncio.ensure_future(done.wait())
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -294,10 +331,14 @@ async def _serve(config: ServerConfig) -> int:
         log.error("%s", starting.exception())
         return 1
     starting.result()
-    print(f"steadyrank serve: gRPC on port {server.port}, metrics on "
-          f"{f'port {server.metrics_port}' if server.metrics_port else 'no port'}", flush=True)
+    if config.worker is None:  # a worker's supervisor announces the port of all of them
+        print(f"steadyrank serve: gRPC on port {server.port}, metrics on "
+              f"{f'port {server.metrics_port}' if server.metrics_port else 'no port'}",
+              flush=True)
     await done.wait()
     log.info("received a stop signal")
+    if watcher is not None:
+        watcher.cancel()
     await server.stop()
     return 0
 

@@ -52,10 +52,21 @@ class PairHistograms:
 
 
 class ServerMetrics:
-    """Request, batching and model-version metrics of one server."""
+    """Request, batching and model-version metrics of one server.
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    With ``worker`` (a worker process of ``steadyrank serve --workers N``), the values live in
+    prometheus_client's multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set before the
+    process imports prometheus_client) and the supervisor serves the sum: counters and
+    histograms add up across workers; each gauge says how workers combine (``livesum`` for
+    queue depths, ``livemax``/``livemin`` for facts all workers share); the per-worker model
+    state carries a ``worker`` label. Label sets cannot be removed from multiprocess files,
+    so a dropped state is set to 0 and a dropped version's facts to NaN instead.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 worker: str | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.worker = worker
         r = self.registry
         self.requests = Counter(
             "steadyrank_requests", "gRPC requests answered, by method and status code.",
@@ -71,11 +82,12 @@ class ServerMetrics:
             "steadyrank_batch_rows", "(user, item) pairs scored by one model call.",
             buckets=BATCH_ROW_BUCKETS, registry=r)
         self.queue_depth = Gauge(
-            "steadyrank_batch_queue_depth", "Requests waiting for a model call.", registry=r)
+            "steadyrank_batch_queue_depth", "Requests waiting for a model call.", registry=r,
+            multiprocess_mode="livesum")
         self.inflight_bytes = Gauge(
             "steadyrank_inflight_request_bytes",
             "Bytes of request bodies being handled now (bounded by --max-inflight-bytes).",
-            registry=r)
+            registry=r, multiprocess_mode="livesum")
         self.queue_rejections = Counter(
             "steadyrank_batch_queue_rejections",
             "Requests refused with RESOURCE_EXHAUSTED because the batch queue was full.",
@@ -86,8 +98,10 @@ class ServerMetrics:
         self.version_state = Gauge(
             "steadyrank_model_version_state",
             "1 for the state each known version of a model is in (LOADING, AVAILABLE, "
-            "UNLOADING, END); error is 1 for a version that failed to load.",
-            ["model", "version", "state", "error"], registry=r)
+            "UNLOADING, END); error is 1 for a version that failed to load; by worker "
+            "process when there are several.",
+            ["model", "version", "state", "error", *(["worker"] if worker else [])],
+            registry=r, multiprocess_mode="livemax")
         self.loads = Counter(
             "steadyrank_model_loads", "Model version loads, by model and result (ok, error).",
             ["model", "result"], registry=r)
@@ -113,7 +127,7 @@ class ServerMetrics:
         self.churn_window_open = Gauge(
             "steadyrank_version_churn_window_open",
             "1 while the replaced version is kept to measure churn after a switch, else 0.",
-            ["model"], registry=r)
+            ["model"], registry=r, multiprocess_mode="livemax")
         self.shadow_pairs = Counter(
             "steadyrank_shadow_pairs", "Requests scored by both replicas and compared.",
             ["model"], registry=r)
@@ -127,40 +141,48 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS, registry=r)
         self.replica_up = Gauge(
             "steadyrank_replica_up",
-            "1 if the second replica answered its last shadow call, 0 if missing or failing.",
-            ["model"], registry=r)
+            "1 if the second replica answered its last shadow call, 0 if missing or failing "
+            "(the lowest of the workers).", ["model"], registry=r, multiprocess_mode="livemin")
         self.offline_pd = Gauge(
             "steadyrank_model_offline_prediction_difference_relative",
             "Relative PD between this version and its replica on the eval split, measured "
-            "by the trainer before publishing it.", ["model", "version"], registry=r)
+            "by the trainer before publishing it.", ["model", "version"], registry=r,
+            multiprocess_mode="livemax")
         self.offline_swap = Gauge(
             "steadyrank_model_offline_topk_swap_rate",
             "Top-k swap rate between this version and its replica on full-catalog rankings, "
-            "measured by the trainer.", ["model", "version", "k"], registry=r)
+            "measured by the trainer.", ["model", "version", "k"], registry=r,
+            multiprocess_mode="livemax")
         self.training_seconds = Gauge(
             "steadyrank_model_training_duration_seconds",
             "Training time of a loaded version, from its manifest.", ["model", "version"],
-            registry=r)
+            registry=r,
+            multiprocess_mode="livemax")
         self.created = Gauge(
             "steadyrank_model_created_timestamp_seconds",
             "When a loaded version was exported (Unix time), from its manifest.",
-            ["model", "version"], registry=r)
+            ["model", "version"], registry=r,
+            multiprocess_mode="livemax")
         self.retrain_churn_pd = Gauge(
             "steadyrank_retrain_churn_prediction_difference_relative",
             "Relative PD of the trainer's latest retrain against the version it would "
-            "replace (eval split), published or not.", ["model"], registry=r)
+            "replace (eval split), published or not.", ["model"], registry=r,
+            multiprocess_mode="livemax")
         self.retrain_churn_swap = Gauge(
             "steadyrank_retrain_churn_topk_swap_rate",
             "Top-k swap rate of the trainer's latest retrain against the version it would "
-            "replace.", ["model", "k"], registry=r)
+            "replace.", ["model", "k"], registry=r,
+            multiprocess_mode="livemax")
         self.retrain_published = Gauge(
             "steadyrank_retrain_published",
             "1 if the trainer's latest retrain passed the churn gate and was published, "
-            "0 if it was held back.", ["model"], registry=r)
+            "0 if it was held back.", ["model"], registry=r,
+            multiprocess_mode="livemax")
         self.retrain_held = Gauge(
             "steadyrank_retrain_held_back_versions",
             "Retrains the churn gate has held back so far (from the trainer's gate file).",
-            ["model"], registry=r)
+            ["model"], registry=r,
+            multiprocess_mode="livemax")
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._info: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
@@ -168,15 +190,23 @@ class ServerMetrics:
     def set_version_state(self, model: str, version: int, state: str, error: bool) -> None:
         """Records ``model``/``version`` as being in ``state`` (replacing its previous one)."""
         key = (model, str(version))
-        labels = (state, "1" if error else "0")
+        labels = (state, "1" if error else "0", *([self.worker] if self.worker else []))
         with self._lock:
             previous = self._states.get(key)
             if previous == labels:
                 return
             if previous is not None:
-                self.version_state.remove(*key, *previous)
+                self._drop(self.version_state, (*key, *previous))
             self._states[key] = labels
             self.version_state.labels(*key, *labels).set(1)
+
+    def _drop(self, gauge: Gauge, labels: tuple[str, ...], value: float = 0.0) -> None:
+        """Removes a label set; in a worker process (multiprocess files, where removal is
+        not possible) sets it to ``value`` instead."""
+        if self.worker:
+            gauge.labels(*labels).set(value)
+        else:
+            gauge.remove(*labels)
 
     def set_model_info(self, model: str, version: int, manifest: dict[str, Any]) -> None:
         """Training time, export time and offline reproducibility of a loaded version."""
@@ -217,6 +247,6 @@ class ServerMetrics:
         with self._lock:
             previous = self._states.pop(key, None)
             if previous is not None:
-                self.version_state.remove(*key, *previous)
+                self._drop(self.version_state, (*key, *previous))
             for gauge, labels in self._info.pop(key, []):
-                gauge.remove(*labels)
+                self._drop(gauge, labels, float("nan"))

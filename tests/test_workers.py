@@ -1,0 +1,202 @@
+"""``steadyrank serve --workers N``: cores, the shared port, the supervisor, shared metrics."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from steadyrank.cli import workers
+from steadyrank.model.workflow import train_and_export
+from steadyrank.service import client
+from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.stubs import ranking_pb2_grpc
+from tests.conftest import small_config, wait_for
+
+
+def test_usable_cores_honours_affinity_and_cgroup_quotas(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3, 4, 5})
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    assert workers.usable_cores(v2) == 6  # no cgroup files: the affinity
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert workers.usable_cores(v2) == 6
+    (v2 / "cpu.max").write_text("250000 100000\n")
+    assert workers.usable_cores(v2) == 3  # 2.5 CPUs of quota: 3 workers
+    (v2 / "cpu.max").write_text("20000 100000\n")
+    assert workers.usable_cores(v2) == 1
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert workers.usable_cores(v1) == 2
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert workers.usable_cores(v1) == 6
+    (v2 / "cpu.max").write_text("garbage\n")
+    assert workers.usable_cores(v2) == 6  # unreadable: no quota
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {3})
+    assert workers.usable_cores(tmp_path / "none") == 1
+
+
+def test_worker_config_round_trips_through_json(tmp_path):
+    config = ServerConfig(model_base_path=tmp_path, port=1234, ready_file=tmp_path / "r",
+                          max_queries=7, metrics_host="127.0.0.1")
+    back = workers.config_from_json(workers.config_to_json(config))
+    assert back == config and isinstance(back.ready_file, Path)
+
+
+def test_reserve_port_holds_a_port_the_workers_can_share_and_refuses_a_taken_one():
+    first = workers.reserve_port("127.0.0.1", 0)
+    try:
+        port = first.getsockname()[1]
+        second = workers.reserve_port("127.0.0.1", port)  # SO_REUSEPORT: shared
+        second.close()
+        plain = socket.socket()
+        plain.bind(("127.0.0.1", 0))
+        plain.listen()
+        with pytest.raises(OSError, match=rf"cannot listen on 127.0.0.1:{plain.getsockname()[1]}"):
+            workers.reserve_port("127.0.0.1", plain.getsockname()[1])
+        plain.close()
+    finally:
+        first.close()
+
+
+def test_cli_refuses_zero_workers(capsys):
+    from steadyrank.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--workers", "0"])
+    assert "--workers: 0: must be > 0" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def models(ml100k, tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    train_and_export(small_config(ml100k), 1, base / "ml", tmp_path_factory.mktemp("ckpt"),
+                     log=lambda _: None)
+    return base
+
+
+def _health(port):
+    with client.channel(f"127.0.0.1:{port}") as chan:
+        return health_pb2_grpc.HealthStub(chan).Check(
+            health_pb2.HealthCheckRequest(), timeout=5).status
+
+
+def test_a_worker_reports_not_serving_until_the_gate_opens(models, tmp_path):
+    gate, ready = tmp_path / "all-ready", tmp_path / "ready-0"
+    thread = ServerThread(ServerConfig(model_base_path=models, port=0, metrics_port=-1,
+                                       host="127.0.0.1", serving_gate=gate, ready_file=ready))
+    srv = thread.start()
+    try:
+        assert ready.read_text().strip() == str(srv.port)
+        assert _health(srv.port) == health_pb2.HealthCheckResponse.NOT_SERVING
+        with client.channel(f"127.0.0.1:{srv.port}") as chan:  # it answers all the same
+            assert ranking_pb2_grpc.RankingServiceStub(chan).Rank(
+                client.rank_request("ml", 1, 3), timeout=30).items
+        gate.write_text("ok\n")
+        assert wait_for(lambda: _health(srv.port) == health_pb2.HealthCheckResponse.SERVING,
+                        timeout=5)
+    finally:
+        thread.stop(grace=1)
+
+
+def _scrape(port):
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+
+
+def _value(text, series):
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
+def _rank_on_new_channels(port, count):
+    """``count`` Rank calls, each on a connection of its own (spread over the workers)."""
+    codes = []
+    for i in range(count):
+        with client.channel(f"127.0.0.1:{port}") as chan:
+            try:
+                ranking_pb2_grpc.RankingServiceStub(chan).Rank(
+                    client.rank_request("ml", 1 + i % 5, 3), timeout=30)
+                codes.append("OK")
+            except grpc.RpcError as err:
+                codes.append(err.code().name)
+    return codes
+
+
+def test_workers_share_a_port_switch_versions_restart_and_drain(models, tmp_path):
+    base = tmp_path / "models"
+    shutil.copytree(models, base)
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "steadyrank.cli", "serve", "--workers", "2",
+             "--model-base-path", str(base), "--port", "0", "--metrics-port", "0",
+             "--host", "127.0.0.1", "--poll-seconds", "0.5", "--shutdown-grace", "5"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert wait_for(lambda: "gRPC on port" in log.read_text(), timeout=240), \
+            log.read_text()[-3000:]
+        found = re.search(r"gRPC on port (\d+), metrics on port (\d+) \(2 workers\)",
+                          log.read_text())
+        port, metrics_port = int(found.group(1)), int(found.group(2))
+        first = workers.worker_pids(proc.pid)
+        assert len(first) == 2
+        assert wait_for(lambda: _health(port) == health_pb2.HealthCheckResponse.SERVING,
+                        timeout=5)  # the workers see the supervisor's gate within 0.1 s
+        assert _rank_on_new_channels(port, 12) == ["OK"] * 12
+        text = _scrape(metrics_port)
+        assert _value(text, 'steadyrank_requests_total{code="OK",method="Rank"}') == 12
+        for w in ("0", "1"):  # each worker's own model state, by worker
+            assert _value(text, 'steadyrank_model_version_state{error="0",model="ml",'
+                          f'state="AVAILABLE",version="1",worker="{w}"}}') == 1
+
+        # A new version under load: no failed request, and every worker switches.
+        result = {}
+        load = threading.Thread(target=lambda: result.update(r=client.loadtest(
+            f"127.0.0.1:{port}", "ml", 4, 8.0, warmup=0.0, pool=[
+                client.rank_request("ml", u, 5) for u in range(1, 30)])))
+        load.start()
+        time.sleep(2)
+        shutil.copytree(base / "ml" / "1", base / "ml" / ".2.tmp")
+        (base / "ml" / ".2.tmp").rename(base / "ml" / "2")
+        load.join()
+        assert result["r"].errors == 0 and result["r"].latencies
+        assert wait_for(lambda: all(_value(
+            _scrape(metrics_port), 'steadyrank_model_version_state{error="0",model="ml",'
+            f'state="AVAILABLE",version="2",worker="{w}"}}') == 1 for w in ("0", "1")),
+            timeout=60)
+
+        # A killed worker: the other keeps answering; the supervisor restarts it.
+        os.kill(first[0], signal.SIGKILL)
+        assert wait_for(lambda: first[0] not in workers.worker_pids(proc.pid), timeout=10)
+        assert _rank_on_new_channels(port, 10) == ["OK"] * 10
+        assert wait_for(lambda: _value(_scrape(metrics_port),
+                                       "steadyrank_worker_restarts_total") == 1, timeout=30)
+        assert wait_for(lambda: len(workers.worker_pids(proc.pid)) == 2, timeout=10)
+        second = workers.worker_pids(proc.pid)
+        assert first[1] in second and first[0] not in second
+        assert wait_for(lambda: "worker 0] steadyrank.server: serving on port" in
+                        log.read_text().split("restarting in")[-1], timeout=240)
+        assert _rank_on_new_channels(port, 6) == ["OK"] * 6
+
+        # SIGTERM drains every worker; exit 0; no worker left behind.
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0, log.read_text()[-3000:]
+        assert log.read_text().count("steadyrank.server: stopped") == 2
+        assert not any(Path(f"/proc/{pid}").exists() for pid in second)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in workers.worker_pids(proc.pid):
+            os.kill(pid, signal.SIGKILL)
