@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools test test-compose up lint bench-ops bench-train bench-serve bench-dist bench-cuda build-ops clean
+.PHONY: install tools test test-compose up lint bench-ops bench-train bench-serve bench-workers bench-dist bench-cuda build-ops clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench-train: install
 
 bench-serve: install
 	$(PY) bench/serve_bench.py
+
+bench-workers: install
+	$(PY) bench/workers_bench.py
 
 bench-dist: install
 	$(PY) bench/dist_bench.py --repeats 3

@@ -63,9 +63,13 @@ class Served:
 
     def __init__(self, base: Path, flags: list[str], log: Path) -> None:
         self.log = log
+        if "--workers" not in flags:  # the single-process server these numbers describe
+            flags = ["--workers", "1", *flags]
+        pin = os.environ.get("STEADYRANK_BENCH_TASKSET")
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "steadyrank.cli", "serve", "--model-base-path",
+                [*(["taskset", "-c", pin] if pin else []),
+                 sys.executable, "-m", "steadyrank.cli", "serve", "--model-base-path",
                  str(base), "--port", "0", "--metrics-port", "-1", "--host", "127.0.0.1",
                  "--log-level", "warning", *flags],
                 stdout=out, stderr=subprocess.STDOUT,
@@ -141,12 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(args.models).parent
     logs.mkdir(parents=True, exist_ok=True)
 
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
     from steadyrank.service import client
 
     probe = Served(base, [], logs / "probe.log")
     try:
         with client.channel(probe.address) as chan:
-            stub = client.prediction_service_pb2_grpc.PredictionServiceStub(chan)
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
             pool = client.request_pool(stub, "ml", args.candidates, 10)
     finally:
         probe.stop()

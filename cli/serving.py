@@ -18,7 +18,7 @@ def _logging(level: str, worker: str | None = None) -> None:
 def _serve(args: argparse.Namespace) -> int:
     _logging(args.log_level)
     from steadyrank.cli import workers
-    from steadyrank.service.server import ServerConfig, serve
+    from steadyrank.service.config import ServerConfig
 
     config = ServerConfig(
         model_base_path=Path(args.model_base_path), port=args.port,
@@ -37,6 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
         churn_window=args.churn_window, wait_for_models=args.wait_for_models)
     count = args.workers if args.workers is not None else workers.usable_cores()
     if count == 1:
+        from steadyrank.service.server import serve
+
         return serve(config)
     return workers.Supervisor(config, count, args.log_level).run()
 

@@ -94,7 +94,7 @@ def config_to_json(config: Any) -> str:
 
 def config_from_json(text: str) -> Any:
     """The ``ServerConfig`` of :func:`config_to_json`."""
-    from steadyrank.service.server import ServerConfig
+    from steadyrank.service.config import ServerConfig
 
     values = json.loads(text)
     for field in dataclasses.fields(ServerConfig):

@@ -12,6 +12,7 @@ import numpy as np
 
 from steadyrank.model.metrics import topk_indices
 from steadyrank.service.batching import Scorer
+from steadyrank.service.config import DEFAULT_MAX_QUERIES
 from steadyrank.service.errors import ServiceError, invalid, shown
 from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
@@ -27,7 +28,6 @@ MAX_FEATURE_CHARS = 256  # a feature value is a word (gender, occupation, zip), 
 # The fields of a single-query RankRequest, left unset in a batched one (request_id stays
 # the caller's id of the whole call).
 SINGLE_QUERY_FIELDS = ("user_id", "user_features", "candidate_item_ids", "k")
-DEFAULT_MAX_QUERIES = 256
 NEW_USER_HINT = "; send user_features (gender, occupation, zip, age) to rank for a new user"
 
 
