@@ -117,6 +117,16 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
                           f"{self.max_queries} (server flag --max-queries)")
         return list(request.queries)
 
+    def check_pairs(self, pairs: int) -> None:
+        """INVALID_ARGUMENT when a batched request would score more (user, item) pairs than
+        ``max_queries`` full queries of ``max_candidates`` (whole-catalog queries of a large
+        catalog add up fast)."""
+        bound = self.max_queries * self.max_candidates
+        if pairs > bound:
+            raise invalid(f"queries: {pairs} (user, item) pairs to score, at most {bound} "
+                          "(server flags --max-queries x --max-candidates); send fewer "
+                          "whole-catalog queries per call")
+
     def _checked(self, servable: Servable, query: Any, field: str) -> _Query:
         """A query's candidates and features, checked (error messages start with ``field``)."""
         try:
@@ -170,6 +180,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         batched = bool(request.queries)
         checked = [self._checked(servable, q, f"queries[{i}]." if batched else "")
                    for i, q in enumerate(queries)]
+        if batched:
+            self.check_pairs(sum(q.items.size for q in checked))
         scores = await self._score_all(servable, checked, deadline_of(context))
         replica = self.manager.replica_label(servable.name)
         response = ranking_pb2.RankResponse(request_id=request.request_id, replica=replica)
