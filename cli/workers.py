@@ -104,6 +104,15 @@ def config_from_json(text: str) -> Any:
     return ServerConfig(**values)
 
 
+def supervisor_metrics(registry: Any) -> Any:
+    """The supervisor's own metric on ``registry``: its worker restarts counter."""
+    from prometheus_client import Counter
+
+    return Counter("steadyrank_worker_restarts",
+                   "Worker processes of steadyrank serve restarted after they died.",
+                   registry=registry)
+
+
 @dataclasses.dataclass
 class _Worker:
     index: int
@@ -154,14 +163,12 @@ class Supervisor:
         log.info("worker %d started (pid %d)", worker.index, worker.proc.pid)
 
     def _start_metrics(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, start_http_server
+        from prometheus_client import CollectorRegistry, start_http_server
         from prometheus_client.multiprocess import MultiProcessCollector
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.metrics_dir))
-        self.restarts = Counter("steadyrank_worker_restarts",
-                                "Worker processes of steadyrank serve restarted after they "
-                                "died.", registry=registry)
+        self.restarts = supervisor_metrics(registry)
         if self.config.metrics_port >= 0:
             host = self.config.metrics_host or self.config.host
             self._http, _ = start_http_server(self.config.metrics_port,

@@ -62,10 +62,15 @@ def test_promtool_rejects_a_broken_rule(tmp_path):
 
 
 def exported_names() -> set[str]:
-    """Every sample name the server exports."""
-    return {sample.name for family in ServerMetrics().registry.collect()
-            for sample in family.samples} | {
-        family.name for family in ServerMetrics().registry.collect()}
+    """Every sample name the server exports (its workers' and its supervisor's)."""
+    from prometheus_client import CollectorRegistry
+
+    from steadyrank.cli.workers import supervisor_metrics
+
+    registries = [ServerMetrics().registry, CollectorRegistry()]
+    supervisor_metrics(registries[1])
+    families = [f for r in registries for f in r.collect()]
+    return {s.name for f in families for s in f.samples} | {f.name for f in families}
 
 
 def test_every_alert_names_metrics_the_server_exports():
