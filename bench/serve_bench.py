@@ -61,11 +61,11 @@ def ensure_models(base: Path) -> Path:
 class Served:
     """``steadyrank serve`` in a subprocess on a free port."""
 
-    def __init__(self, base: Path, flags: list[str], log: Path) -> None:
+    def __init__(self, base: Path, flags: list[str], log: Path, pin: str | None = None) -> None:
+        """``pin``: CPUs for ``taskset -c`` (the server only, not the client)."""
         self.log = log
         if "--workers" not in flags:  # the single-process server these numbers describe
             flags = ["--workers", "1", *flags]
-        pin = os.environ.get("STEADYRANK_BENCH_TASKSET")
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
                 [*(["taskset", "-c", pin] if pin else []),
@@ -109,19 +109,40 @@ def in_process_p50(base: Path, pool: list, reps: int) -> float:
     return float(np.median(times))
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def server_rss(served: Served) -> dict[str, float]:
+    """RSS of the server process and, under a supervisor, of each worker."""
+    from steadyrank.cli.workers import worker_pids
+
+    out = {"main": rss_mb(served.proc.pid)}
+    for i, pid in enumerate(worker_pids(served.proc.pid)):
+        out[f"worker{i}"] = rss_mb(pid)
+    return out
+
+
 def measure(base: Path, flags: list[str], concurrency: int, duration: float, pool: list,
-            log: Path) -> dict:
-    """One server, one warm-up, one measured load test."""
+            log: Path, processes: int = 1, pin: str | None = None) -> dict:
+    """One server, one warm-up, one measured load test (from ``processes`` client
+    processes), and the server's memory after it."""
     from steadyrank.service import client
 
-    served = Served(base, flags, log)
+    served = Served(base, flags, log, pin)
     try:
-        client.loadtest(served.address, "ml", concurrency, 2.0, warmup=0.5, pool=pool)
-        result = client.loadtest(served.address, "ml", concurrency, duration, warmup=0.5,
-                                 pool=pool)
+        client.parallel_loadtest(served.address, "ml", concurrency, 2.0, processes,
+                                 warmup=0.5, pool=pool)
+        result = client.parallel_loadtest(served.address, "ml", concurrency, duration,
+                                          processes, warmup=0.5, pool=pool)
+        memory = server_rss(served)
     finally:
         served.stop()
-    return result.to_dict()
+    return {**result.to_dict(), "rss_mb": memory}
 
 
 def main(argv: list[str] | None = None) -> int:

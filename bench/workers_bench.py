@@ -34,43 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_bench import REPO, Served, ensure_models  # noqa: E402
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def server_rss(served: Served) -> dict[str, float]:
-    """RSS of the server process and, under a supervisor, of each worker."""
-    from steadyrank.cli.workers import worker_pids
-
-    out = {"main": rss_mb(served.proc.pid)}
-    for i, pid in enumerate(worker_pids(served.proc.pid)):
-        out[f"worker{i}"] = rss_mb(pid)
-    return out
-
-
-def measure(base: Path, flags: list[str], args: argparse.Namespace, pool: list,
-            log: Path) -> dict:
-    """One server, a warm-up, one measured load test, and the server's memory."""
-    from steadyrank.service import client
-
-    served = Served(base, ["--shadow-rate", "0", *flags], log)
-    try:
-        client.parallel_loadtest(served.address, "ml", args.concurrency, 2.0,
-                                 args.processes, warmup=0.5, pool=pool)
-        result = client.parallel_loadtest(served.address, "ml", args.concurrency,
-                                          args.duration, args.processes, warmup=0.5,
-                                          pool=pool)
-        memory = server_rss(served)
-    finally:
-        served.stop()
-    return {**result.to_dict(), "rss_mb": memory}
+from serve_bench import REPO, Served, ensure_models, measure  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     base = ensure_models(Path(args.models))
     logs = Path(args.models).parent
     logs.mkdir(parents=True, exist_ok=True)
-    if args.taskset:
-        os.environ["STEADYRANK_BENCH_TASKSET"] = args.taskset
 
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -116,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         names = list(modes)
         for mode in names[repeat % len(names):] + names[:repeat % len(names)]:
             flags, pool = modes[mode]
-            row = measure(base, flags, args, pool, logs / f"workers-{mode}.log")
+            row = measure(base, ["--shadow-rate", "0", *flags], args.concurrency,
+                          args.duration, pool, logs / f"workers-{mode}.log", args.processes,
+                          args.taskset)
             rows[mode].append(row)
             print(f"repeat {repeat + 1} {mode:9s}: {row['throughput_rps']:7.1f} req/s "
                   f"({row['users_per_s']:7.1f} users/s), p50 {row['p50_ms']:.2f} ms, "

@@ -131,6 +131,8 @@ class Supervisor:
         config.validate()
         self.config = config
         self.count = workers
+        # N workers share the cores: TensorFlow's intra-op pool gets a share each.
+        self.threads_per_worker = max(1, usable_cores() // workers)
         self.log_level = log_level
         self.run_dir = Path(tempfile.mkdtemp(prefix="steadyrank-serve-"))
         self.metrics_dir = self.run_dir / "metrics"
@@ -153,8 +155,7 @@ class Supervisor:
             reuse_port=True, ready_file=self._ready_file(worker.index),
             serving_gate=self.gate, parent_pid=os.getpid())
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
-        # N workers share the cores: TensorFlow's intra-op pool gets a share each.
-        env.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, usable_cores() // self.count)))
+        env.setdefault("TF_NUM_INTRAOP_THREADS", str(self.threads_per_worker))
         worker.proc = subprocess.Popen(
             [sys.executable, "-m", "steadyrank.cli", "serve-worker", "--log-level",
              self.log_level, "--config-json", config_to_json(config)], env=env)

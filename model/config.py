@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -158,17 +159,10 @@ def parse_averaging(text: str) -> float:
     return momentum
 
 
-def _shuffle_ok(text: str) -> bool:
+def _parses(parse: Callable[[str], object], text: str) -> bool:
+    """Whether ``parse`` accepts ``text`` (a setting with a small grammar of its own)."""
     try:
-        parse_shuffle(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _averaging_ok(text: str) -> bool:
-    try:
-        parse_averaging(text)
+        parse(text)
     except ValueError:
         return False
     return True
@@ -222,9 +216,9 @@ def validate(config: Config) -> Config:
         (t.learning_rate > 0, "train.learning_rate", "must be > 0"),
         (t.ensemble >= 1, "train.ensemble", "must be >= 1"),
         (t.strategy in STRATEGIES, "train.strategy", f"must be one of {', '.join(STRATEGIES)}"),
-        (_shuffle_ok(t.shuffle), "train.shuffle", "must be 'full', 'time' or 'window:N' with "
-         "N >= 1"),
-        (_averaging_ok(t.weight_averaging), "train.weight_averaging",
+        (_parses(parse_shuffle, t.shuffle), "train.shuffle",
+         "must be 'full', 'time' or 'window:N' with N >= 1"),
+        (_parses(parse_averaging, t.weight_averaging), "train.weight_averaging",
          "must be 'none' or 'ema:M' with 0 < M < 1"),
         (t.codistill >= 0, "train.codistill", "must be >= 0"),
         (t.clip_norm >= 0, "train.clip_norm", "must be >= 0"),

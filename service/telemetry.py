@@ -68,6 +68,11 @@ class ServerMetrics:
         self.registry = registry or CollectorRegistry()
         self.worker = worker
         r = self.registry
+
+        def fact(name: str, documentation: str, labels: list[str]) -> Gauge:
+            """A fact all workers share (from manifests and gate files): their max."""
+            return Gauge(name, documentation, labels, registry=r, multiprocess_mode="livemax")
+
         self.requests = Counter(
             "steadyrank_requests", "gRPC requests answered, by method and status code.",
             ["method", "code"], registry=r)
@@ -143,47 +148,38 @@ class ServerMetrics:
             "steadyrank_replica_up",
             "1 if the second replica answered its last shadow call, 0 if missing or failing "
             "(the lowest of the workers).", ["model"], registry=r, multiprocess_mode="livemin")
-        self.offline_pd = Gauge(
+        self.offline_pd = fact(
             "steadyrank_model_offline_prediction_difference_relative",
             "Relative PD between this version and its replica on the eval split, measured "
-            "by the trainer before publishing it.", ["model", "version"], registry=r,
-            multiprocess_mode="livemax")
-        self.offline_swap = Gauge(
+            "by the trainer before publishing it.", ["model", "version"])
+        self.offline_swap = fact(
             "steadyrank_model_offline_topk_swap_rate",
             "Top-k swap rate between this version and its replica on full-catalog rankings, "
-            "measured by the trainer.", ["model", "version", "k"], registry=r,
-            multiprocess_mode="livemax")
-        self.training_seconds = Gauge(
+            "measured by the trainer.", ["model", "version", "k"])
+        self.training_seconds = fact(
             "steadyrank_model_training_duration_seconds",
-            "Training time of a loaded version, from its manifest.", ["model", "version"],
-            registry=r,
-            multiprocess_mode="livemax")
-        self.created = Gauge(
+            "Training time of a loaded version, from its manifest.", ["model", "version"])
+        self.created = fact(
             "steadyrank_model_created_timestamp_seconds",
             "When a loaded version was exported (Unix time), from its manifest.",
-            ["model", "version"], registry=r,
-            multiprocess_mode="livemax")
-        self.retrain_churn_pd = Gauge(
+            ["model", "version"])
+        self.retrain_churn_pd = fact(
             "steadyrank_retrain_churn_prediction_difference_relative",
             "Relative PD of the trainer's latest retrain against the version it would "
-            "replace (eval split), published or not.", ["model"], registry=r,
-            multiprocess_mode="livemax")
-        self.retrain_churn_swap = Gauge(
+            "replace (eval split), published or not.", ["model"])
+        self.retrain_churn_swap = fact(
             "steadyrank_retrain_churn_topk_swap_rate",
             "Top-k swap rate of the trainer's latest retrain against the version it would "
-            "replace.", ["model", "k"], registry=r,
-            multiprocess_mode="livemax")
-        self.retrain_published = Gauge(
+            "replace.", ["model", "k"])
+        self.retrain_published = fact(
             "steadyrank_retrain_published",
             "1 if the trainer's latest retrain passed the churn gate and was published, "
-            "0 if it was held back.", ["model"], registry=r,
-            multiprocess_mode="livemax")
-        self.retrain_held = Gauge(
+            "0 if it was held back.", ["model"])
+        self.retrain_held = fact(
             "steadyrank_retrain_held_back_versions",
             "Retrains the churn gate has held back so far (from the trainer's gate file).",
-            ["model"], registry=r,
-            multiprocess_mode="livemax")
-        self._states: dict[tuple[str, str], tuple[str, str]] = {}
+            ["model"])
+        self._states: dict[tuple[str, str], tuple[str, ...]] = {}
         self._info: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
 

@@ -49,6 +49,28 @@ def small_config(ml100k: Path, **sections: dict):
     return cfg.from_dict(raw)
 
 
+def train_small_models(ml100k: Path, tmp_path_factory, seeds: dict[str, int] | None = None,
+                       prefix: str = "models") -> Path:
+    """A fresh model base folder of small MovieLens models (``NAME/1``), one per name and init
+    seed (default ``ml`` with seed 1; ``{"ml": 1, "ml-b": 2}`` adds a second replica)."""
+    from steadyrank.model.workflow import train_and_export
+
+    base, ckpt = tmp_path_factory.mktemp(prefix), tmp_path_factory.mktemp("ckpt")
+    for name, seed in (seeds or {"ml": 1}).items():
+        train_and_export(small_config(ml100k), seed, base / name, ckpt / name,
+                         log=lambda _: None)
+    return base
+
+
+@pytest.fixture(scope="module")
+def chan(server):
+    """A channel to the module's ``server`` fixture."""
+    from steadyrank.service import client
+
+    with client.channel(f"127.0.0.1:{server.port}") as channel:
+        yield channel
+
+
 @pytest.fixture
 def fresh_python():
     """Fixture form of :func:`run_python`."""

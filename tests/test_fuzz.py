@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2
-from tests.conftest import small_config
+from tests.conftest import train_small_models
 
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
            grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNIMPLEMENTED,
@@ -54,13 +54,7 @@ SEEN = {"cases": 0}
 
 @pytest.fixture(scope="module")
 def server(ml100k, tmp_path_factory):
-    from steadyrank.model.workflow import train_and_export
-
-    base = tmp_path_factory.mktemp("fuzz-models")
-    config = small_config(ml100k)
-    for name, init_seed in (("ml", 1), ("ml-b", 2)):
-        train_and_export(config, init_seed, base / name, tmp_path_factory.mktemp("c") / name,
-                         log=lambda _: None)
+    base = train_small_models(ml100k, tmp_path_factory, {"ml": 1, "ml-b": 2}, "fuzz-models")
     thread = ServerThread(ServerConfig(
         model_base_path=base, port=0, metrics_port=-1, host="127.0.0.1", poll_seconds=0,
         max_candidates=500, max_request_elements=5000, max_message_bytes=4 << 20,
@@ -69,12 +63,6 @@ def server(ml100k, tmp_path_factory):
     srv = thread.start()
     yield srv
     thread.stop(grace=1)
-
-
-@pytest.fixture(scope="module")
-def chan(server):
-    with client.channel(f"127.0.0.1:{server.port}") as channel:
-        yield channel
 
 
 def _rss_mb() -> float:

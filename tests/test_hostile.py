@@ -21,17 +21,12 @@ from steadyrank.service.manager import fingerprint
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.telemetry import ServerMetrics
-from tests.conftest import small_config, wait_for
+from tests.conftest import train_small_models, wait_for
 
 
 @pytest.fixture(scope="module")
 def models(ml100k, tmp_path_factory):
-    from steadyrank.model.workflow import train_and_export
-
-    base = tmp_path_factory.mktemp("hostile")
-    train_and_export(small_config(ml100k), 1, base / "ml", tmp_path_factory.mktemp("c"),
-                     log=lambda _: None)
-    return base
+    return train_small_models(ml100k, tmp_path_factory, prefix="hostile")
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +37,6 @@ def server(models):
     srv = thread.start()
     yield srv
     thread.stop(grace=1)
-
-
-@pytest.fixture(scope="module")
-def chan(server):
-    with client.channel(f"127.0.0.1:{server.port}") as channel:
-        yield channel
 
 
 def _predict(chan, request):

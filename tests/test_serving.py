@@ -22,11 +22,10 @@ from tensorflow_serving.apis import (
 )
 
 from steadyrank.model import export
-from steadyrank.model.workflow import train_and_export
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import small_config, wait_for
+from tests.conftest import train_small_models, wait_for
 
 MAX_CANDIDATES = 300
 
@@ -34,12 +33,7 @@ MAX_CANDIDATES = 300
 @pytest.fixture(scope="module")
 def models(ml100k, tmp_path_factory):
     """models/ml (seed 1) and models/ml-b (seed 2), one version each."""
-    base = tmp_path_factory.mktemp("models")
-    config = small_config(ml100k)
-    work = tmp_path_factory.mktemp("ckpt")
-    for name, seed in (("ml", 1), ("ml-b", 2)):
-        train_and_export(config, seed, base / name, work / name, log=lambda _: None)
-    return base
+    return train_small_models(ml100k, tmp_path_factory, {"ml": 1, "ml-b": 2})
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +55,6 @@ def server(models):
     thread, srv = start(models)
     yield srv
     thread.stop(grace=1)
-
-
-@pytest.fixture(scope="module")
-def chan(server):
-    with client.channel(f"127.0.0.1:{server.port}") as channel:
-        yield channel
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from steadyrank.model import layout
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import small_config
+from tests.conftest import train_small_models
 from tests.test_fuzz import _rss_mb
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
@@ -28,13 +28,7 @@ WARMUP_SECONDS = min(20.0, SOAK_SECONDS / 3)
 
 @pytest.fixture(scope="module")
 def models(ml100k, tmp_path_factory):
-    from steadyrank.model.workflow import train_and_export
-
-    base = tmp_path_factory.mktemp("soak")
-    for name, seed in (("ml", 1), ("ml-b", 2)):
-        train_and_export(small_config(ml100k), seed, base / name,
-                         tmp_path_factory.mktemp("c") / name, log=lambda _: None)
-    return base
+    return train_small_models(ml100k, tmp_path_factory, {"ml": 1, "ml-b": 2}, "soak")
 
 
 def _good_traffic(chan, stop, failures, counts):

@@ -16,20 +16,16 @@ import yaml
 
 from steadyrank.cli import stack
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model.workflow import train_and_export
 from steadyrank.service import client, probe, traffic
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import REPO, small_config
+from tests.conftest import REPO, train_small_models
 
 
 @pytest.fixture(scope="module")
 def trained(ml100k, tmp_path_factory):
     """An export of a small MovieLens model (version 1 under the returned folder)."""
-    base = tmp_path_factory.mktemp("stack-models")
-    train_and_export(small_config(ml100k), 1, base / "ml",
-                     tmp_path_factory.mktemp("ckpt") / "ml", log=lambda _: None)
-    return base / "ml" / "1"
+    return train_small_models(ml100k, tmp_path_factory, prefix="stack-models") / "ml" / "1"
 
 
 def free_port() -> int:

@@ -17,11 +17,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from steadyrank.cli import workers
-from steadyrank.model.workflow import train_and_export
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import small_config, wait_for
+from tests.conftest import train_small_models, wait_for
 
 
 def test_usable_cores_honours_affinity_and_cgroup_quotas(tmp_path, monkeypatch):
@@ -92,10 +91,7 @@ def test_cli_refuses_zero_workers(capsys):
 
 @pytest.fixture(scope="module")
 def models(ml100k, tmp_path_factory):
-    base = tmp_path_factory.mktemp("models")
-    train_and_export(small_config(ml100k), 1, base / "ml", tmp_path_factory.mktemp("ckpt"),
-                     log=lambda _: None)
-    return base
+    return train_small_models(ml100k, tmp_path_factory)
 
 
 def _health(port):
