@@ -27,6 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue, max_wait_ms=args.max_wait_ms,
         model_threads=args.model_threads, max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_candidates=args.max_candidates, max_queries=args.max_queries,
+        max_rank_pairs=args.max_rank_pairs,
         max_message_bytes=args.max_message_bytes,
         max_inflight_bytes=args.max_inflight_bytes,
         max_request_elements=args.max_request_elements,
@@ -155,6 +156,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="most candidate items in one Rank request (default 10000)")
     p.add_argument("--max-queries", type=int, default=256,
                    help="most queries (users) in one batched Rank request (default 256)")
+    p.add_argument("--max-rank-pairs", type=int, default=100_000,
+                   help="most (user, item) pairs one batched Rank request scores, over all "
+                   "its queries (default 100000)")
     p.add_argument("--max-message-bytes", type=int, default=64 << 20,
                    help="largest request or response in bytes (default 64 MiB; TF Serving "
                    "allows 2 GiB, which a few requests would turn into many GiB of memory)")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MAX_QUERIES = 256  # queries of one batched Rank request
+DEFAULT_MAX_RANK_PAIRS = 100_000  # (user, item) pairs one batched Rank request may score
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ServerConfig:
     max_concurrent_rpcs: int = 4096
     max_candidates: int = 10_000
     max_queries: int = DEFAULT_MAX_QUERIES  # queries of one batched Rank request
+    max_rank_pairs: int = DEFAULT_MAX_RANK_PAIRS  # pairs one batched Rank request scores
     # TF Serving accepts 2 GiB messages; one such request would take a few GiB of a host.
     max_message_bytes: int = 64 << 20
     max_inflight_bytes: int = 256 << 20  # request bodies being handled at once
@@ -54,8 +56,8 @@ class ServerConfig:
         if not self.model_base_path.is_dir():
             raise ValueError(f"--model-base-path {self.model_base_path}: not a folder")
         for name in ("max_batch_rows", "max_queue", "model_threads", "max_concurrent_rpcs",
-                     "max_candidates", "max_queries", "max_message_bytes", "max_inflight_bytes",
-                     "max_request_elements", "max_string_bytes"):
+                     "max_candidates", "max_queries", "max_rank_pairs", "max_message_bytes",
+                     "max_inflight_bytes", "max_request_elements", "max_string_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, "
                                  f"got {getattr(self, name)}")
@@ -90,9 +92,13 @@ def body_limits(config: ServerConfig) -> dict[str, tuple[int, str]]:
     slack = 64 << 10
     per_input = config.max_request_elements * 11 + config.max_string_bytes
     return {
-        "Rank": (config.max_queries * (config.max_candidates * 11 + (4 << 10)) + slack,
-                 f"at most {config.max_queries} queries of at most {config.max_candidates} "
-                 "candidates: server flags --max-queries, --max-candidates"),
+        # Candidates: at most max(--max-candidates, --max-rank-pairs) in all; user ids and
+        # features: under 4 KiB per query.
+        "Rank": (max(config.max_candidates, config.max_rank_pairs) * 11
+                 + config.max_queries * (4 << 10) + slack,
+                 f"at most {config.max_candidates} candidates, or {config.max_rank_pairs} in "
+                 f"{config.max_queries} queries: server flags --max-candidates, "
+                 "--max-rank-pairs, --max-queries"),
         "Predict": (8 * per_input + slack,
                     f"at most {config.max_request_elements} elements per input: server flag "
                     "--max-request-elements"),

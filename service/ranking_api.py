@@ -12,7 +12,7 @@ import numpy as np
 
 from steadyrank.model.metrics import topk_indices
 from steadyrank.service.batching import Scorer
-from steadyrank.service.config import DEFAULT_MAX_QUERIES
+from steadyrank.service.config import DEFAULT_MAX_QUERIES, DEFAULT_MAX_RANK_PAIRS
 from steadyrank.service.errors import ServiceError, invalid, shown
 from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
@@ -76,9 +76,11 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
 
     def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics,
                  max_candidates: int = 10_000, shadow: ShadowScorer | None = None,
-                 max_queries: int = DEFAULT_MAX_QUERIES) -> None:
+                 max_queries: int = DEFAULT_MAX_QUERIES,
+                 max_rank_pairs: int = DEFAULT_MAX_RANK_PAIRS) -> None:
         self.manager = manager
         self.max_queries = max_queries
+        self.max_rank_pairs = max_rank_pairs
         self.scorer = scorer
         self.metrics = metrics
         self.max_candidates = max_candidates
@@ -118,14 +120,12 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         return list(request.queries)
 
     def check_pairs(self, pairs: int) -> None:
-        """INVALID_ARGUMENT when a batched request would score more (user, item) pairs than
-        ``max_queries`` full queries of ``max_candidates`` (whole-catalog queries of a large
-        catalog add up fast)."""
-        bound = self.max_queries * self.max_candidates
-        if pairs > bound:
-            raise invalid(f"queries: {pairs} (user, item) pairs to score, at most {bound} "
-                          "(server flags --max-queries x --max-candidates); send fewer "
-                          "whole-catalog queries per call")
+        """INVALID_ARGUMENT when a batched request would score more than ``max_rank_pairs``
+        (user, item) pairs (whole-catalog queries of a large catalog add up fast)."""
+        if pairs > self.max_rank_pairs:
+            raise invalid(f"queries: {pairs} (user, item) pairs to score, at most "
+                          f"{self.max_rank_pairs} (server flag --max-rank-pairs); send fewer "
+                          "or smaller queries per call")
 
     def _checked(self, servable: Servable, query: Any, field: str) -> _Query:
         """A query's candidates and features, checked (error messages start with ``field``)."""

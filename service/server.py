@@ -107,7 +107,7 @@ class Server:
             (ranking_pb2, "RankingService",
              RankingServicer(self.manager, self.scorer, self.metrics,
                              self.config.max_candidates, self.shadow,
-                             self.config.max_queries)),
+                             self.config.max_queries, self.config.max_rank_pairs)),
             (health_pb2, "Health", self.health),
             (reflection_pb2, "ServerReflection", ReflectionServicer(
                 (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME))),

@@ -210,9 +210,9 @@ def test_batched_rank_answers_each_query_as_its_single_request_would(rank_stub, 
     (lambda r: r.queries[1].user_features["gender"].MergeFrom(
         client.ranking_pb2.FeatureValue(string_value="F")), "queries[1].user_features"),
     (lambda r: r.queries.extend([r.queries[0]] * 300), "303 queries, at most 256"),
-    # 200 whole-catalog queries: 200 x 1,682 pairs > 256 x 300 (--max-candidates here)
+    # 200 whole-catalog queries: 200 x the catalog > 100,000 pairs (--max-rank-pairs)
     (lambda r: [r.queries.add(user_id=r.queries[0].user_id, k=1) for _ in range(200)],
-     "(user, item) pairs to score, at most 76800"),
+     "(user, item) pairs to score, at most 100000 (server flag --max-rank-pairs)"),
 ])
 def test_bad_batched_rank_requests_name_the_query_and_field(rank_stub, local, mutate,
                                                             message):
