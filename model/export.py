@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from steadyrank.model.layout import MANIFEST, atomic_write_json, versions
+from steadyrank.model.layout import MANIFEST, USER_FEATURES, atomic_write_json, versions
 from steadyrank.model.ranking import FeatureTables, RankingModel
 from steadyrank.ops import load_library
 from steadyrank.ops._errors import SteadyRankError
@@ -78,15 +78,14 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[
         tf.TensorSpec([], tf.int64, name="user_id"),
         tf.TensorSpec([None], tf.int64, name="item_ids"),
-        tf.TensorSpec([], tf.string, name="gender"),
-        tf.TensorSpec([], tf.string, name="occupation"),
-        tf.TensorSpec([], tf.string, name="zip"),
-        tf.TensorSpec([], tf.int64, name="age")])
-    def rank_with_features(self, user_id: tf.Tensor, item_ids: tf.Tensor, gender: tf.Tensor,
-                           occupation: tf.Tensor, zip: tf.Tensor,  # noqa: A002
-                           age: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Scores of candidate items for one user described by the given features."""
-        codes = self.members[0].encode_user_features(gender, occupation, age, zip)
+        *(tf.TensorSpec([], tf.as_dtype(dtype), name=name)
+          for name, dtype in USER_FEATURES.items())])
+    def rank_with_features(self, user_id: tf.Tensor, item_ids: tf.Tensor,
+                           *features: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Scores of candidate items for one user described by the given features
+        (``layout.USER_FEATURES``, in that order)."""
+        named = dict(zip(USER_FEATURES, features, strict=True))
+        codes = self.members[0].encode_user_features(named)
         n = tf.shape(item_ids)
         return {"scores": self.score(tf.fill(n, user_id), item_ids,
                                      tf.tile(codes[None, :], tf.stack([n[0], 1])))}

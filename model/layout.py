@@ -17,10 +17,14 @@ from typing import Any
 MANIFEST = "manifest.json"
 REPLICA_SUFFIX = "-b"  # NAME-b is the second replica of NAME
 SWAP_KS = (1, 5, 10)  # the k of every top-k swap rate, offline and live
-# The exported signatures, and the user features rank_with_features takes (in this order).
+# The exported signatures.
 SIGNATURES = ("catalog", "rank", "rank_with_features", "serving_default", "users")
 REQUIRED_SIGNATURES = ("serving_default", "rank", "catalog")
-USER_FEATURES = ("gender", "occupation", "zip", "age")
+# The user features rank_with_features takes after user_id and item_ids, in signature order,
+# each with its dtype (a scalar per request). The export's signature, the Rank API's checks
+# and its error messages are all built from this one table.
+USER_FEATURES: dict[str, str] = {"gender": "string", "occupation": "string", "zip": "string",
+                                 "age": "int64"}
 
 
 def version_folders(model_dir: str | Path) -> dict[int, Path]:

@@ -8,6 +8,7 @@ needs only the ids. Unknown ids fall into out-of-vocabulary buckets.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +22,9 @@ from steadyrank.model.data import Interactions
 from steadyrank.model.layers import DeepCrossTower, IdEmbedding, MultiHotEmbedding
 
 AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
-USER_FEATURES = ("gender", "occupation", "age", "zip")  # columns of FeatureTables.user_codes
+# The columns of FeatureTables.user_codes. This is the model's internal layout (checkpoints
+# and warm starts depend on it), not the signature's order, which is layout.USER_FEATURES.
+USER_CODE_COLUMNS = ("gender", "occupation", "age", "zip")
 
 
 def _counts(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -58,7 +61,7 @@ class FeatureTables:
     """
 
     user_ids: np.ndarray
-    user_codes: np.ndarray  # [n_users + 1, 4], columns USER_FEATURES
+    user_codes: np.ndarray  # [n_users + 1, 4], columns USER_CODE_COLUMNS
     user_vocabs: tuple[tuple[str, ...], ...]  # gender, occupation, zip prefix
     item_ids: np.ndarray
     item_genres: np.ndarray  # [n_items + 1, n_genres] multi-hot
@@ -88,7 +91,7 @@ class FeatureTables:
         occupation, occupation_vocab = _codes(data.users["occupation"])
         zip_prefix, zip_vocab = _codes(np.array([str(z)[:1] for z in data.users["zip"]]))
         age = np.digitize(data.users["age"], AGE_BUCKETS) + 1
-        user_codes = np.zeros((len(data.user_ids) + 1, len(USER_FEATURES)), np.int64)
+        user_codes = np.zeros((len(data.user_ids) + 1, len(USER_CODE_COLUMNS)), np.int64)
         user_codes[1:] = np.stack([gender, occupation, age, zip_prefix], axis=1)
         item_genres = np.zeros((len(data.item_ids) + 1, len(data.genres)), np.float32)
         item_genres[1:] = data.item_genres
@@ -159,15 +162,17 @@ class RankingModel(tfrs.models.Model):
                 metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
                          keras.metrics.BinaryCrossentropy(from_logits=True, name="log_loss")])
 
-    def encode_user_features(self, gender: tf.Tensor, occupation: tf.Tensor, age: tf.Tensor,
-                             zip_code: tf.Tensor) -> tf.Tensor:
-        """Raw user features (strings; age int64) -> codes [..., 4] like ``user_codes``."""
+    def encode_user_features(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Raw user features by name (strings; age int64) -> codes [..., 4] like
+        ``user_codes`` (columns ``USER_CODE_COLUMNS``)."""
         gender_vocab, occupation_vocab, zip_vocab = self.user_feature_lookups
-        age_bucket = tf.raw_ops.Bucketize(input=tf.cast(age, tf.int64),
+        age_bucket = tf.raw_ops.Bucketize(input=tf.cast(features["age"], tf.int64),
                                           boundaries=[float(b) for b in AGE_BUCKETS])
-        return tf.stack([gender_vocab(gender), occupation_vocab(occupation),
-                         tf.cast(age_bucket, tf.int64) + 1,
-                         zip_vocab(tf.strings.substr(zip_code, 0, 1))], axis=-1)
+        codes = {"gender": gender_vocab(features["gender"]),
+                 "occupation": occupation_vocab(features["occupation"]),
+                 "age": tf.cast(age_bucket, tf.int64) + 1,
+                 "zip": zip_vocab(tf.strings.substr(features["zip"], 0, 1))}
+        return tf.stack([codes[name] for name in USER_CODE_COLUMNS], axis=-1)
 
     def features(self, user_id: tf.Tensor, item_id: tf.Tensor,
                  user_codes: tf.Tensor | None = None) -> tf.Tensor:

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from steadyrank.model.layout import USER_FEATURES
 from steadyrank.model.metrics import topk_indices
 from steadyrank.service.batching import Scorer
 from steadyrank.service.config import DEFAULT_MAX_QUERIES, DEFAULT_MAX_RANK_PAIRS
@@ -21,14 +22,13 @@ from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.telemetry import ServerMetrics
 
-# The user features of rank_with_features and the value kind each one takes.
-USER_FEATURES = {"gender": "string_value", "occupation": "string_value",
-                 "zip": "string_value", "age": "int64_value"}
+# The FeatureValue field that carries each user feature of rank_with_features.
+FEATURE_VALUE_FIELD = {"string": "string_value", "int64": "int64_value"}
 MAX_FEATURE_CHARS = 256  # a feature value is a word (gender, occupation, zip), not a text
 # The fields of a single-query RankRequest, left unset in a batched one (request_id stays
 # the caller's id of the whole call).
 SINGLE_QUERY_FIELDS = ("user_id", "user_features", "candidate_item_ids", "k")
-NEW_USER_HINT = "; send user_features (gender, occupation, zip, age) to rank for a new user"
+NEW_USER_HINT = f"; send user_features ({', '.join(USER_FEATURES)}) to rank for a new user"
 
 
 def parse_user_features(features: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -47,7 +47,8 @@ def parse_user_features(features: Mapping[str, Any]) -> dict[str, Any] | None:
         raise invalid(f"user_features: missing feature {missing[0]!r} (send all of "
                       f"{', '.join(USER_FEATURES)}, or none)")
     values: dict[str, Any] = {}
-    for name, kind in USER_FEATURES.items():
+    for name, dtype in USER_FEATURES.items():
+        kind = FEATURE_VALUE_FIELD[dtype]
         got = features[name].WhichOneof("kind")
         if got != kind:
             raise invalid(f"user_features[{name!r}]: expected {kind.split('_')[0]}, "

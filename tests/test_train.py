@@ -99,6 +99,10 @@ def test_export_layout_manifest_and_signatures_in_a_fresh_process(ml100k, splits
     # User 1 is a 24-year-old male technician from 85711: the same as the stored features.
     by_id = export.load(second).rank(1, items)
     np.testing.assert_allclose(np.load(tmp_path / "feat.npy"), by_id, rtol=1e-6)
+    # The signature's user features are layout's table, names and dtypes (one owner).
+    _, inputs = module.signatures["rank_with_features"].structured_input_signature
+    assert {k: v.dtype.name for k, v in inputs.items() if k not in ("user_id", "item_ids")} \
+        == layout.USER_FEATURES
 
 
 def test_failed_export_leaves_no_version(ml100k, splits, tmp_path, monkeypatch):
