@@ -68,7 +68,17 @@ def test_kendall_tau_by_hand_and_against_the_definition():
     rng = np.random.default_rng(3)
     x = rng.integers(0, 6, 60).astype(float)  # many ties
     y = x + rng.integers(-2, 3, 60)
-    assert metrics.kendall_tau(x, y, block=7) == pytest.approx(_tau_b_reference(x, y))
+    assert metrics.kendall_tau(x, y) == pytest.approx(_tau_b_reference(x, y))
+    assert metrics.kendall_tau([1.0], [2.0]) == 0.0
+
+
+def test_kendall_tau_of_a_long_list_equals_the_pairwise_count():
+    # A catalog-sized list against the pairwise definition (kendall_tau_rows), with ties.
+    rng = np.random.default_rng(4)
+    x = np.round(rng.normal(size=3000), 2)
+    y = np.round(x + rng.normal(scale=0.5, size=3000), 1)
+    pairwise = metrics.kendall_tau_rows(x[None, :], y[None, :])[0]
+    assert metrics.kendall_tau(x, y) == pytest.approx(pairwise, rel=1e-9)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -115,6 +115,11 @@ def test_soak_mixed_traffic_with_switches_and_a_dying_replica(models):
     finally:
         stop.set()
         thread.stop(grace=1)
+    # The figures bench/RESULTS.md records for the 10-minute run (shown with pytest -s).
+    print(f"\nsoak {SOAK_SECONDS:.0f} s: {counts['good']} good requests, {len(failures)} failed; "
+          f"bad-body codes {dict(sorted(bad_codes.items()))}; versions up to "
+          f"{max(layout.versions(models / 'ml'))}; RSS after warm-up {warm:.0f} MB, "
+          f"grew {grown:+.1f} MB")
     assert not failures, failures[:5]
     assert counts["good"] > 100
     assert set(bad_codes) <= {"OK", "INVALID_ARGUMENT", "NOT_FOUND"}, bad_codes
