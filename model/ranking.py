@@ -92,7 +92,8 @@ class FeatureTables:
         zip_prefix, zip_vocab = _codes(np.array([str(z)[:1] for z in data.users["zip"]]))
         age = np.digitize(data.users["age"], AGE_BUCKETS) + 1
         user_codes = np.zeros((len(data.user_ids) + 1, len(USER_CODE_COLUMNS)), np.int64)
-        user_codes[1:] = np.stack([gender, occupation, age, zip_prefix], axis=1)
+        columns = {"gender": gender, "occupation": occupation, "age": age, "zip": zip_prefix}
+        user_codes[1:] = np.stack([columns[c] for c in USER_CODE_COLUMNS], axis=1)
         item_genres = np.zeros((len(data.item_ids) + 1, len(data.genres)), np.float32)
         item_genres[1:] = data.item_genres
         year_codes, year_vocab = _codes(data.items["year"] // 5 * 5)  # 5-year buckets
