@@ -28,15 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_bench import REPO, ensure_models  # noqa: E402
 
 CHILD = """
-import gc, json, sys
+import gc, json, os, sys
 import numpy as np
-from steadyrank.model import export, layout
+sys.path.insert(0, "bench")
+from serve_bench import rss_mb
+from steadyrank.model import export
 from steadyrank.ops import load_library
 import tensorflow as tf
-
-def rss_mb():
-    with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmRSS"))
 
 path, mode, loads, every = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 load_library()
@@ -51,7 +49,7 @@ for i in range(loads + 1):
     del m
     gc.collect()
     if i % every == 0:
-        samples.append([i, rss_mb()])
+        samples.append([i, rss_mb(os.getpid())])
 print(json.dumps(samples))
 """
 

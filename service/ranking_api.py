@@ -22,8 +22,6 @@ from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.telemetry import ServerMetrics
 
-# The FeatureValue field that carries each user feature of rank_with_features.
-FEATURE_VALUE_FIELD = {"string": "string_value", "int64": "int64_value"}
 MAX_FEATURE_CHARS = 256  # a feature value is a word (gender, occupation, zip), not a text
 # The fields of a single-query RankRequest, left unset in a batched one (request_id stays
 # the caller's id of the whole call).
@@ -48,16 +46,15 @@ def parse_user_features(features: Mapping[str, Any]) -> dict[str, Any] | None:
                       f"{', '.join(USER_FEATURES)}, or none)")
     values: dict[str, Any] = {}
     for name, dtype in USER_FEATURES.items():
-        kind = FEATURE_VALUE_FIELD[dtype]
-        got = features[name].WhichOneof("kind")
-        if got != kind:
-            raise invalid(f"user_features[{name!r}]: expected {kind.split('_')[0]}, "
+        got = features[name].WhichOneof("kind")  # FeatureValue's field: DTYPE_value
+        if got != f"{dtype}_value":
+            raise invalid(f"user_features[{name!r}]: expected {dtype}, "
                           f"got {got.split('_')[0] if got else 'no value'}")
-        value = getattr(features[name], kind)
-        if kind == "string_value" and len(value) > MAX_FEATURE_CHARS:
+        value = getattr(features[name], got)
+        if dtype == "string" and len(value) > MAX_FEATURE_CHARS:
             raise invalid(f"user_features[{name!r}]: {len(value)} characters, at most "
                           f"{MAX_FEATURE_CHARS}")
-        values[name] = np.int64(value) if kind == "int64_value" else np.bytes_(value.encode())
+        values[name] = np.int64(value) if dtype == "int64" else np.bytes_(value.encode())
     return values
 
 
