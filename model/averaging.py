@@ -1,4 +1,4 @@
-"""Weight averaging: Adam with an exponential moving average (EMA) of the weights.
+"""Weight averaging: Adam with a running average of the weights, exponential or uniform.
 
 tf-keras' optimizers keep the average (``use_ema``), but ``fit`` swaps it into the model at
 the end of every call, and training here calls ``fit`` once per epoch: the run would go on
@@ -8,6 +8,13 @@ last epoch; the averages live in the optimizer, so checkpoints (and resumes) car
 The momentum warms up as TensorFlow's ExponentialMovingAverage does with ``num_updates``:
 ``min(M, (1 + t) / (10 + t))`` at step t, so the average forgets the random initial weights
 instead of keeping ``M ** steps`` of them (0.999 ** 1,565 steps still holds 21% of the init).
+The warm-up also caps the momentum: after 1,565 steps it is 0.994, so a short run's EMA
+averages only its last ~170 steps whatever M says.
+
+Polyak (tail) averaging is the uniform mean of the weights after each of the last steps,
+from ``polyak_from`` on (Polyak and Juditsky 1992; "stochastic weight averaging" for the
+tail of a run). It is the same update with momentum ``n / (n + 1)`` at the n-th averaged
+step, and the average simply follows the weights before that step.
 """
 
 from __future__ import annotations
@@ -19,17 +26,31 @@ import tf_keras as keras
 
 
 class AveragingAdam(keras.optimizers.Adam):
-    """Adam plus a warmed-up EMA of the weights, swapped in by :meth:`swap_in_average`."""
+    """Adam plus an average of the weights, swapped in by :meth:`swap_in_average`.
 
-    def __init__(self, learning_rate: float, momentum: float, **kwargs: Any) -> None:
+    With ``polyak_from`` None the average is a warmed-up EMA with target ``momentum``;
+    with ``polyak_from`` = s it is the uniform mean of the weights after steps s, s+1, ...
+    (steps counted from 0), and ``momentum`` is unused.
+    """
+
+    def __init__(self, learning_rate: float, momentum: float = 0.999,
+                 polyak_from: int | None = None, **kwargs: Any) -> None:
         super().__init__(learning_rate, use_ema=True, ema_momentum=momentum, **kwargs)
         self.target_momentum = float(momentum)
+        self.polyak_from = polyak_from
         self._swap_allowed = False
 
-    def _update_model_variables_moving_average(self, var_list: list) -> None:
+    def _momentum(self) -> tf.Tensor:
+        """This step's momentum (the update runs before ``iterations`` counts the step)."""
         step = tf.cast(self.iterations, tf.float32)
+        if self.polyak_from is None:
+            return tf.minimum(self.target_momentum, (1.0 + step) / (10.0 + step))
+        averaged = step - float(self.polyak_from)  # steps already in the average
+        return tf.maximum(0.0, averaged / (averaged + 1.0))
+
+    def _update_model_variables_moving_average(self, var_list: list) -> None:
         target = self.target_momentum
-        self.ema_momentum = tf.minimum(target, (1.0 + step) / (10.0 + step))
+        self.ema_momentum = self._momentum()
         try:
             super()._update_model_variables_moving_average(var_list)
         finally:
@@ -54,11 +75,24 @@ class AveragingAdam(keras.optimizers.Adam):
             self._swap_allowed = False
 
 
-def make_optimizer(learning_rate: float, averaging_momentum: float = 0.0,
-                   clip_norm: float = 0.0) -> keras.optimizers.Optimizer:
-    """Adam, averaging the weights when ``averaging_momentum`` > 0 and clipping each step's
-    gradients to the global norm ``clip_norm`` when > 0."""
+def polyak_start(total_steps: int, fraction: float) -> int:
+    """The first averaged step (from 0) when averaging the last ``fraction`` of
+    ``total_steps``; at least the last step is averaged."""
+    return max(0, min(total_steps - 1, total_steps - round(fraction * total_steps)))
+
+
+def make_optimizer(learning_rate: float, averaging: tuple[str, float] = ("none", 0.0),
+                   clip_norm: float = 0.0, total_steps: int = 0) -> keras.optimizers.Optimizer:
+    """Adam, clipping each step's gradients to the global norm ``clip_norm`` when > 0, and
+    averaging the weights as ``averaging`` says: ``("ema", M)`` or ``("polyak", F)``, the
+    uniform mean over the last fraction F of ``total_steps``."""
     clip = {"global_clipnorm": clip_norm} if clip_norm > 0 else {}
-    if averaging_momentum > 0:
-        return AveragingAdam(learning_rate, averaging_momentum, **clip)
+    kind, value = averaging
+    if kind == "ema":
+        return AveragingAdam(learning_rate, value, **clip)
+    if kind == "polyak":
+        if total_steps < 1:
+            raise ValueError("polyak averaging needs the run's total step count")
+        return AveragingAdam(learning_rate, polyak_from=polyak_start(total_steps, value),
+                             **clip)
     return keras.optimizers.Adam(learning_rate, **clip)

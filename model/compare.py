@@ -43,6 +43,7 @@ VARY = ("all", "init", "order", "async")
 # name -> (config section, key, how the value is read).
 MODIFIERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "ema": ("train", "weight_averaging", lambda v: f"ema:{v}"),
+    "polyak": ("train", "weight_averaging", lambda v: f"polyak:{v}"),
     "codistill": ("train", "codistill", float),
     "clip": ("train", "clip_norm", float),
     "window": ("train", "shuffle", lambda v: f"window:{v}"),

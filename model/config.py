@@ -74,8 +74,9 @@ class TrainConfig:
     in TF_CONFIG; see :mod:`steadyrank.model.distributed`).
     ``shuffle``: ``full`` (a fresh permutation every epoch), ``window:N`` (time order, each
     row moved by fewer than N places: a shuffle buffer over a stream) or ``time`` (time order).
-    ``weight_averaging``: ``none`` or ``ema:M`` (exponential moving average of the weights
-    with momentum M; the averaged weights are evaluated and exported).
+    ``weight_averaging``: ``none``, ``ema:M`` (exponential moving average of the weights
+    with momentum M) or ``polyak:F`` (the uniform average of the weights over the last
+    fraction F of the run's steps); the averaged weights are evaluated and exported.
     ``codistill``: > 0 trains two towers together, each with its label loss plus this weight
     times its distance to the other's (stopped-gradient) prediction; one tower is exported.
     ``clip_norm``: > 0 clips each step's gradients to this global norm.
@@ -145,18 +146,20 @@ def parse_shuffle(text: str) -> tuple[str, int]:
     raise ValueError(f"bad shuffle {text!r}: expected full, time or window:N with N >= 1")
 
 
-def parse_averaging(text: str) -> float:
-    """``"none"`` -> 0.0, ``"ema:M"`` -> M (0 < M < 1)."""
+def parse_averaging(text: str) -> tuple[str, float]:
+    """``"none"`` -> ("none", 0.0); ``"ema:M"`` -> ("ema", M) with 0 < M < 1;
+    ``"polyak:F"`` -> ("polyak", F) with 0 < F <= 1."""
     if text == "none":
-        return 0.0
+        return ("none", 0.0)
     kind, _, arg = text.partition(":")
     try:
-        momentum = float(arg)
+        value = float(arg)
     except ValueError:
-        momentum = -1.0
-    if kind != "ema" or not 0 < momentum < 1:
-        raise ValueError(f"bad weight averaging {text!r}: expected none or ema:M with 0 < M < 1")
-    return momentum
+        value = -1.0
+    if (kind == "ema" and 0 < value < 1) or (kind == "polyak" and 0 < value <= 1):
+        return (kind, value)
+    raise ValueError(f"bad weight averaging {text!r}: expected none, ema:M with 0 < M < 1 "
+                     "or polyak:F with 0 < F <= 1")
 
 
 def _parses(parse: Callable[[str], object], text: str) -> bool:
@@ -219,7 +222,7 @@ def validate(config: Config) -> Config:
         (_parses(parse_shuffle, t.shuffle), "train.shuffle",
          "must be 'full', 'time' or 'window:N' with N >= 1"),
         (_parses(parse_averaging, t.weight_averaging), "train.weight_averaging",
-         "must be 'none' or 'ema:M' with 0 < M < 1"),
+         "must be 'none', 'ema:M' with 0 < M < 1 or 'polyak:F' with 0 < F <= 1"),
         (t.codistill >= 0, "train.codistill", "must be >= 0"),
         (t.clip_norm >= 0, "train.clip_norm", "must be >= 0"),
         (m.min_id_count >= 1, "model.min_id_count", "must be >= 1"),

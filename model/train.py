@@ -153,11 +153,13 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     strategy = make_strategy(config.train.strategy)
+    epochs, batch_size = config.train.epochs, config.train.batch_size
+    steps = -(-len(splits.train) // batch_size)
     with strategy.scope() if strategy else contextlib.nullcontext():
         model = build_model(config, splits.tables)
         optimizer = make_optimizer(config.train.learning_rate,
                                    parse_averaging(config.train.weight_averaging),
-                                   config.train.clip_norm)
+                                   config.train.clip_norm, total_steps=epochs * steps)
         # Under parameter servers the chief schedules steps_per_execution steps per call.
         model.compile(optimizer=optimizer,
                       steps_per_execution=10 if is_parameter_server(strategy) else 1)
@@ -182,8 +184,6 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
         towers = [model.tower_a, model.tower_b] if isinstance(model, CoDistillation) else [model]
         copied = sum(copy_weights(t, warm_from) for t in towers)
         log(f"{prefix}warm start: {copied} variables from the previous version")
-    epochs, batch_size = config.train.epochs, config.train.batch_size
-    steps = -(-len(splits.train) // batch_size)
     seconds, examples, history = 0.0, 0, []
     # Under parameter servers Keras reports the last scheduled step's metrics, not the
     # epoch's; the loss on a fixed sample of training rows, measured by the chief, is the
@@ -222,7 +222,7 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
         # Read under the strategy's scope: the averages may live on parameter servers.
         with strategy.scope() if strategy else contextlib.nullcontext():
             optimizer.swap_in_average(model.trainable_variables)
-        log(f"{prefix}weights replaced by their moving average "
+        log(f"{prefix}weights replaced by their average "
             f"({config.train.weight_averaging})")
     if strategy is not None:
         ranking = model.tower_a if isinstance(model, CoDistillation) else model

@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 from steadyrank.model import export
-from steadyrank.model.averaging import AveragingAdam
+from steadyrank.model.averaging import AveragingAdam, make_optimizer, polyak_start
 from steadyrank.model.codistill import CoDistillation
+from steadyrank.model.config import parse_averaging
 from steadyrank.model.prepare import prepare_data
 from steadyrank.model.ranking import RankingModel, vocabulary
 from steadyrank.model.shuffle import epoch_order
@@ -58,8 +59,10 @@ def test_init_and_order_seeds_act_separately(ml100k, splits):
     assert np.abs(base - other_init).mean() > 1e-4
 
 
-def test_ema_exports_the_averaged_weights(ml100k, splits, tmp_path, monkeypatch):
-    config = small_config(ml100k, train={"weight_averaging": "ema:0.99", "epochs": 2})
+@pytest.mark.parametrize("averaging", ["ema:0.99", "polyak:0.5"])
+def test_averaging_exports_the_averaged_weights(ml100k, splits, tmp_path, monkeypatch,
+                                                averaging):
+    config = small_config(ml100k, train={"weight_averaging": averaging, "epochs": 2})
     seen = {}
     swap = AveragingAdam.swap_in_average
 
@@ -78,7 +81,7 @@ def test_ema_exports_the_averaged_weights(ml100k, splits, tmp_path, monkeypatch)
     averaged = sorted(a.tobytes() for a in seen["avg"])
     assert sorted(v.tobytes() for v in exported.values()) == averaged
     assert any(not np.array_equal(r, a) for r, a in zip(seen["raw"], seen["avg"], strict=True))
-    assert loaded.manifest["techniques"]["weight_averaging"] == "ema:0.99"
+    assert loaded.manifest["techniques"]["weight_averaging"] == averaging
 
 
 def test_warmed_up_momentum_forgets_the_init():
@@ -95,6 +98,37 @@ def test_warmed_up_momentum_forgets_the_init():
     assert float(var.numpy()[0]) != average
     opt.swap_in_average([var])
     assert float(var.numpy()[0]) == average
+
+
+def test_polyak_average_is_the_float64_mean_of_the_last_steps_weights():
+    rng = np.random.default_rng(3)
+    var = tf.Variable(rng.normal(size=4).astype(np.float32))
+    total = 40
+    opt = make_optimizer(0.05, parse_averaging("polyak:0.25"), total_steps=total)
+    assert polyak_start(total, 0.25) == 30
+    after = []
+    for _ in range(total):
+        with tf.GradientTape() as tape:
+            # A noisy objective, so the iterates keep moving and the mean is not the last.
+            loss = tf.reduce_sum((var - rng.normal(size=4).astype(np.float32)) ** 2)
+        opt.apply_gradients([(tape.gradient(loss, var), var)])
+        after.append(var.numpy().astype(np.float64))
+    expected = np.mean(after[30:], axis=0)  # the weights after steps 30..39
+    opt.swap_in_average([var])
+    np.testing.assert_allclose(var.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(expected - after[-1]).max() > 1e-3
+    assert np.abs(expected - np.mean(after[29:], axis=0)).max() > 1e-4
+
+
+@pytest.mark.parametrize("text", ["polyak:0", "polyak:1.5", "polyak:", "swa:0.5", "ema:1"])
+def test_bad_averaging_names_the_value(text):
+    with pytest.raises(ValueError, match=text.replace(".", r"\.")):
+        parse_averaging(text)
+
+
+def test_polyak_needs_the_step_count():
+    with pytest.raises(ValueError, match="total step count"):
+        make_optimizer(0.01, ("polyak", 0.5))
 
 
 def test_codistillation_exports_one_tower_with_a_plain_models_signatures(ml100k, splits,
