@@ -12,6 +12,10 @@ fork-safe) that loads and polls its models itself and accepts on the shared port
   file);
 - restarts a worker that dies, with backoff (1 s doubling to 30 s; back to 1 s after a
   minute up), and forgets the dead process's live gauges;
+- recycles a worker that asks for it after ``recycle_after_loads`` version loads (TensorFlow
+  keeps ~0.25 MB of every SavedModel load for the life of the process): it starts the
+  successor, waits until it has loaded and listens, then drains the old process with
+  SIGTERM, so the port never lacks a listener;
 - forwards SIGTERM and SIGINT so every worker drains, and exits 0 when all exited 0.
 """
 
@@ -104,28 +108,38 @@ def config_from_json(text: str) -> Any:
     return ServerConfig(**values)
 
 
-def supervisor_metrics(registry: Any) -> Any:
-    """The supervisor's own metric on ``registry``: its worker restarts counter."""
+def supervisor_metrics(registry: Any) -> tuple[Any, Any]:
+    """The supervisor's own metrics on ``registry``: worker restarts (after a death) and
+    recycles (a fresh process on request)."""
     from prometheus_client import Counter
 
-    return Counter("steadyrank_worker_restarts",
-                   "Worker processes of steadyrank serve restarted after they died.",
-                   registry=registry)
+    return (Counter("steadyrank_worker_restarts",
+                    "Worker processes of steadyrank serve restarted after they died.",
+                    registry=registry),
+            Counter("steadyrank_worker_recycles",
+                    "Worker processes of steadyrank serve replaced by a fresh one after "
+                    "their version loads reached --recycle-after-loads.",
+                    registry=registry))
 
 
 @dataclasses.dataclass
 class _Worker:
     index: int
     proc: subprocess.Popen | None = None
+    generation: int = 0  # which process of this slot: names its ready and recycle files
     started: float = 0.0
     backoff: float = BACKOFF_FIRST
     restart_at: float | None = None
+    successor: subprocess.Popen | None = None  # starting, to replace proc (recycling)
+    successor_generation: int = 0
+    recycle_retry_at: float = 0.0
 
 
 class Supervisor:
     """Runs ``workers`` server processes of one ``ServerConfig`` until SIGTERM or SIGINT."""
 
     def __init__(self, config: Any, workers: int, log_level: str = "info") -> None:
+        """``config.recycle_after_loads`` > 0 turns recycling on."""
         if workers < 1:
             raise ValueError(f"--workers {workers}: must be >= 1")
         config.validate()
@@ -139,29 +153,41 @@ class Supervisor:
         self.metrics_dir.mkdir()
         self.gate = self.run_dir / "all-ready"
         self.workers = [_Worker(i) for i in range(workers)]
+        self.draining: list[subprocess.Popen] = []  # recycled processes finishing their RPCs
+        self._generations = 0
         self._stop = False
         self._port_socket: socket.socket | None = None
         self._http: Any = None
         self.port = 0
         self.metrics_port = 0
 
-    def _ready_file(self, index: int) -> Path:
-        return self.run_dir / f"ready-{index}"
+    def _ready_file(self, generation: int) -> Path:
+        return self.run_dir / f"ready-{generation}"
 
-    def _spawn(self, worker: _Worker) -> None:
-        self._ready_file(worker.index).unlink(missing_ok=True)
+    def _recycle_file(self, generation: int) -> Path:
+        return self.run_dir / f"recycle-{generation}"
+
+    def _start_process(self, index: int) -> tuple[subprocess.Popen, int]:
+        """Starts a worker process for slot ``index``; (process, its generation)."""
+        self._generations += 1
+        generation = self._generations
         config = dataclasses.replace(
-            self.config, port=self.port, metrics_port=-1, worker=str(worker.index),
-            reuse_port=True, ready_file=self._ready_file(worker.index),
+            self.config, port=self.port, metrics_port=-1, worker=str(index),
+            reuse_port=True, ready_file=self._ready_file(generation),
+            recycle_file=self._recycle_file(generation),
             serving_gate=self.gate, parent_pid=os.getpid())
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
         env.setdefault("TF_NUM_INTRAOP_THREADS", str(self.threads_per_worker))
-        worker.proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "steadyrank.cli", "serve-worker", "--log-level",
              self.log_level, "--config-json", config_to_json(config)], env=env)
+        log.info("worker %d started (pid %d)", index, proc.pid)
+        return proc, generation
+
+    def _spawn(self, worker: _Worker) -> None:
+        worker.proc, worker.generation = self._start_process(worker.index)
         worker.started = time.monotonic()
         worker.restart_at = None
-        log.info("worker %d started (pid %d)", worker.index, worker.proc.pid)
 
     def _start_metrics(self) -> None:
         from prometheus_client import CollectorRegistry, start_http_server
@@ -169,7 +195,7 @@ class Supervisor:
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.metrics_dir))
-        self.restarts = supervisor_metrics(registry)
+        self.restarts, self.recycles = supervisor_metrics(registry)
         if self.config.metrics_port >= 0:
             host = self.config.metrics_host or self.config.host
             self._http, _ = start_http_server(self.config.metrics_port,
@@ -186,7 +212,7 @@ class Supervisor:
     def _wait_ready(self) -> int | None:
         """None once every worker has written its ready file (then opens the gate); else
         the exit code: a worker's that exited while starting, 0 on a stop signal."""
-        while not all(self._ready_file(w.index).exists() for w in self.workers):
+        while not all(self._ready_file(w.generation).exists() for w in self.workers):
             if self._stop:
                 return 0
             for worker in self.workers:
@@ -215,26 +241,65 @@ class Supervisor:
                 worker.proc = None
                 worker.restart_at = now + worker.backoff
                 worker.backoff = min(worker.backoff * 2, BACKOFF_MAX)
-            elif proc is None and worker.restart_at is not None and now >= worker.restart_at:
+            elif (proc is None and worker.successor is None and worker.restart_at is not None
+                  and now >= worker.restart_at):
                 self.restarts.inc()
                 self._spawn(worker)
+        self._recycle(now)
+        for proc in list(self.draining):
+            if proc.poll() is not None:
+                multiprocess.mark_process_dead(proc.pid, str(self.metrics_dir))
+                self.draining.remove(proc)
+
+    def _recycle(self, now: float) -> None:
+        """Starts successors for workers that asked to be recycled; once one has loaded and
+        listens, it takes the slot and the old process drains (SIGTERM)."""
+        from prometheus_client import multiprocess
+
+        for worker in self.workers:
+            if worker.successor is None:
+                if (worker.proc is not None and now >= worker.recycle_retry_at
+                        and self._recycle_file(worker.generation).exists()):
+                    worker.successor, worker.successor_generation = self._start_process(
+                        worker.index)
+                    log.info("worker %d (pid %d) reached %d version loads: recycling it",
+                             worker.index, worker.proc.pid, self.config.recycle_after_loads)
+                continue
+            successor = worker.successor
+            if successor.poll() is not None:
+                multiprocess.mark_process_dead(successor.pid, str(self.metrics_dir))
+                log.warning("worker %d's successor (pid %d) exited with code %d while "
+                            "starting; the old process keeps serving, retry in %.0f s",
+                            worker.index, successor.pid, successor.returncode, BACKOFF_MAX)
+                worker.successor = None
+                worker.recycle_retry_at = now + BACKOFF_MAX
+            elif self._ready_file(worker.successor_generation).exists():
+                old = worker.proc
+                if old is not None and old.poll() is None:
+                    old.send_signal(signal.SIGTERM)
+                    self.draining.append(old)
+                worker.proc, worker.generation = successor, worker.successor_generation
+                worker.successor, worker.started, worker.restart_at = None, now, None
+                self.recycles.inc()
+                log.info("worker %d recycled: pid %d serves, pid %s drains", worker.index,
+                         successor.pid, old.pid if old is not None else "-")
 
     def _stop_all(self) -> int:
         """SIGTERM to every worker; waits for them to drain; 0 if all exited 0."""
-        for worker in self.workers:
-            if worker.proc is not None and worker.proc.poll() is None:
-                worker.proc.send_signal(signal.SIGTERM)
+        procs = [p for w in self.workers for p in (w.proc, w.successor) if p is not None]
+        procs += self.draining
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.config.shutdown_grace + 30
         code = 0
-        for worker in self.workers:
-            if worker.proc is None:
-                continue
+        for proc in procs:
             try:
-                result = worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                result = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.error("worker %d did not stop in time; killing it", worker.index)
-                worker.proc.kill()
-                result = worker.proc.wait()
+                log.error("worker process %d did not stop in time; killing it", proc.pid)
+                proc.kill()
+                result = proc.wait()
             code = code or (1 if result else 0)
         return code
 

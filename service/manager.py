@@ -87,8 +87,11 @@ class ModelManager:
     """Loads, switches and reports the model versions under a base folder."""
 
     def __init__(self, base: str | Path, metrics: ServerMetrics, poll_seconds: float = 2.0,
-                 loader: Loader = load_servable, churn_seconds: float = 600.0) -> None:
+                 loader: Loader = load_servable, churn_seconds: float = 600.0,
+                 on_load: Callable[[], None] | None = None) -> None:
+        """``on_load`` is called after every load attempt (loaded or failed)."""
         self.base = Path(base)
+        self._on_load = on_load
         self.metrics = metrics
         self.poll_seconds = poll_seconds
         self.churn_seconds = churn_seconds
@@ -255,6 +258,10 @@ class ModelManager:
         except Exception as err:  # noqa: BLE001  (a broken model must not stop the server)
             error = self._relative(f"{type(err).__name__}: {err}")
         else:
+            error = None
+        if self._on_load is not None:
+            self._on_load()
+        if error is None:
             seconds = time.perf_counter() - started
             self.metrics.load_seconds.labels(name).observe(seconds)
             self.metrics.loads.labels(name, "ok").inc()

@@ -55,7 +55,9 @@ class Server:
         self.config = config
         self.metrics = ServerMetrics(worker=config.worker)
         self.manager = ModelManager(config.model_base_path, self.metrics, config.poll_seconds,
-                                    churn_seconds=config.churn_window)
+                                    churn_seconds=config.churn_window,
+                                    on_load=self._count_load)
+        self._loads = 0
         self.scorer: Batcher | DirectScorer = (
             Batcher(self.metrics, config.max_batch_rows, config.max_queue,
                     config.max_wait_ms / 1000, config.model_threads)
@@ -72,6 +74,17 @@ class Server:
         self._http: Any = None
         self._stopping = False
         self._gate: asyncio.Task | None = None
+
+    def _count_load(self) -> None:
+        """Counts version loads; at ``recycle_after_loads`` asks the supervisor (once) to
+        replace this worker by writing its recycle file."""
+        self._loads += 1
+        config = self.config
+        if (config.recycle_file is not None and config.recycle_after_loads > 0
+                and self._loads == config.recycle_after_loads):
+            config.recycle_file.write_text(f"{self._loads}\n")
+            log.info("%d version loads: asking for a fresh worker process (TensorFlow keeps "
+                     "memory of every SavedModel load)", self._loads)
 
     async def start(self) -> Server:
         """Loads the models there are, then starts serving; returns self.

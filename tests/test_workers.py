@@ -207,3 +207,72 @@ def test_workers_share_a_port_switch_versions_restart_and_drain(models, tmp_path
             proc.kill()
         for pid in workers.worker_pids(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def _rank_until(port, stop, codes):
+    """Rank calls back to back on one channel until ``stop``; appends each call's code."""
+    with client.channel(f"127.0.0.1:{port}") as chan:
+        stub = ranking_pb2_grpc.RankingServiceStub(chan)
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                stub.Rank(client.rank_request("ml", 1 + i % 30, 5), timeout=30)
+                codes.append("OK")
+            except grpc.RpcError as err:
+                codes.append(f"{err.code().name}: {err.details()}")
+
+
+def test_a_worker_is_recycled_after_n_loads_without_a_failed_request(models, tmp_path):
+    """``--workers 1 --recycle-after-loads 2``: the second version load makes the worker ask
+    for a fresh process; the successor loads and listens before the old one drains, so
+    requests under load never fail, even with one worker."""
+    base = tmp_path / "models"
+    shutil.copytree(models, base)
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "steadyrank.cli", "serve", "--workers", "1",
+             "--recycle-after-loads", "2", "--model-base-path", str(base), "--port", "0",
+             "--metrics-port", "0", "--host", "127.0.0.1", "--poll-seconds", "0.5",
+             "--shutdown-grace", "5"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert wait_for(lambda: "gRPC on port" in log.read_text(), timeout=240), \
+            log.read_text()[-3000:]
+        found = re.search(r"gRPC on port (\d+), metrics on port (\d+) \(1 workers\)",
+                          log.read_text())
+        port, metrics_port = int(found.group(1)), int(found.group(2))
+        first = workers.worker_pids(proc.pid)
+        assert len(first) == 1
+        stop, codes = threading.Event(), []
+        load = [threading.Thread(target=_rank_until, args=(port, stop, codes))
+                for _ in range(3)]
+        for thread in load:
+            thread.start()
+        time.sleep(1)
+        shutil.copytree(base / "ml" / "1", base / "ml" / ".2.tmp")
+        (base / "ml" / ".2.tmp").rename(base / "ml" / "2")
+        assert wait_for(lambda: "recycled: pid" in log.read_text(), timeout=240), \
+            log.read_text()[-3000:]
+        assert wait_for(lambda: first[0] not in workers.worker_pids(proc.pid), timeout=60)
+        time.sleep(2)  # requests go on, now reaching the successor
+        stop.set()
+        for thread in load:
+            thread.join(timeout=60)
+        assert set(codes) == {"OK"} and len(codes) > 20, sorted(set(codes))
+        second = workers.worker_pids(proc.pid)
+        assert len(second) == 1 and second != first
+        text = _scrape(metrics_port)
+        assert _value(text, "steadyrank_worker_recycles_total") == 1
+        assert _value(text, "steadyrank_worker_restarts_total") == 0
+        assert "version loads: asking for a fresh worker process" in log.read_text()
+        assert _rank_on_new_channels(port, 4) == ["OK"] * 4
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0, log.read_text()[-3000:]
+        assert log.read_text().count("steadyrank.server: stopped") == 2  # old and new
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in workers.worker_pids(proc.pid):
+            os.kill(pid, signal.SIGKILL)
