@@ -7,6 +7,7 @@ messages) is imported only by the functions that call ``Predict``.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -21,11 +22,27 @@ from steadyrank.service.rpc import MAX_MESSAGE_BYTES
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 
 
+# The read-only methods are safe to send again. A call that reaches a server process just as
+# it drains can be answered CANCELLED by gRPC core before any handler saw it
+# (grpc/grpc#41785), or UNAVAILABLE; both are retried, up to 3 attempts in all.
+RETRY_SERVICE_CONFIG = json.dumps({"methodConfig": [{
+    "name": [{"service": "steadyrank.RankingService"},
+             {"service": "tensorflow.serving.PredictionService"},
+             {"service": "tensorflow.serving.ModelService", "method": "GetModelStatus"},
+             {"service": "tensorflow.serving.ModelService", "method": "GetModelMetadata"}],
+    "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]}}]})
+
+
 def channel(server: str) -> grpc.Channel:
-    """An insecure channel with TF Serving's message size limits."""
+    """An insecure channel with TF Serving's message size limits, retrying the read-only
+    methods when a server process drains (``RETRY_SERVICE_CONFIG``)."""
     return grpc.insecure_channel(server, options=[
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", RETRY_SERVICE_CONFIG)])
 
 
 def rank_request(model: str, user: int, k: int, candidates: Any = None,
