@@ -21,7 +21,6 @@ import numpy as np
 from steadyrank.service.rpc import MAX_MESSAGE_BYTES
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 
-
 # The read-only methods are safe to send again. A call that reaches a server process just as
 # it drains can be answered CANCELLED by gRPC core before any handler saw it
 # (grpc/grpc#41785), or UNAVAILABLE; both are retried, up to 3 attempts in all.
