@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -40,15 +39,15 @@ def _serve(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
         shutdown_grace=args.shutdown_grace, shadow_rate=args.shadow_rate,
         shadow_queue=args.shadow_queue, churn_rate=args.churn_rate,
-        churn_window=args.churn_window, wait_for_models=args.wait_for_models)
+        churn_window=args.churn_window, wait_for_models=args.wait_for_models,
+        # Acted on only under the supervisor, which gives each worker its recycle file.
+        recycle_after_loads=(DEFAULT_RECYCLE_AFTER_LOADS if args.recycle_after_loads is None
+                             else args.recycle_after_loads))
     count = args.workers if args.workers is not None else workers.usable_cores()
     if count == 1 and not args.recycle_after_loads:
         from steadyrank.service.server import serve
 
         return serve(config)
-    recycle = (DEFAULT_RECYCLE_AFTER_LOADS if args.recycle_after_loads is None
-               else args.recycle_after_loads)
-    config = dataclasses.replace(config, recycle_after_loads=recycle)
     return workers.Supervisor(config, count, args.log_level).run()
 
 

@@ -1,5 +1,6 @@
 """Shared test setup: quiet TensorFlow, Keras 2, and helpers for fresh-process checks."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -99,3 +100,48 @@ def ml100k(request, tmp_path_factory) -> Path:
         return Path(given) / "movielens-100k"
     wheel = request.getfixturevalue("recbole_wheel")
     return movielens.fetch(tmp_path_factory.mktemp("data"), wheel=wheel)
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """A process's resident memory in MB (this process by default; 0 if it has exited)."""
+    try:
+        with open(f"/proc/{pid or os.getpid()}/status") as f:
+            return next((int(line.split()[1]) / 1024 for line in f
+                         if line.startswith("VmRSS:")), 0.0)
+    except OSError:
+        return 0.0
+
+
+def start_serve(log: Path, *flags: str) -> subprocess.Popen:
+    """``steadyrank serve FLAGS`` as a subprocess logging to ``log`` (on loopback, ports
+    picked by the system unless FLAGS say otherwise)."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "steadyrank.cli", "serve", "--host", "127.0.0.1",
+             "--port", "0", *flags],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def serve_ports(log: Path) -> tuple[int, int | None]:
+    """(gRPC port, metrics port or None) once ``serve`` has logged that it listens."""
+    import re
+
+    assert wait_for(lambda: "gRPC on port" in log.read_text(), timeout=240), \
+        log.read_text()[-3000:]
+    found = re.search(r"gRPC on port (\d+), metrics on (?:port (\d+)|no port)",
+                      log.read_text())
+    return int(found.group(1)), int(found.group(2)) if found.group(2) else None
+
+
+def kill_serve(proc: subprocess.Popen) -> None:
+    """Kills a ``serve`` supervisor left running by a failed test, and its workers."""
+    import signal
+
+    from steadyrank.cli import workers
+
+    children = workers.worker_pids(proc.pid)  # before the kill: then they are re-parented
+    if proc.poll() is None:
+        proc.kill()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -6,8 +6,6 @@ Properties, over more than 10,000 cases per run: every answer's code is in the a
 after every batch of cases, and its memory stays bounded.
 """
 
-import os
-import resource
 
 import grpc
 import pytest
@@ -25,7 +23,7 @@ from tensorflow_serving.apis import (
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2
-from tests.conftest import train_small_models
+from tests.conftest import rss_mb, train_small_models
 
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
            grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNIMPLEMENTED,
@@ -63,14 +61,6 @@ def server(ml100k, tmp_path_factory):
     srv = thread.start()
     yield srv
     thread.stop(grace=1)
-
-
-def _rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _call(chan, method: str, body: bytes) -> grpc.StatusCode:
@@ -202,7 +192,7 @@ ROUNDS = {
 @pytest.mark.parametrize("kind", list(ROUNDS))
 def test_fuzz_answers_only_allowed_codes_and_the_server_stays_well(chan, kind):
     case, strategies, examples = ROUNDS[kind]
-    before = _rss_mb()
+    before = rss_mb()
     batch = 500
     for number, start in enumerate(range(0, examples, batch)):
         # Seeded per batch: the same cases every run, different ones in every batch.
@@ -210,7 +200,7 @@ def test_fuzz_answers_only_allowed_codes_and_the_server_stays_well(chan, kind):
             FUZZ, max_examples=min(batch, examples - start))(given(**strategies)(case)))
         run(chan)
         _healthy(chan)
-    grown = _rss_mb() - before
+    grown = rss_mb() - before
     assert grown < 256, f"RSS grew by {grown:.0f} MB over the {kind} fuzz"
 
 
@@ -240,7 +230,7 @@ def test_a_huge_declared_shape_is_refused_before_it_exists(chan):
         tensor.tensor_shape.dim.append(tensor_shape_pb2.TensorShapeProto.Dim(size=10**9))
         tensor.int64_val.append(1)
     assert len(request.SerializeToString()) < 100
-    before = _rss_mb()
+    before = rss_mb()
     fn = chan.unary_unary("/tensorflow.serving.PredictionService/Predict",
                           request_serializer=predict_pb2.PredictRequest.SerializeToString,
                           response_deserializer=predict_pb2.PredictResponse.FromString)
@@ -248,7 +238,7 @@ def test_a_huge_declared_shape_is_refused_before_it_exists(chan):
         fn(request, timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "--max-request-elements" in err.value.details()
-    assert _rss_mb() - before < 50
+    assert rss_mb() - before < 50
 
 
 def test_oversized_and_concurrent_bodies_are_refused_with_the_flag_named(server, chan):

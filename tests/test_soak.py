@@ -12,11 +12,8 @@ the floor (minimum) of a 30-second window: after the warm-up, and at the end.
 
 import os
 import random
-import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -28,7 +25,7 @@ from steadyrank.cli import workers as supervisor
 from steadyrank.model import layout
 from steadyrank.service import client
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import train_small_models, wait_for
+from tests.conftest import kill_serve, rss_mb, serve_ports, start_serve, train_small_models
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
 WARMUP_SECONDS = min(20.0, SOAK_SECONDS / 3)
@@ -40,15 +37,7 @@ RECYCLE_AFTER_LOADS = 10 if SOAK_SECONDS <= 120 else 40
 
 def _tree_rss_mb(pid: int) -> float:
     """Summed RSS of a process and its children (the supervisor and its workers)."""
-    total = 0.0
-    for p in [pid, *supervisor.worker_pids(pid)]:
-        try:
-            with open(f"/proc/{p}/status") as f:
-                total += next(int(line.split()[1]) for line in f
-                              if line.startswith("VmRSS:")) / 1024
-        except (OSError, StopIteration):
-            pass  # a worker that just exited
-    return total
+    return sum(rss_mb(p) for p in [pid, *supervisor.worker_pids(pid)])
 
 
 def _sample_rss(pid: int, stop: threading.Event, samples: list[tuple[float, float]]) -> None:
@@ -120,23 +109,17 @@ def _versions(base, stop):
 @pytest.mark.slow
 def test_soak_mixed_traffic_with_switches_and_a_dying_replica(models, tmp_path):
     log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "steadyrank.cli", "serve", "--workers", "2",
-             "--recycle-after-loads", str(RECYCLE_AFTER_LOADS), "--model-base-path",
-             str(models), "--port", "0", "--metrics-port", "-1", "--host", "127.0.0.1",
-             "--poll-seconds", "0.5", "--churn-window", "3", "--shadow-rate", "0.2",
-             "--shutdown-grace", "5"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_serve(log, "--workers", "2", "--recycle-after-loads",
+                       str(RECYCLE_AFTER_LOADS), "--model-base-path", str(models),
+                       "--metrics-port", "-1", "--poll-seconds", "0.5", "--churn-window", "3",
+                       "--shadow-rate", "0.2", "--shutdown-grace", "5")
     stop, sampling = threading.Event(), threading.Event()
     failures: list[str] = []
     counts = {"good": 0}
     bad_codes: dict[str, int] = {}
     samples: list[tuple[float, float]] = []
     try:
-        assert wait_for(lambda: "gRPC on port" in log.read_text(), timeout=240), \
-            log.read_text()[-3000:]
-        port = int(re.search(r"gRPC on port (\d+)", log.read_text()).group(1))
+        port, _ = serve_ports(log)
         target = f"127.0.0.1:{port}"
         with client.channel(target) as chan, client.channel(target) as chan2:
             threads = [threading.Thread(target=_good_traffic, args=(c, stop, failures, counts))
@@ -158,10 +141,7 @@ def test_soak_mixed_traffic_with_switches_and_a_dying_replica(models, tmp_path):
     finally:
         stop.set()
         sampling.set()
-        if proc.poll() is None:
-            proc.kill()
-        for pid in supervisor.worker_pids(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        kill_serve(proc)
     text = log.read_text()
     recycles = text.count("recycled: pid")
     warm_end = started + WARMUP_SECONDS

@@ -20,7 +20,7 @@ from steadyrank.cli import workers
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import train_small_models, wait_for
+from tests.conftest import kill_serve, serve_ports, start_serve, train_small_models, wait_for
 
 
 def test_usable_cores_honours_affinity_and_cgroup_quotas(tmp_path, monkeypatch):
@@ -145,18 +145,11 @@ def test_workers_share_a_port_switch_versions_restart_and_drain(models, tmp_path
     base = tmp_path / "models"
     shutil.copytree(models, base)
     log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "steadyrank.cli", "serve", "--workers", "2",
-             "--model-base-path", str(base), "--port", "0", "--metrics-port", "0",
-             "--host", "127.0.0.1", "--poll-seconds", "0.5", "--shutdown-grace", "5"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_serve(log, "--workers", "2", "--model-base-path", str(base),
+                       "--metrics-port", "0", "--poll-seconds", "0.5", "--shutdown-grace", "5")
     try:
-        assert wait_for(lambda: "gRPC on port" in log.read_text(), timeout=240), \
-            log.read_text()[-3000:]
-        found = re.search(r"gRPC on port (\d+), metrics on port (\d+) \(2 workers\)",
-                          log.read_text())
-        port, metrics_port = int(found.group(1)), int(found.group(2))
+        port, metrics_port = serve_ports(log)
+        assert "(2 workers)" in log.read_text()
         first = workers.worker_pids(proc.pid)
         assert len(first) == 2
         assert wait_for(lambda: _health(port) == health_pb2.HealthCheckResponse.SERVING,
@@ -203,10 +196,7 @@ def test_workers_share_a_port_switch_versions_restart_and_drain(models, tmp_path
         assert log.read_text().count("steadyrank.server: stopped") == 2
         assert not any(Path(f"/proc/{pid}").exists() for pid in second)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        for pid in workers.worker_pids(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        kill_serve(proc)
 
 
 def _rank_until(port, stop, codes):
@@ -230,19 +220,12 @@ def test_a_worker_is_recycled_after_n_loads_without_a_failed_request(models, tmp
     base = tmp_path / "models"
     shutil.copytree(models, base)
     log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "steadyrank.cli", "serve", "--workers", "1",
-             "--recycle-after-loads", "2", "--model-base-path", str(base), "--port", "0",
-             "--metrics-port", "0", "--host", "127.0.0.1", "--poll-seconds", "0.5",
-             "--shutdown-grace", "5"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_serve(log, "--workers", "1", "--recycle-after-loads", "2",
+                       "--model-base-path", str(base), "--metrics-port", "0",
+                       "--poll-seconds", "0.5", "--shutdown-grace", "5")
     try:
-        assert wait_for(lambda: "gRPC on port" in log.read_text(), timeout=240), \
-            log.read_text()[-3000:]
-        found = re.search(r"gRPC on port (\d+), metrics on port (\d+) \(1 workers\)",
-                          log.read_text())
-        port, metrics_port = int(found.group(1)), int(found.group(2))
+        port, metrics_port = serve_ports(log)
+        assert "(1 workers)" in log.read_text()
         first = workers.worker_pids(proc.pid)
         assert len(first) == 1
         stop, codes = threading.Event(), []
@@ -272,7 +255,4 @@ def test_a_worker_is_recycled_after_n_loads_without_a_failed_request(models, tmp
         assert proc.wait(timeout=90) == 0, log.read_text()[-3000:]
         assert log.read_text().count("steadyrank.server: stopped") == 2  # old and new
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        for pid in workers.worker_pids(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        kill_serve(proc)
