@@ -285,7 +285,8 @@ class Supervisor:
                          successor.pid, old.pid if old is not None else "-")
 
     def _stop_all(self) -> int:
-        """SIGTERM to every worker; waits for them to drain; 0 if all exited 0."""
+        """SIGTERM to every worker process (starting, serving or draining); waits for them
+        to drain; 0 if each exited 0 or of that SIGTERM."""
         procs = [p for w in self.workers for p in (w.proc, w.successor) if p is not None]
         procs += self.draining
         for proc in procs:
@@ -300,7 +301,9 @@ class Supervisor:
                 log.error("worker process %d did not stop in time; killing it", proc.pid)
                 proc.kill()
                 result = proc.wait()
-            code = code or (1 if result else 0)
+            # A process still starting when the stop came dies of the SIGTERM itself, before
+            # its handler is installed: a stop that was asked for, not a failure.
+            code = code or (0 if result in (0, -signal.SIGTERM) else 1)
         return code
 
     def run(self) -> int:

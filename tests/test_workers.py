@@ -256,3 +256,24 @@ def test_a_worker_is_recycled_after_n_loads_without_a_failed_request(models, tmp
         assert log.read_text().count("steadyrank.server: stopped") == 2  # old and new
     finally:
         kill_serve(proc)
+
+
+def test_stop_counts_a_process_killed_by_its_own_sigterm_as_stopped(models):
+    """A successor still starting when SIGTERM comes dies of it (no handler yet): exit 0;
+    a worker that fails its drain makes the exit code 1."""
+    sup = workers.Supervisor(ServerConfig(model_base_path=models, shutdown_grace=1), 1)
+    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    draining = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; "
+                                 "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
+                                 "time.sleep(60)"])
+    time.sleep(0.5)  # the handler is installed
+    sup.workers[0].successor, sup.draining = starting, [draining]
+    assert sup._stop_all() == 0
+    assert starting.returncode == -signal.SIGTERM and draining.returncode == 0
+    failing = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; "
+                                "signal.signal(signal.SIGTERM, lambda *a: sys.exit(3)); "
+                                "time.sleep(60)"])
+    time.sleep(0.5)
+    sup.workers[0].successor, sup.draining = None, [failing]
+    assert sup._stop_all() == 1
+    shutil.rmtree(sup.run_dir)
