@@ -1,12 +1,13 @@
 """steadyrank compare: variants, replica pairs, metrics from the exports, the report files."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model import compare, export, metrics, report, synth
-from steadyrank.model.config import from_dict
+from steadyrank.model.config import from_dict, load
 
 
 @pytest.mark.parametrize("text, message", [
@@ -160,3 +161,13 @@ def test_compare_cli_rejects_bad_arguments(tmp_path, capsys):
                      "--out", str(tmp_path / "o")]) == 2
     assert "--users must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_shipped_config_is_the_reported_winner():
+    """configs/smelu.toml (what the trainer and `make up` serve) is the base config of the
+    committed ML-100K report with the report's named winner applied, nothing more."""
+    repo = Path(__file__).resolve().parents[1]
+    result = json.loads((repo / "reports" / "movielens-100k" / "report.json").read_text())
+    (winner,) = compare.parse_variants(result["winner"])
+    base = load(repo / "configs" / "relu.toml")
+    assert winner.apply(base) == load(repo / "configs" / "smelu.toml")
