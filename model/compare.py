@@ -58,6 +58,7 @@ MODIFIERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "learn": ("model", "gsmelu_learn", lambda v: tuple(v.split("/"))),
     "lr": ("train", "learning_rate", float),
     "epochs": ("train", "epochs", int),
+    "batch": ("train", "batch_size", int),
 }
 NO_VALUE = ("time", "full", "norm", "nonorm", "unit")
 

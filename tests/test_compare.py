@@ -133,7 +133,10 @@ def test_variant_techniques_and_vary_sources():
     assert c.model.gsmelu_per_unit and c.model.gsmelu_learn == ("alpha", "beta")
     assert v.slug == "gsmelu-1-ema-0.99-codistill-0.5-mincount-3-l2-1e-4-init-0.01-window-500-" \
                      "unit-learn-alpha-beta"
+    (b,) = compare.parse_variants("smelu:2+batch:1024+lr:0.004")
+    assert (b.apply(base).train.batch_size, b.apply(base).train.learning_rate) == (1024, 0.004)
     for bad, message in [("smelu+ema", "takes a value"), ("smelu+unit:3", "takes no value"),
+                         ("smelu+batch:0", "batch_size"), ("smelu+batch:1.5", "bad value"),
                          ("smelu+foo:1", "unknown technique 'foo'"),
                          ("smelu+mincount:x", "bad value 'x'"),
                          ("smelu+ema:2", "train.weight_averaging must be")]:
