@@ -146,7 +146,7 @@ def _compare(args: argparse.Namespace) -> int:
     notes = Path(args.notes).read_text() if args.notes else ""
     work = Path(args.work_dir) if args.work_dir else Path("runs") / Path(args.out).name
     result = compare.run(config, variants, args.pairs, work, users=args.users,
-                         validation=args.validation, vary=vary)
+                         validation=args.validation, vary=vary, first_pair=args.first_pair)
     print(report.write(result, args.out, command, notes, winner=args.winner))
     return 0
 
@@ -166,6 +166,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    help="the single-model variant the goals are judged for (chosen on the "
                    "validation split); default: the lowest-PD accurate single model")
     p.add_argument("--pairs", type=int, default=3, help="replica pairs per variant (default 3)")
+    p.add_argument("--first-pair", type=int, default=0,
+                   help="index of the first pair (default 0); pair p's replicas take seeds "
+                   "2p+1 and 2p+2, so a final eval run can use seeds no earlier run used")
     p.add_argument("--out", required=True, help="report folder (report.md, report.json, png)")
     p.add_argument("--work-dir", default=None,
                    help="where replica exports are cached (default runs/<out name>)")

@@ -256,15 +256,18 @@ def _source_config(config: Config, vary: str) -> Config:
 def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Path,
         users: int = 943, tau_users: int = 100, validation: bool = False,
         log: Log = say, on_variant: Callable[[str, dict], None] | None = None,
-        vary: list[str] | tuple[str, ...] = ("all",)) -> dict[str, Any]:
+        vary: list[str] | tuple[str, ...] = ("all",), first_pair: int = 0) -> dict[str, Any]:
     """Trains (or loads) ``pairs`` replica pairs per source and variant and measures them.
 
     Returns {"sources": {vary: {name: {metric: summary}}}, "variants": the first source's,
     ...}. ``validation`` evaluates on a validation split carved from the train split, for
-    tuning without the eval split.
+    tuning without the eval split. Pair indices run from ``first_pair``: a final eval run can
+    use seeds no earlier eval look has used.
     """
     if pairs < 1:
         raise ValueError(f"--pairs must be >= 1, got {pairs}")
+    if first_pair < 0:
+        raise ValueError(f"--first-pair must be >= 0, got {first_pair}")
     if users < 1:
         raise ValueError(f"--users must be >= 1, got {users}")
     vary = list(vary)
@@ -281,8 +284,8 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
         for variant in variants:
             vconfig = variant.apply(_source_config(config, source))
             per_pair = []
-            for p in range(pairs):
-                log(f"{source} / {variant.name}: pair {p + 1}/{pairs}")
+            for n, p in enumerate(range(first_pair, first_pair + pairs)):
+                log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
                 folder = work_dir / source / variant.slug
                 a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", splits, split_name,
                                 log)
@@ -297,7 +300,8 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
                 f"{'rmse' if 'rmse' in summary else 'auc'} "
                 f"{summary.get('rmse', summary.get('auc'))['mean']:.4f}")
         sources[source] = results
-    return {"split": split_name, "pairs": pairs, "ranking_users": int(len(rank_users)),
+    return {"split": split_name, "pairs": pairs, "first_pair": first_pair,
+            "ranking_users": int(len(rank_users)),
             "ranking_items": int(len(splits.tables.item_ids)),
             "eval_rows": len(splits.eval), "data_checksum": splits.data.checksum,
             "config": config.to_dict(), "vary": vary, "sources": sources,

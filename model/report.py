@@ -109,6 +109,15 @@ def _techniques(result: dict[str, Any], name: str) -> str:
     return ", ".join(f"{k}={v}" if v is not True else k for k, v in found.items()) or "-"
 
 
+def _pair_seeds(result: dict[str, Any]) -> str:
+    """' (pair indices 3-7, seeds 7-16)' when the pairs do not start at 0, else ''."""
+    first = result.get("first_pair", 0)
+    if not first:
+        return ""
+    last = first + result["pairs"] - 1
+    return f" (pair indices {first}-{last}, seeds {2 * first + 1}-{2 * last + 2})"
+
+
 def _table(result: dict[str, Any], variants: dict[str, Any]) -> list[str]:
     loss = _loss_key(variants)
     on_frontier = set(frontier(variants))
@@ -139,8 +148,8 @@ def markdown(result: dict[str, Any], command: str, notes: str = "",
         f"Data: {result['config']['data']['dataset']} (checksum "
         f"`{result['data_checksum'][:12]}`), {result['split']} split of "
         f"{result['eval_rows']:,} rows. Replicas A and B of a pair share data and config; "
-        f"{result['pairs']} pairs per variant, each figure the mean ± standard deviation over "
-        "pairs. Top-k swap rates rank all "
+        f"{result['pairs']} pairs per variant{_pair_seeds(result)}, each figure the mean ± "
+        "standard deviation over pairs. Top-k swap rates rank all "
         f"{result['ranking_items']:,} items for {result['ranking_users']} users; Kendall tau "
         "over the first 100 of them. Request time: median of a `rank` call scoring the whole "
         "catalog for one user on the loaded SavedModel (this machine, 2 shared cores). "

@@ -2,7 +2,9 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from steadyrank.cli.main import main as cli_main
@@ -115,6 +117,48 @@ def test_goals_pick_the_most_reproducible_accurate_single_model():
     assert not next(g for g in named if "rmse" in g["goal"])["met"]
 
 
+def test_first_pair_shifts_the_pairs_and_their_seeds(monkeypatch, tmp_path):
+    """--first-pair 3 --pairs 2 trains pairs 3 and 4 (seeds 7-10) into pair3-*/pair4-*, and
+    the report says which seeds it used."""
+    trained = []
+
+    def fake_replica(config, seeds, folder, splits, split, log):
+        trained.append((folder.name, seeds))
+        return folder.name
+
+    def fake_metrics(a, b, splits, config, users, tau_users):
+        return {"relative_pd": float(a[4]), "top10_swap_rate": 0.0, "rmse": 1.0}
+
+    monkeypatch.setattr(compare, "replica", fake_replica)
+    monkeypatch.setattr(compare, "pair_metrics", fake_metrics)
+    monkeypatch.setattr(compare, "prepare_data", lambda config, validation: _FakeSplits())
+    result = compare.run(from_dict({}), compare.parse_variants("relu"), 2, tmp_path,
+                         users=5, log=lambda _: None, first_pair=3)
+    assert trained == [("pair3-a", (7, 7)), ("pair3-b", (8, 8)),
+                       ("pair4-a", (9, 9)), ("pair4-b", (10, 10))]
+    assert result["variants"]["relu"]["relative_pd"]["values"] == [3.0, 4.0]
+    assert result["first_pair"] == 3
+    assert report._pair_seeds(result) == " (pair indices 3-4, seeds 7-10)"
+    assert report._pair_seeds({**result, "first_pair": 0}) == ""
+    with pytest.raises(ValueError, match="--first-pair must be >= 0, got -2"):
+        compare.run(from_dict({}), compare.parse_variants("relu"), 2, tmp_path, first_pair=-2)
+
+
+class _FakeRows:
+    user_id = np.arange(10)
+
+    def __len__(self):
+        return 10
+
+
+class _FakeSplits:
+    """Just enough of prepare.Splits for compare.run's bookkeeping."""
+
+    eval = _FakeRows()
+    tables = SimpleNamespace(item_ids=np.arange(4))
+    data = SimpleNamespace(checksum="x" * 12)
+
+
 def test_pareto_frontier():
     variants = {"a": _variant(0.90, 0.10, 0), "b": _variant(0.91, 0.05, 0),
                 "c": _variant(0.92, 0.06, 0), "d": _variant(0.89, 0.12, 0)}
@@ -163,6 +207,9 @@ def test_compare_cli_rejects_bad_arguments(tmp_path, capsys):
     assert cli_main(["compare", "--config", str(base), "--variants", "relu", "--users", "0",
                      "--out", str(tmp_path / "o")]) == 2
     assert "--users must be >= 1, got 0" in capsys.readouterr().err
+    assert cli_main(["compare", "--config", str(base), "--variants", "relu", "--first-pair",
+                     "-1", "--out", str(tmp_path / "o")]) == 2
+    assert "--first-pair must be >= 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
