@@ -179,12 +179,18 @@ def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str,
 
 
 def replica(config: Config, seeds: tuple[int, int], folder: Path, splits: Splits, split: str,
-            log: Log) -> LoadedModel:
-    """The trained export of (config, (init seed, order seed)), cached or trained now."""
-    model = _cached(folder, config, seeds, splits.data.checksum, split)
-    if model is not None:
-        log(f"reusing {model.path}")
-        return model
+            log: Log, elsewhere: tuple[Path, ...] = ()) -> LoadedModel:
+    """The trained export of (config, (init seed, order seed)), cached or trained now.
+
+    ``elsewhere``: other folders that may already hold the same replica (replica A of pair p
+    has the same seeds under ``--vary all``, ``init`` and ``order``); training is
+    deterministic, so a matching manifest there is reused instead of training it again.
+    """
+    for place in (folder, *elsewhere):
+        model = _cached(place, config, seeds, splits.data.checksum, split)
+        if model is not None:
+            log(f"reusing {model.path}")
+            return model
     path = train_and_export(config, seeds[0], folder, folder.parent / f".ckpt-{folder.name}",
                             splits=splits, extra={"split": split}, log=log,
                             order_seed=seeds[1])
@@ -253,6 +259,17 @@ def _source_config(config: Config, vary: str) -> Config:
     return config  # under parameter servers, asynchrony adds to the seeds' differences
 
 
+def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
+              ) -> tuple[Path, ...]:
+    """Where other sources keep a replica that may equal this one (same config and seeds).
+
+    Only synchronous training is deterministic: under parameter servers none is shared."""
+    if config.train.strategy == "parameter-server":
+        return ()
+    return tuple(work_dir / other / slug / name for other in ("all", "init", "order")
+                 if other != source)
+
+
 def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Path,
         users: int = 943, tau_users: int = 100, validation: bool = False,
         log: Log = say, on_variant: Callable[[str, dict], None] | None = None,
@@ -288,7 +305,8 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
                 folder = work_dir / source / variant.slug
                 a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", splits, split_name,
-                                log)
+                                log, _siblings(vconfig, work_dir, source, variant.slug,
+                                               f"pair{p}-{r}"))
                         for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
                 per_pair.append(pair_metrics(a, b, splits, vconfig, rank_users, tau_users))
             summary = {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]}

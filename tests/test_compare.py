@@ -122,7 +122,7 @@ def test_first_pair_shifts_the_pairs_and_their_seeds(monkeypatch, tmp_path):
     the report says which seeds it used."""
     trained = []
 
-    def fake_replica(config, seeds, folder, splits, split, log):
+    def fake_replica(config, seeds, folder, splits, split, log, elsewhere=()):
         trained.append((folder.name, seeds))
         return folder.name
 
@@ -142,6 +142,26 @@ def test_first_pair_shifts_the_pairs_and_their_seeds(monkeypatch, tmp_path):
     assert report._pair_seeds({**result, "first_pair": 0}) == ""
     with pytest.raises(ValueError, match="--first-pair must be >= 0, got -2"):
         compare.run(from_dict({}), compare.parse_variants("relu"), 2, tmp_path, first_pair=-2)
+
+
+def test_a_replica_shared_by_two_sources_is_trained_once(synth_config, tmp_path):
+    """Replica A of a pair has the same seeds under --vary all and order: the order table
+    reuses the all table's export (training is deterministic), and trains only its B."""
+    _, raw = synth_config
+    logs = []
+    result = compare.run(from_dict(raw), compare.parse_variants("relu"), 1, tmp_path,
+                         users=20, log=logs.append, vary=["all", "order"])
+    assert (tmp_path / "order" / "relu" / "pair0-b").exists()
+    assert not (tmp_path / "order" / "relu" / "pair0-a").exists()
+    assert any(line.startswith(f"reusing {tmp_path / 'all' / 'relu' / 'pair0-a'}")
+               for line in logs)
+    b = export.load(tmp_path / "order" / "relu" / "pair0-b").manifest
+    assert (b["seed"], b["order_seed"]) == (1, 2)
+    assert set(result["sources"]) == {"all", "order"}
+    ps = from_dict({**raw, "train": {**raw["train"], "strategy": "parameter-server"}})
+    assert compare._siblings(ps, tmp_path, "order", "relu", "pair0-a") == ()
+    assert compare._siblings(from_dict(raw), tmp_path, "order", "relu", "pair0-a") == (
+        tmp_path / "all" / "relu" / "pair0-a", tmp_path / "init" / "relu" / "pair0-a")
 
 
 class _FakeRows:
