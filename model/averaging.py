@@ -48,6 +48,14 @@ class AveragingAdam(keras.optimizers.Adam):
         averaged = step - float(self.polyak_from)  # steps already in the average
         return tf.maximum(0.0, averaged / (averaged + 1.0))
 
+    def last_momentum(self) -> float | None:
+        """The EMA momentum the last step used (below the target while warming up); None
+        for Polyak averaging or before any step."""
+        steps = int(self.iterations.numpy())
+        if self.polyak_from is not None or steps < 1:
+            return None
+        return min(self.target_momentum, steps / (9.0 + steps))
+
     def _update_model_variables_moving_average(self, var_list: list) -> None:
         target = self.target_momentum
         self.ema_momentum = self._momentum()

@@ -51,6 +51,17 @@ class TrainError(SteadyRankError, RuntimeError):
     """Training cannot start or go on (e.g. a checkpoint folder of a different run)."""
 
 
+def _momentum_note(optimizer: AveragingAdam) -> str:
+    """'; momentum warmed up to only 0.9964 ...' when the warm-up kept the EMA under its
+    target for the whole run (then a larger target would give the same model)."""
+    last = optimizer.last_momentum()
+    if last is None or last >= optimizer.target_momentum:
+        return ""
+    steps = int(optimizer.iterations.numpy())
+    return (f"; momentum warmed up to only {last:.4f} by the last of {steps:,} steps, "
+            f"under the target {optimizer.target_momentum:g}")
+
+
 def say(msg: str) -> None:
     """Default progress output: one line on stderr."""
     print(f"[steadyrank train] {msg}", file=sys.stderr, flush=True)
@@ -223,7 +234,7 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
         with strategy.scope() if strategy else contextlib.nullcontext():
             optimizer.swap_in_average(model.trainable_variables)
         log(f"{prefix}weights replaced by their average "
-            f"({config.train.weight_averaging})")
+            f"({config.train.weight_averaging}{_momentum_note(optimizer)})")
     if strategy is not None:
         ranking = model.tower_a if isinstance(model, CoDistillation) else model
         shards = {"user_id": shard_layout(ranking.user_embedding.embedding.embeddings),

@@ -12,7 +12,7 @@ from steadyrank.model.config import parse_averaging
 from steadyrank.model.prepare import prepare_data
 from steadyrank.model.ranking import RankingModel, vocabulary
 from steadyrank.model.shuffle import epoch_order
-from steadyrank.model.train import train, train_member
+from steadyrank.model.train import _momentum_note, train, train_member
 from steadyrank.model.workflow import train_and_export
 from tests.conftest import small_config
 
@@ -92,6 +92,14 @@ def test_warmed_up_momentum_forgets_the_init():
             loss = tf.reduce_sum((var - 5.0) ** 2)
         opt.apply_gradients([(tape.gradient(loss, var), var)])
     average = float(opt.averages([var])[0].numpy()[0])
+    # The warm-up (1 + t) / (10 + t) kept the momentum at 200/209 on the last step.
+    assert opt.last_momentum() == pytest.approx(200 / 209)
+    assert _momentum_note(opt) == ("; momentum warmed up to only 0.9569 by the last of "
+                                         "200 steps, under the target 0.999")
+    assert AveragingAdam(0.1, momentum=0.5).last_momentum() is None  # no step yet
+    reached = AveragingAdam(0.1, momentum=0.9)
+    reached.iterations.assign(200)
+    assert reached.last_momentum() == 0.9 and _momentum_note(reached) == ""
     # Plain EMA at 0.999 would still hold 0.999**200 = 82% of the initial 0.
     assert average > 3.0 and float(var.numpy()[0]) == pytest.approx(5.0, abs=0.2)
     opt.finalize_variable_values([var])  # what fit() calls: no swap
