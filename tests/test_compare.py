@@ -127,7 +127,8 @@ def test_first_pair_shifts_the_pairs_and_their_seeds(monkeypatch, tmp_path):
         return folder.name
 
     def fake_metrics(a, b, splits, config, users, tau_users):
-        return {"relative_pd": float(a[4]), "top10_swap_rate": 0.0, "rmse": 1.0}
+        pair = a.removeprefix("pair").split("-")[0]  # the pair index, as a stand-in PD
+        return {"relative_pd": float(pair), "top10_swap_rate": 0.0, "rmse": 1.0}
 
     monkeypatch.setattr(compare, "replica", fake_replica)
     monkeypatch.setattr(compare, "pair_metrics", fake_metrics)
