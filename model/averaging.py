@@ -40,9 +40,10 @@ class AveragingAdam(keras.optimizers.Adam):
         self.polyak_from = polyak_from
         self._swap_allowed = False
 
-    def _momentum(self) -> tf.Tensor:
-        """This step's momentum (the update runs before ``iterations`` counts the step)."""
-        step = tf.cast(self.iterations, tf.float32)
+    def _momentum(self, step: Any = None) -> tf.Tensor:
+        """Step ``step``'s momentum (default: this step's; the update runs before
+        ``iterations`` counts the step)."""
+        step = tf.cast(self.iterations if step is None else step, tf.float32)
         if self.polyak_from is None:
             return tf.minimum(self.target_momentum, (1.0 + step) / (10.0 + step))
         averaged = step - float(self.polyak_from)  # steps already in the average
@@ -54,7 +55,7 @@ class AveragingAdam(keras.optimizers.Adam):
         steps = int(self.iterations.numpy())
         if self.polyak_from is not None or steps < 1:
             return None
-        return min(self.target_momentum, steps / (9.0 + steps))
+        return float(self._momentum(steps - 1))
 
     def _update_model_variables_moving_average(self, var_list: list) -> None:
         target = self.target_momentum

@@ -30,7 +30,7 @@ import numpy as np
 from steadyrank.model import metrics
 from steadyrank.model.config import ACTIVATIONS, Config, techniques, validate
 from steadyrank.model.evaluate import accuracy
-from steadyrank.model.export import ExportError, LoadedModel, load
+from steadyrank.model.export import ExportError, LoadedModel, load, read_manifest, resolve
 from steadyrank.model.layout import SWAP_KS
 from steadyrank.model.prepare import Splits, prepare_data
 from steadyrank.model.train import Log, say
@@ -168,14 +168,14 @@ def parse_vary(text: str) -> list[str]:
 def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str, split: str
             ) -> LoadedModel | None:
     try:
-        model = load(folder)
+        version = resolve(folder)
+        m = read_manifest(version)  # checked before the (slow) graph load
     except ExportError:
         return None
-    m = model.manifest
     same = (m.get("config") == config.to_dict() and m.get("seed") == seeds[0]
             and m.get("order_seed", m.get("seed")) == seeds[1]
             and m.get("data", {}).get("checksum") == checksum and m.get("split") == split)
-    return model if same else None
+    return load(version) if same else None
 
 
 def replica(config: Config, seeds: tuple[int, int], folder: Path, splits: Splits, split: str,
@@ -266,8 +266,8 @@ def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
     Only synchronous training is deterministic: under parameter servers none is shared."""
     if config.train.strategy == "parameter-server":
         return ()
-    return tuple(work_dir / other / slug / name for other in ("all", "init", "order")
-                 if other != source)
+    return tuple(work_dir / other / slug / name for other in VARY
+                 if other not in (source, "async"))
 
 
 def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Path,
@@ -318,7 +318,10 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
                 f"{'rmse' if 'rmse' in summary else 'auc'} "
                 f"{summary.get('rmse', summary.get('auc'))['mean']:.4f}")
         sources[source] = results
+    used = [s for source in vary for p in range(first_pair, first_pair + pairs)
+            for replica_pair in replica_seeds(source, p) for s in replica_pair]
     return {"split": split_name, "pairs": pairs, "first_pair": first_pair,
+            "seeds": [min(used), max(used)],
             "ranking_users": int(len(rank_users)),
             "ranking_items": int(len(splits.tables.item_ids)),
             "eval_rows": len(splits.eval), "data_checksum": splits.data.checksum,

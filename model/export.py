@@ -190,12 +190,17 @@ class LoadedModel:
             item_ids=tf.constant(np.asarray(item_ids, np.int64)))["scores"].numpy()
 
 
+def read_manifest(version: Path) -> dict[str, Any]:
+    """The manifest of a version folder, without loading its graph."""
+    try:
+        return json.loads((version / MANIFEST).read_text())
+    except (OSError, ValueError) as err:
+        raise ExportError(f"{version}: unreadable {MANIFEST}: {err}") from None
+
+
 def load(path: str | Path) -> LoadedModel:
     """Loads a version folder (or the latest version under a base folder)."""
     path = resolve(path)
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except (OSError, ValueError) as err:
-        raise ExportError(f"{path}: unreadable {MANIFEST}: {err}") from None
+    manifest = read_manifest(path)
     load_library()  # the SmeLU ops must be registered before a graph using them loads
     return LoadedModel(path, manifest, tf.saved_model.load(str(path)))

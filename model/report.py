@@ -114,8 +114,8 @@ def _pair_seeds(result: dict[str, Any]) -> str:
     first = result.get("first_pair", 0)
     if not first:
         return ""
-    last = first + result["pairs"] - 1
-    return f" (pair indices {first}-{last}, seeds {2 * first + 1}-{2 * last + 2})"
+    low, high = result["seeds"]
+    return f" (pair indices {first}-{first + result['pairs'] - 1}, seeds {low}-{high})"
 
 
 def _table(result: dict[str, Any], variants: dict[str, Any]) -> list[str]:

@@ -55,7 +55,7 @@ def _momentum_note(optimizer: AveragingAdam) -> str:
     """'; momentum warmed up to only 0.9964 ...' when the warm-up kept the EMA under its
     target for the whole run (then a larger target would give the same model)."""
     last = optimizer.last_momentum()
-    if last is None or last >= optimizer.target_momentum:
+    if last is None or last >= optimizer.target_momentum - 1e-6:  # float32 momentum
         return ""
     steps = int(optimizer.iterations.numpy())
     return (f"; momentum warmed up to only {last:.4f} by the last of {steps:,} steps, "

@@ -145,11 +145,16 @@ def test_first_pair_shifts_the_pairs_and_their_seeds(monkeypatch, tmp_path):
         compare.run(from_dict({}), compare.parse_variants("relu"), 2, tmp_path, first_pair=-2)
 
 
-def test_a_replica_shared_by_two_sources_is_trained_once(synth_config, tmp_path):
+def test_a_replica_shared_by_two_sources_is_trained_once(synth_config, tmp_path,
+                                                         monkeypatch):
     """Replica A of a pair has the same seeds under --vary all and order: the order table
-    reuses the all table's export (training is deterministic), and trains only its B."""
+    reuses the all table's export (training is deterministic), and trains only its B. An
+    export whose manifest does not match (all's B, other seeds) is never loaded."""
     _, raw = synth_config
-    logs = []
+    logs, loaded = [], []
+    real_load = compare.load
+    monkeypatch.setattr(compare, "load", lambda path: loaded.append(Path(path).parent.name)
+                        or real_load(path))
     result = compare.run(from_dict(raw), compare.parse_variants("relu"), 1, tmp_path,
                          users=20, log=logs.append, vary=["all", "order"])
     assert (tmp_path / "order" / "relu" / "pair0-b").exists()
@@ -159,6 +164,7 @@ def test_a_replica_shared_by_two_sources_is_trained_once(synth_config, tmp_path)
     b = export.load(tmp_path / "order" / "relu" / "pair0-b").manifest
     assert (b["seed"], b["order_seed"]) == (1, 2)
     assert set(result["sources"]) == {"all", "order"}
+    assert sorted(loaded) == ["pair0-a", "pair0-a", "pair0-b", "pair0-b"]  # trained 3, reused 1
     ps = from_dict({**raw, "train": {**raw["train"], "strategy": "parameter-server"}})
     assert compare._siblings(ps, tmp_path, "order", "relu", "pair0-a") == ()
     assert compare._siblings(from_dict(raw), tmp_path, "order", "relu", "pair0-a") == (
