@@ -90,12 +90,37 @@ def polyak_start(total_steps: int, fraction: float) -> int:
     return max(0, min(total_steps - 1, total_steps - round(fraction * total_steps)))
 
 
+Schedule = keras.optimizers.schedules.LearningRateSchedule
+
+
+def learning_rate_schedule(learning_rate: float, decay: tuple[str, float],
+                           total_steps: int) -> float | Schedule:
+    """``learning_rate`` itself for ``("none", _)``; else a schedule that anneals it over
+    ``total_steps`` steps, linearly or along a half cosine, to ``end`` times it, then stays."""
+    kind, end = decay
+    if kind == "none":
+        return learning_rate
+    if total_steps < 1:
+        raise ValueError("a learning-rate decay needs the run's total step count")
+    schedules = keras.optimizers.schedules
+    if kind == "linear":
+        return schedules.PolynomialDecay(learning_rate, total_steps,
+                                         end_learning_rate=learning_rate * end, power=1.0)
+    if kind == "cosine":
+        return schedules.CosineDecay(learning_rate, total_steps, alpha=end)
+    raise ValueError(f"unknown learning-rate decay {kind!r}")
+
+
 def make_optimizer(learning_rate: float, averaging: tuple[str, float] = ("none", 0.0),
-                   clip_norm: float = 0.0, total_steps: int = 0) -> keras.optimizers.Optimizer:
-    """Adam, clipping each step's gradients to the global norm ``clip_norm`` when > 0, and
-    averaging the weights as ``averaging`` says: ``("ema", M)`` or ``("polyak", F)``, the
-    uniform mean over the last fraction F of ``total_steps``."""
+                   clip_norm: float = 0.0, total_steps: int = 0,
+                   decay: tuple[str, float] = ("none", 1.0)) -> keras.optimizers.Optimizer:
+    """Adam, clipping each step's gradients to the global norm ``clip_norm`` when > 0,
+    annealing the learning rate over ``total_steps`` as ``decay`` says (see
+    :func:`learning_rate_schedule`), and averaging the weights as ``averaging`` says:
+    ``("ema", M)`` or ``("polyak", F)``, the uniform mean over the last fraction F of
+    ``total_steps``."""
     clip = {"global_clipnorm": clip_norm} if clip_norm > 0 else {}
+    learning_rate = learning_rate_schedule(learning_rate, decay, total_steps)
     kind, value = averaging
     if kind == "ema":
         return AveragingAdam(learning_rate, value, **clip)

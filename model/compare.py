@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 
 from steadyrank.model import metrics
-from steadyrank.model.config import ACTIVATIONS, Config, techniques, validate
+from steadyrank.model.config import (
+    ACTIVATIONS,
+    Config,
+    ConfigError,
+    from_dict,
+    parse_decay,
+    techniques,
+    validate,
+)
 from steadyrank.model.evaluate import accuracy
 from steadyrank.model.export import ExportError, LoadedModel, load, read_manifest, resolve
 from steadyrank.model.layout import SWAP_KS
@@ -38,6 +46,12 @@ from steadyrank.model.workflow import train_and_export
 
 VARIANT_RE = re.compile(r"^(?P<act>[a-z]+)(?P<ens>-ensemble)?(?::(?P<arg>[0-9.]+))?$")
 VARY = ("all", "init", "order", "async")
+
+def _checked(parse: Callable[[str], Any], value: str) -> str:
+    """``value`` once ``parse`` accepts it (its ValueError names the bad value)."""
+    parse(value)
+    return value
+
 
 # Technique modifiers, ``+NAME`` or ``+NAME:VALUE`` after the base variant:
 # name -> (config section, key, how the value is read).
@@ -57,6 +71,7 @@ MODIFIERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "unit": ("model", "gsmelu_per_unit", lambda v: True),
     "learn": ("model", "gsmelu_learn", lambda v: tuple(v.split("/"))),
     "lr": ("train", "learning_rate", float),
+    "decay": ("train", "lr_decay", lambda v: _checked(parse_decay, v)),
     "epochs": ("train", "epochs", int),
     "batch": ("train", "batch_size", int),
 }
@@ -165,6 +180,16 @@ def parse_vary(text: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def same_config(recorded: Any, config: Config) -> bool:
+    """Whether a manifest's recorded config is ``config``. Keys the recording lacks take
+    their defaults, so exports made before a setting existed still match configs that
+    leave it at its default (which is what they trained with)."""
+    try:
+        return from_dict(recorded).to_dict() == config.to_dict()
+    except (ConfigError, TypeError, AttributeError):
+        return False
+
+
 def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str, split: str
             ) -> LoadedModel | None:
     try:
@@ -172,7 +197,7 @@ def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str,
         m = read_manifest(version)  # checked before the (slow) graph load
     except ExportError:
         return None
-    same = (m.get("config") == config.to_dict() and m.get("seed") == seeds[0]
+    same = (same_config(m.get("config"), config) and m.get("seed") == seeds[0]
             and m.get("order_seed", m.get("seed")) == seeds[1]
             and m.get("data", {}).get("checksum") == checksum and m.get("split") == split)
     return load(version) if same else None

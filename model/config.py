@@ -80,6 +80,9 @@ class TrainConfig:
     ``codistill``: > 0 trains two towers together, each with its label loss plus this weight
     times its distance to the other's (stopped-gradient) prediction; one tower is exported.
     ``clip_norm``: > 0 clips each step's gradients to this global norm.
+    ``lr_decay``: ``none`` (a constant learning rate), ``linear[:E]`` or ``cosine[:E]``
+    (annealed over the run's steps from ``learning_rate`` down to E times it; E defaults
+    to 0): the last steps move the weights less, so the end point of training varies less.
     """
 
     epochs: int = 5
@@ -91,6 +94,7 @@ class TrainConfig:
     weight_averaging: str = "none"
     codistill: float = 0.0
     clip_norm: float = 0.0
+    lr_decay: str = "none"
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,22 @@ def parse_averaging(text: str) -> tuple[str, float]:
                      "or polyak:F with 0 < F <= 1")
 
 
+def parse_decay(text: str) -> tuple[str, float]:
+    """``"none"`` -> ("none", 1.0); ``"linear[:E]"`` / ``"cosine[:E]"`` -> (kind, E), the
+    final learning rate as a fraction of the first, 0 <= E < 1 (default 0)."""
+    if text == "none":
+        return ("none", 1.0)
+    kind, sep, arg = text.partition(":")
+    try:
+        end = float(arg) if sep else 0.0
+    except ValueError:
+        end = -1.0
+    if kind in ("linear", "cosine") and 0 <= end < 1:
+        return (kind, end)
+    raise ValueError(f"bad learning-rate decay {text!r}: expected none, linear[:E] or "
+                     "cosine[:E] with 0 <= E < 1")
+
+
 def _parses(parse: Callable[[str], object], text: str) -> bool:
     """Whether ``parse`` accepts ``text`` (a setting with a small grammar of its own)."""
     try:
@@ -197,6 +217,8 @@ def techniques(config: Config) -> dict[str, Any]:
         on["ensemble"] = t.ensemble
     if t.clip_norm > 0:
         on["clip_norm"] = t.clip_norm
+    if t.lr_decay != "none":
+        on["lr_decay"] = t.lr_decay
     return on
 
 
@@ -225,6 +247,8 @@ def validate(config: Config) -> Config:
          "must be 'none', 'ema:M' with 0 < M < 1 or 'polyak:F' with 0 < F <= 1"),
         (t.codistill >= 0, "train.codistill", "must be >= 0"),
         (t.clip_norm >= 0, "train.clip_norm", "must be >= 0"),
+        (_parses(parse_decay, t.lr_decay), "train.lr_decay",
+         "must be 'none', 'linear[:E]' or 'cosine[:E]' with 0 <= E < 1"),
         (m.min_id_count >= 1, "model.min_id_count", "must be >= 1"),
         (m.embedding_l2 >= 0, "model.embedding_l2", "must be >= 0"),
         (m.embedding_init_scale > 0, "model.embedding_init_scale", "must be > 0"),

@@ -29,7 +29,7 @@ import tf_keras as keras
 
 from steadyrank.model.averaging import AveragingAdam, make_optimizer
 from steadyrank.model.codistill import CoDistillation
-from steadyrank.model.config import Config, parse_averaging
+from steadyrank.model.config import Config, parse_averaging, parse_decay
 from steadyrank.model.data import Interactions
 from steadyrank.model.distributed import (
     is_parameter_server,
@@ -170,7 +170,8 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
         model = build_model(config, splits.tables)
         optimizer = make_optimizer(config.train.learning_rate,
                                    parse_averaging(config.train.weight_averaging),
-                                   config.train.clip_norm, total_steps=epochs * steps)
+                                   config.train.clip_norm, total_steps=epochs * steps,
+                                   decay=parse_decay(config.train.lr_decay))
         # Under parameter servers the chief schedules steps_per_execution steps per call.
         model.compile(optimizer=optimizer,
                       steps_per_execution=10 if is_parameter_server(strategy) else 1)

@@ -19,6 +19,8 @@ from steadyrank.model.config import from_dict, load
     ("relu-ensemble:1", "ensemble size must be a whole number >= 2"),
     ("relu-ensemble", "ensemble size"),
     ("relu,relu", "repeat a name"),
+    ("smelu:2+decay:exp", "bad value 'exp' for \\+decay"),
+    ("smelu:2+decay:linear:1", "bad value 'linear:1' for \\+decay"),
 ])
 def test_bad_variants_are_named(text, message):
     with pytest.raises(ValueError, match=message):
@@ -35,6 +37,26 @@ def test_variants_apply_to_the_base_config():
     applied = ens.apply(base)
     assert applied.train.ensemble == 4 and applied.model.activation == "relu"
     assert ens.slug == "relu-ensemble-4"
+
+
+def test_decay_modifier_sets_the_schedule():
+    base = from_dict({})
+    linear, cosine = compare.parse_variants("smelu:2+decay:linear+lr:0.004,smelu+decay:cosine:0.1")
+    assert linear.apply(base).train.lr_decay == "linear"
+    assert linear.apply(base).train.learning_rate == 0.004
+    assert cosine.apply(base).train.lr_decay == "cosine:0.1"
+
+
+def test_manifests_from_before_a_setting_existed_still_match():
+    config = from_dict({"train": {"epochs": 2}})
+    recorded = config.to_dict()
+    del recorded["train"]["lr_decay"]  # an export made before lr_decay existed
+    assert compare.same_config(recorded, config)
+    decayed = from_dict({"train": {"epochs": 2, "lr_decay": "linear"}})
+    assert not compare.same_config(recorded, decayed)
+    assert not compare.same_config({**recorded, "train": {"epochs": 3}}, config)
+    assert not compare.same_config({"train": {"no_such_key": 1}}, config)
+    assert not compare.same_config(None, config) and not compare.same_config("x", config)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,14 @@ import pytest
 import tensorflow as tf
 
 from steadyrank.model import export
-from steadyrank.model.averaging import AveragingAdam, make_optimizer, polyak_start
+from steadyrank.model.averaging import (
+    AveragingAdam,
+    learning_rate_schedule,
+    make_optimizer,
+    polyak_start,
+)
 from steadyrank.model.codistill import CoDistillation
-from steadyrank.model.config import parse_averaging
+from steadyrank.model.config import ConfigError, parse_averaging, parse_decay, techniques
 from steadyrank.model.prepare import prepare_data
 from steadyrank.model.ranking import RankingModel, vocabulary
 from steadyrank.model.shuffle import epoch_order
@@ -137,6 +142,66 @@ def test_bad_averaging_names_the_value(text):
 def test_polyak_needs_the_step_count():
     with pytest.raises(ValueError, match="total step count"):
         make_optimizer(0.01, ("polyak", 0.5))
+
+
+@pytest.mark.parametrize("kind, end", [("linear", 0.0), ("linear", 0.2), ("cosine", 0.0),
+                                       ("cosine", 0.1)])
+def test_decay_follows_its_float64_formula(kind, end):
+    lr, total = 0.004, 1000
+    schedule = learning_rate_schedule(lr, (kind, end), total)
+    for step in (0, 1, 250, 500, 999, 1000, 1500):
+        t = min(step, total) / total
+        if kind == "linear":
+            want = lr * (1 - t) + lr * end * t
+        else:
+            want = lr * ((1 - end) * 0.5 * (1 + np.cos(np.pi * t)) + end)
+        assert float(schedule(step)) == pytest.approx(want, rel=1e-5, abs=1e-9), step
+    assert learning_rate_schedule(lr, ("none", 1.0), total) == lr
+
+
+@pytest.mark.parametrize("text, want", [("none", ("none", 1.0)), ("linear", ("linear", 0.0)),
+                                        ("cosine:0.1", ("cosine", 0.1)),
+                                        ("linear:0", ("linear", 0.0))])
+def test_decay_settings_parse(text, want):
+    assert parse_decay(text) == want
+
+
+@pytest.mark.parametrize("text", ["exp", "linear:1", "cosine:-0.1", "linear:x", "cosine:",
+                                  "none:0.5"])
+def test_bad_decay_names_the_value(text):
+    with pytest.raises(ValueError, match=f"bad learning-rate decay '{text}'"):
+        parse_decay(text)
+
+
+def test_bad_decay_in_a_config_names_the_key(ml100k):
+    with pytest.raises(ConfigError, match="train.lr_decay .* got 'step'"):
+        small_config(ml100k, train={"lr_decay": "step"})
+
+
+def test_decay_is_recorded_as_a_technique(ml100k):
+    assert "lr_decay" not in techniques(small_config(ml100k))
+    config = small_config(ml100k, train={"lr_decay": "cosine:0.1"})
+    assert techniques(config)["lr_decay"] == "cosine:0.1"
+
+
+def test_decay_needs_the_step_count():
+    with pytest.raises(ValueError, match="total step count"):
+        make_optimizer(0.01, decay=("linear", 0.0))
+
+
+@pytest.mark.parametrize("averaging", ["none", "ema:0.99"])
+def test_training_anneals_the_learning_rate_to_its_end(ml100k, splits, averaging):
+    config = small_config(ml100k, train={"lr_decay": "linear:0.25", "epochs": 2,
+                                         "weight_averaging": averaging})
+    model, *_ = train_member(config, splits, 1, None, log=lambda m: None)
+    steps = 2 * -(-len(splits.train) // config.train.batch_size)
+    optimizer = model.optimizer
+    assert int(optimizer.iterations.numpy()) == steps
+    # After the last step the schedule has reached 0.25x the configured rate.
+    assert float(optimizer.learning_rate) == pytest.approx(0.25 * config.train.learning_rate,
+                                                           rel=1e-5)
+    half = float(optimizer._learning_rate(steps // 2))
+    assert half == pytest.approx(0.625 * config.train.learning_rate, rel=1e-3)
 
 
 def test_codistillation_exports_one_tower_with_a_plain_models_signatures(ml100k, splits,
