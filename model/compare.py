@@ -67,6 +67,7 @@ MODIFIERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "l2": ("model", "embedding_l2", float),
     "init": ("model", "embedding_init_scale", float),
     "dim": ("model", "embedding_dim", int),
+    "cross": ("model", "cross_layers", int),
     "norm": ("model", "layer_norm", lambda v: True),
     "nonorm": ("model", "layer_norm", lambda v: False),
     "unit": ("model", "gsmelu_per_unit", lambda v: True),

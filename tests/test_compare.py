@@ -45,8 +45,9 @@ def test_decay_modifier_sets_the_schedule():
     assert linear.apply(base).train.lr_decay == "linear"
     assert linear.apply(base).train.learning_rate == 0.004
     assert cosine.apply(base).train.lr_decay == "cosine:0.1"
-    (small,) = compare.parse_variants("smelu:2+dim:8")
+    small, deep_only = compare.parse_variants("smelu:2+dim:8,smelu:2+cross:0")
     assert small.apply(base).model.embedding_dim == 8
+    assert deep_only.apply(base).model.cross_layers == 0
     with pytest.raises(ValueError, match="bad value '8.5' for \\+dim"):
         compare.parse_variants("smelu:2+dim:8.5")
 

@@ -37,6 +37,20 @@ def test_tower_uses_configured_activation():
         DeepCrossTower(1, (8,), "tanh")
 
 
+def test_tower_without_cross_layers_is_the_deep_mlp_alone():
+    tower = DeepCrossTower(0, (8,), "relu")
+    x = tf.random.stateless_normal((5, 4), seed=(1, 2))
+    out = tower(x).numpy()
+    assert tower.crosses == [] and out.shape == (5, 1)
+    dense, act = tower.deep
+    score = tower.score
+    # float64 reference: score(relu(x W + b)), with no cross features in the concat
+    h = np.maximum(x.numpy().astype(np.float64) @ dense.kernel.numpy() + dense.bias.numpy(), 0)
+    want = h @ score.kernel.numpy() + score.bias.numpy()
+    assert score.kernel.shape == (8, 1)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+
+
 def test_oov_ids_use_the_oov_bucket():
     emb = IdEmbedding([10, 20], 3)
     out = emb(tf.constant([10, 20, 30, 40])).numpy()
