@@ -47,6 +47,7 @@ from steadyrank.model.workflow import train_and_export
 VARIANT_RE = re.compile(r"^(?P<act>[a-z]+)(?P<ens>-ensemble)?(?::(?P<arg>[0-9.]+))?$")
 VARY = ("all", "init", "order", "async")
 
+
 def _checked(parse: Callable[[str], Any], value: str) -> str:
     """``value`` once ``parse`` accepts it (its ValueError names the bad value)."""
     parse(value)
