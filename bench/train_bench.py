@@ -1,11 +1,13 @@
-"""Training throughput of relu, smelu and the 4-model ReLU ensemble, side by side in one run.
+"""Training throughput of relu, smelu, smelu with a linear learning-rate decay and the 4-model
+ReLU ensemble, side by side in one run.
 
     python bench/train_bench.py [--repeats 3] [--synth-rows 1000000] [--max-rows 250000]
                                 [--config configs/smelu.toml] [--out FILE]
 
 Datasets: MovieLens 100K (the config's train split) and a synthetic set of ``--synth-rows``
 rows (10^4 users, 10^5 items; generated into bench/out once). For each repeat the variants
-run in turn (relu, smelu, relu-ensemble:4), so machine noise hits them alike. A measurement
+run in turn (relu, smelu, smelu+decay, relu-ensemble:4), so machine noise hits them alike.
+Every model trains with the trainer's own optimizer (``make_optimizer``). A measurement
 trains a freshly built, already traced model (a warm-up fit of a few batches first) on one
 epoch of the seeded shuffle, capped at ``--max-rows`` rows, with the same code path and op
 determinism as ``steadyrank train``. The ensemble trains its 4 members one after another,
@@ -34,18 +36,23 @@ import tf_keras as keras  # noqa: E402
 
 from steadyrank.model import config as cfg  # noqa: E402
 from steadyrank.model import synth  # noqa: E402
+from steadyrank.model.averaging import make_optimizer  # noqa: E402
 from steadyrank.model.data import load_synthetic  # noqa: E402
 from steadyrank.model.prepare import Splits, prepare_data  # noqa: E402
 from steadyrank.model.ranking import RankingModel  # noqa: E402
 from steadyrank.model.train import epoch_dataset, member_seeds  # noqa: E402
 
-VARIANTS = {"relu": ("relu", 1), "smelu": ("smelu", 1), "relu-ensemble:4": ("relu", 4)}
+# name -> (activation, members, train.lr_decay)
+VARIANTS = {"relu": ("relu", 1, "none"), "smelu": ("smelu", 1, "none"),
+            "smelu+decay": ("smelu", 1, "linear"), "relu-ensemble:4": ("relu", 4, "none")}
 
 
-def _model(config: cfg.Config, splits: Splits, seed: int) -> RankingModel:
+def _model(config: cfg.Config, splits: Splits, seed: int, steps: int) -> RankingModel:
     keras.utils.set_random_seed(seed)
     model = RankingModel(config.model, splits.tables)
-    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
+    # The schedule spans the 4 warm-up batches below and the timed epoch's ``steps``.
+    model.compile(optimizer=make_optimizer(config.train.learning_rate, total_steps=steps + 4,
+                                           decay=cfg.parse_decay(config.train.lr_decay)))
     model.fit(epoch_dataset(splits.train.take(np.arange(4 * config.train.batch_size)), seed,
                             0, config.train.batch_size), epochs=1, verbose=0)  # trace
     return model
@@ -55,7 +62,8 @@ def measure(config: cfg.Config, splits: Splits, members: int, max_rows: int) -> 
     """Examples per second of one capped epoch over ``members`` freshly built models."""
     rows = min(len(splits.train), max_rows)
     subset = splits.train.take(np.arange(rows))
-    models = [_model(config, splits, s) for s in member_seeds(1, members)]
+    steps = -(-rows // config.train.batch_size)
+    models = [_model(config, splits, s, steps) for s in member_seeds(1, members)]
     started = time.perf_counter()
     for i, model in enumerate(models):
         model.fit(epoch_dataset(subset, i, 1, config.train.batch_size), epochs=1, verbose=0)
@@ -67,8 +75,9 @@ def bench_dataset(name: str, base: cfg.Config, splits: Splits, repeats: int,
     """Median examples/s per variant over interleaved repeats."""
     samples: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for r in range(repeats):
-        for variant, (activation, members) in VARIANTS.items():
-            config = replace(base, model=replace(base.model, activation=activation))
+        for variant, (activation, members, decay) in VARIANTS.items():
+            config = replace(base, model=replace(base.model, activation=activation),
+                             train=replace(base.train, lr_decay=decay))
             samples[variant].append(measure(config, splits, members, max_rows))
             print(f"  {name} repeat {r + 1}/{repeats} {variant}: "
                   f"{samples[variant][-1]:,.0f} ex/s", file=sys.stderr, flush=True)
@@ -76,6 +85,7 @@ def bench_dataset(name: str, base: cfg.Config, splits: Splits, repeats: int,
     return {"rows": min(len(splits.train), max_rows), "train_rows": len(splits.train),
             "examples_per_second": medians, "samples": samples,
             "smelu_vs_relu": medians["smelu"] / medians["relu"],
+            "decay_vs_smelu": medians["smelu+decay"] / medians["smelu"],
             "ensemble_vs_relu": medians["relu-ensemble:4"] / medians["relu"]}
 
 
@@ -105,11 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         "synthetic", synth_config, prepare_data(synth_config, load_synthetic(folder)),
         args.repeats, args.max_rows)
     print(f"\n{'dataset':<16}{'rows timed':>12}" + "".join(f"{v:>18}" for v in VARIANTS)
-          + f"{'smelu/relu':>12}{'ens4/relu':>11}")
+          + f"{'smelu/relu':>12}{'decay/smelu':>13}{'ens4/relu':>11}")
     for name, r in results.items():
         print(f"{name:<16}{r['rows']:>12,}"
               + "".join(f"{r['examples_per_second'][v]:>14,.0f} ex/s" for v in VARIANTS)
-              + f"{r['smelu_vs_relu']:>12.3f}{r['ensemble_vs_relu']:>11.3f}")
+              + f"{r['smelu_vs_relu']:>12.3f}{r['decay_vs_smelu']:>13.3f}"
+              f"{r['ensemble_vs_relu']:>11.3f}")
     payload = {"command": "python bench/train_bench.py " + " ".join(argv or sys.argv[1:]),
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                            "tensorflow": tf.__version__,
