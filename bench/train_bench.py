@@ -42,6 +42,8 @@ from steadyrank.model.prepare import Splits, prepare_data  # noqa: E402
 from steadyrank.model.ranking import RankingModel  # noqa: E402
 from steadyrank.model.train import epoch_dataset, member_seeds  # noqa: E402
 
+WARMUP_BATCHES = 4  # traced before the timed epoch
+
 # name -> (activation, members, train.lr_decay)
 VARIANTS = {"relu": ("relu", 1, "none"), "smelu": ("smelu", 1, "none"),
             "smelu+decay": ("smelu", 1, "linear"), "relu-ensemble:4": ("relu", 4, "none")}
@@ -50,10 +52,12 @@ VARIANTS = {"relu": ("relu", 1, "none"), "smelu": ("smelu", 1, "none"),
 def _model(config: cfg.Config, splits: Splits, seed: int, steps: int) -> RankingModel:
     keras.utils.set_random_seed(seed)
     model = RankingModel(config.model, splits.tables)
-    # The schedule spans the 4 warm-up batches below and the timed epoch's ``steps``.
-    model.compile(optimizer=make_optimizer(config.train.learning_rate, total_steps=steps + 4,
+    # The schedule spans the warm-up batches below and the timed epoch's ``steps``.
+    model.compile(optimizer=make_optimizer(config.train.learning_rate,
+                                           total_steps=steps + WARMUP_BATCHES,
                                            decay=cfg.parse_decay(config.train.lr_decay)))
-    model.fit(epoch_dataset(splits.train.take(np.arange(4 * config.train.batch_size)), seed,
+    warmup = np.arange(WARMUP_BATCHES * config.train.batch_size)
+    model.fit(epoch_dataset(splits.train.take(warmup), seed,
                             0, config.train.batch_size), epochs=1, verbose=0)  # trace
     return model
 

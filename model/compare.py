@@ -33,7 +33,6 @@ from steadyrank.model.config import (
     Config,
     ConfigError,
     from_dict,
-    parse_decay,
     techniques,
     validate,
 )
@@ -46,12 +45,6 @@ from steadyrank.model.workflow import train_and_export
 
 VARIANT_RE = re.compile(r"^(?P<act>[a-z]+)(?P<ens>-ensemble)?(?::(?P<arg>[0-9.]+))?$")
 VARY = ("all", "init", "order", "async")
-
-
-def _checked(parse: Callable[[str], Any], value: str) -> str:
-    """``value`` once ``parse`` accepts it (its ValueError names the bad value)."""
-    parse(value)
-    return value
 
 
 # Technique modifiers, ``+NAME`` or ``+NAME:VALUE`` after the base variant:
@@ -74,7 +67,7 @@ MODIFIERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "unit": ("model", "gsmelu_per_unit", lambda v: True),
     "learn": ("model", "gsmelu_learn", lambda v: tuple(v.split("/"))),
     "lr": ("train", "learning_rate", float),
-    "decay": ("train", "lr_decay", lambda v: _checked(parse_decay, v)),
+    "decay": ("train", "lr_decay", str),
     "epochs": ("train", "epochs", int),
     "batch": ("train", "batch_size", int),
 }
@@ -148,13 +141,18 @@ def _parse_modifier(raw: str, text: str) -> tuple[str, str, Any]:
 
 def parse_variants(text: str) -> list[Variant]:
     """``"relu,smelu:0.5,relu-ensemble:4,smelu:2+ema:0.999+codistill:0.5"`` -> variants;
-    errors name the bad one. Modifiers after ``+`` turn techniques on (see MODIFIERS)."""
+    errors name the bad one. Modifiers after ``+`` turn techniques on (see MODIFIERS); each
+    variant's settings are validated here, before anything trains."""
     out = []
     for raw in (t.strip() for t in text.split(",")):
         base, *mods = raw.split("+")
         variant = _parse_base(raw, base)
-        overrides = tuple(_parse_modifier(raw, m) for m in mods)
-        out.append(replace(variant, overrides=overrides))
+        variant = replace(variant, overrides=tuple(_parse_modifier(raw, m) for m in mods))
+        try:  # every setting checked now, not when its turn to train comes
+            variant.apply(Config())
+        except ConfigError as err:
+            raise ValueError(f"bad variant {raw!r}: {err}") from None
+        out.append(variant)
     if len({v.name for v in out}) != len(out):
         raise ValueError(f"variants repeat a name: {text!r}")
     return out

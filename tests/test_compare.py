@@ -19,8 +19,10 @@ from steadyrank.model.config import from_dict, load
     ("relu-ensemble:1", "ensemble size must be a whole number >= 2"),
     ("relu-ensemble", "ensemble size"),
     ("relu,relu", "repeat a name"),
-    ("smelu:2+decay:exp", "bad value 'exp' for \\+decay"),
-    ("smelu:2+decay:linear:1", "bad value 'linear:1' for \\+decay"),
+    ("smelu:2+decay:exp", "bad variant 'smelu:2\\+decay:exp': train.lr_decay must be"),
+    ("smelu:2+decay:linear:1", "train.lr_decay must be .* got 'linear:1'"),
+    ("relu,smelu+ema:2", "bad variant 'smelu\\+ema:2': train.weight_averaging must be"),
+    ("smelu+dim:0", "model.embedding_dim must be >= 1"),
 ])
 def test_bad_variants_are_named(text, message):
     with pytest.raises(ValueError, match=message):
@@ -39,7 +41,7 @@ def test_variants_apply_to_the_base_config():
     assert ens.slug == "relu-ensemble-4"
 
 
-def test_decay_modifier_sets_the_schedule():
+def test_decay_dim_and_cross_modifiers_set_their_keys():
     base = from_dict({})
     linear, cosine = compare.parse_variants("smelu:2+decay:linear+lr:0.004,smelu+decay:cosine:0.1")
     assert linear.apply(base).train.lr_decay == "linear"
