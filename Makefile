@@ -27,9 +27,9 @@ tools:
 build-ops: install
 	$(PY) -m steadyrank.ops.build --force
 
-test: install
+# Lint first: a style error fails in seconds, not after the slow suite.
+test: install lint
 	$(PY) -m pytest -q
-	$(PY) -m ruff check .
 
 # docker compose end to end (needs root: installs Docker, builds stand-in images).
 test-compose: install

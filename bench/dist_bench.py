@@ -45,7 +45,7 @@ def rss_mb(pid: int) -> float:
 
 def throughput(data: Path, workers: int, work: Path) -> float:
     """Training examples/s of one epoch on a 2-PS cluster with ``workers`` workers."""
-    from steadyrank.model import export
+    from steadyrank.model.artifact import reader
 
     base = work / f"models-w{workers}-{time.monotonic_ns()}"
     subprocess.run(
@@ -56,13 +56,13 @@ def throughput(data: Path, workers: int, work: Path) -> float:
          "--set", "train.epochs=1", "--set", "train.batch_size=1024",
          "--set", "model.embedding_dim=16", "--set", "model.deep_layers=[64, 32]"],
         check=True, cwd=REPO, capture_output=True)
-    return float(export.load(base / "ml").manifest["training"]["examples_per_second"])
+    return float(reader.load(base / "ml").manifest["training"]["examples_per_second"])
 
 
 MEMORY_CHIEF = """
 import json, os, sys
 import tf_keras as keras
-from steadyrank.model.distributed import make_strategy
+from steadyrank.model.training.distributed import make_strategy
 strategy = make_strategy("parameter-server")
 with strategy.scope():
     # Built as the model builds its tables: a Keras Embedding whose initializer is
@@ -78,7 +78,7 @@ sys.stdin.readline()  # hold the variable until the parent has measured
 
 def memory(ps: int) -> dict:
     """RSS of each parameter server before and after creating the sharded table."""
-    from steadyrank.cli import cluster
+    from steadyrank.model.training import local_cluster as cluster
 
     spec = cluster.cluster_spec(ps=ps, workers=1)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "dist_bench.json"))
     args = parser.parse_args(argv)
-    from steadyrank.model import synth
+    from steadyrank.model.data import synth
 
     work = Path(tempfile.mkdtemp(prefix="steadyrank-dist-bench-"))
     data = synth.generate(synth.SynthSpec(users=20_000, items=100_000, rows=args.rows,

@@ -8,7 +8,7 @@ process, dropping each copy before the next, and samples the process RSS. Two pa
 its own fresh process so that one does not inherit the other's heap:
 
 - ``tf``: bare ``tf.saved_model.load`` (the op library registered first);
-- ``server``: ``export.load`` plus a Rank-sized score, what the server does per version.
+- ``server``: ``reader.load`` plus a Rank-sized score, what the server does per version.
 
 It shows how much of the server's RSS growth across many version switches (the 10-minute
 soak, tests/test_soak.py, switches every 4 s) is TensorFlow's own per-load cost.
@@ -32,7 +32,7 @@ import gc, json, os, sys
 import numpy as np
 sys.path.insert(0, "bench")
 from serve_bench import rss_mb
-from steadyrank.model import export
+from steadyrank.model.artifact import reader
 from steadyrank.ops import load_library
 import tensorflow as tf
 
@@ -44,7 +44,7 @@ for i in range(loads + 1):
     if mode == "tf":
         m = tf.saved_model.load(path)
     else:
-        m = export.load(path)
+        m = reader.load(path)
         m.score(ids, ids)
     del m
     gc.collect()
@@ -65,7 +65,7 @@ def run_path(path: Path, mode: str, loads: int, every: int) -> list[list[float]]
 
 def main(argv: list[str] | None = None) -> int:
     """Runs both paths, prints a table of RSS by loads and the growth per load, writes JSON."""
-    from steadyrank.model import layout
+    from steadyrank.model.artifact import layout
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loads", type=int, default=160)

@@ -45,7 +45,7 @@ MODES = {"batched": ["--shadow-rate", "0"],
 
 def ensure_models(base: Path) -> Path:
     """SmeLU MovieLens replicas under ``base/ml`` (seed 1), ``base/ml-b`` (seed 2)."""
-    from steadyrank.model import layout
+    from steadyrank.model.artifact import layout
 
     for name, seed in (("ml", 1), ("ml-b", 2)):
         if layout.versions(base / name):
@@ -95,9 +95,9 @@ def in_process_p50(base: Path, pool: list, reps: int) -> float:
     """Median seconds of the ``rank`` signature called in this process, same requests."""
     import tensorflow as tf
 
-    from steadyrank.model import export
+    from steadyrank.model.artifact import reader
 
-    fn = export.load(base / "ml").module.signatures["rank"]
+    fn = reader.load(base / "ml").module.signatures["rank"]
     times = []
     for i in range(reps + 20):
         request = pool[i % len(pool)]
@@ -119,7 +119,7 @@ def rss_mb(pid: int) -> float:
 
 def server_rss(served: Served) -> dict[str, float]:
     """RSS of the server process and, under a supervisor, of each worker."""
-    from steadyrank.cli.workers import worker_pids
+    from steadyrank.service.supervisor import worker_pids
 
     out = {"main": rss_mb(served.proc.pid)}
     for i, pid in enumerate(worker_pids(served.proc.pid)):

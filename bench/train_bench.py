@@ -35,12 +35,12 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from steadyrank.model import config as cfg  # noqa: E402
-from steadyrank.model import synth  # noqa: E402
-from steadyrank.model.averaging import make_optimizer  # noqa: E402
-from steadyrank.model.data import load_synthetic  # noqa: E402
-from steadyrank.model.prepare import Splits, prepare_data  # noqa: E402
-from steadyrank.model.ranking import RankingModel  # noqa: E402
-from steadyrank.model.train import epoch_dataset, member_seeds  # noqa: E402
+from steadyrank.model.data import synth  # noqa: E402
+from steadyrank.model.data.sources import load_synthetic  # noqa: E402
+from steadyrank.model.data.splits import Splits, prepare_data  # noqa: E402
+from steadyrank.model.network.ranking import RankingModel  # noqa: E402
+from steadyrank.model.training.averaging import make_optimizer  # noqa: E402
+from steadyrank.model.training.trainer import epoch_dataset, member_seeds  # noqa: E402
 
 WARMUP_BATCHES = 4  # traced before the timed epoch
 

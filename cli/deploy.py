@@ -8,23 +8,19 @@ import sys
 import threading
 from pathlib import Path
 
-from steadyrank.cli.serving import _positive
-
-
-def _say(prefix: str):
-    def say(message: str) -> None:
-        print(f"[steadyrank {prefix}] {message}", file=sys.stderr, flush=True)
-    return say
+from steadyrank.cli.arguments import positive
+from steadyrank.core.log import sayer
+from steadyrank.service.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT, DEFAULT_SERVER
 
 
 def _trainer(args: argparse.Namespace) -> int:
-    from steadyrank.model import replicas
     from steadyrank.model.config import load
+    from steadyrank.model.evaluation import replicas
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    log = _say("trainer")
+    log = sayer("trainer")
     config = load(args.config, args.overrides)
     gate = replicas.Gate(args.max_churn_swap, args.max_churn_pd)
     rounds = replicas.run(config, args.models, args.name, args.retrain_interval,
@@ -45,17 +41,17 @@ def _traffic(args: argparse.Namespace) -> int:
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        _say("traffic")("rate 0: sending nothing")
+        sayer("traffic")("rate 0: sending nothing")
         stop.wait()
         return 0
     try:
         stats = traffic.run(args.server, args.model, args.rate, args.duration,
                             args.candidates, args.predict_share, args.timeout,
                             args.ready_timeout, args.report_every, args.seed,
-                            log=_say("traffic"))
+                            log=sayer("traffic"))
     except KeyboardInterrupt:
         return 0
-    _say("traffic")(f"done: {stats.line()}")
+    sayer("traffic")(f"done: {stats.line()}")
     return 0
 
 
@@ -72,7 +68,7 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from steadyrank.cli import stack
+    from steadyrank.service import stack
 
     return stack.up(stack.StackConfig(
         config=Path(args.config), work=Path(args.work), port=args.port,
@@ -108,9 +104,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="ml", help="model name (default ml; B is NAME-b)")
     p.add_argument("--retrain-interval", type=float, default=0.0,
                    help="seconds between retrains; 0 (default): train once and exit")
-    p.add_argument("--keep", type=_positive(int), default=3,
+    p.add_argument("--keep", type=positive(int), default=3,
                    help="versions of each replica to keep (default 3)")
-    p.add_argument("--users", type=_positive(int), default=100,
+    p.add_argument("--users", type=positive(int), default=100,
                    help="users whose full-catalog rankings give the offline swap rate "
                    "(default 100)")
     p.add_argument("--vary", default="all", choices=["all", "init", "order"],
@@ -118,7 +114,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "default), the init seed, or the row order")
     p.add_argument("--warm-start", action="store_true",
                    help="start each retrain from the serving version's weights")
-    p.add_argument("--warm-start-epochs", type=_positive(int), default=1,
+    p.add_argument("--warm-start-epochs", type=positive(int), default=1,
                    help="epochs a warm-started retrain trains (default 1)")
     p.add_argument("--warm-start-lr-scale", type=float, default=0.1,
                    help="learning rate of a warm-started retrain, times the config's "
@@ -135,7 +131,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("traffic", help="send a steady rate of Rank and Predict requests "
                        "(open loop) until stopped")
-    p.add_argument("--server", default="localhost:8500", help="default localhost:8500")
+    p.add_argument("--server", default=DEFAULT_SERVER,
+                   help=f"default {DEFAULT_SERVER}")
     p.add_argument("--model", default="ml", help="default ml")
     p.add_argument("--rate", type=_non_negative, default=5.0,
                    help="requests per second (default 5; 0: send nothing, stay up)")
@@ -145,18 +142,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="random catalog items per Rank request (default 100; 0: whole catalog)")
     p.add_argument("--predict-share", type=float, default=0.2,
                    help="share of requests sent as Predict (default 0.2)")
-    p.add_argument("--timeout", type=_positive(float), default=5.0, help="default 5 s")
-    p.add_argument("--ready-timeout", type=_positive(float), default=1800.0,
+    p.add_argument("--timeout", type=positive(float), default=5.0, help="default 5 s")
+    p.add_argument("--ready-timeout", type=positive(float), default=1800.0,
                    help="seconds to wait for the server and model (default 1800)")
-    p.add_argument("--report-every", type=_positive(float), default=30.0,
+    p.add_argument("--report-every", type=positive(float), default=30.0,
                    help="seconds between progress lines (default 30)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.set_defaults(handler=_traffic)
 
     p = sub.add_parser("health", help="exit 0 if the server is SERVING (and the model loaded)")
-    p.add_argument("--server", default="localhost:8500", help="default localhost:8500")
+    p.add_argument("--server", default=DEFAULT_SERVER,
+                   help=f"default {DEFAULT_SERVER}")
     p.add_argument("--model", default=None, help="also require this model to be AVAILABLE")
-    p.add_argument("--timeout", type=_positive(float), default=3.0, help="default 3 s")
+    p.add_argument("--timeout", type=positive(float), default=3.0, help="default 3 s")
     p.set_defaults(handler=_health)
 
     p = sub.add_parser("up", help="the whole stack as local processes: data, train A and B, "
@@ -164,8 +162,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="configs/smelu.toml", help="default configs/smelu.toml")
     p.add_argument("--work", default="run", help="folder for models, data and logs "
                    "(default run)")
-    p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    p.add_argument("--metrics-port", type=int, default=8502, help="default 8502")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"gRPC port (default {DEFAULT_PORT})")
+    p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                   help=f"default {DEFAULT_METRICS_PORT}")
     p.add_argument("--prometheus-port", type=int, default=9090, help="default 9090")
     p.add_argument("--traffic-rate", type=float, default=5.0,
                    help="requests/s of the traffic generator (default 5; 0: none)")

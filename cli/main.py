@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from steadyrank.cli import deploy, environment, errors, quiet, serving
+from steadyrank.cli import deploy, environment, exits, quiet, serving
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,7 +40,7 @@ def _ops_info(args: argparse.Namespace) -> int:
 
 
 def _data_fetch(args: argparse.Namespace) -> int:
-    from steadyrank.model.data import fetch_movielens
+    from steadyrank.model.data.sources import fetch_movielens
 
     if args.dataset != "movielens-100k":
         raise ValueError(f"unknown dataset {args.dataset!r}; known: movielens-100k")
@@ -49,7 +49,7 @@ def _data_fetch(args: argparse.Namespace) -> int:
 
 
 def _data_synth(args: argparse.Namespace) -> int:
-    from steadyrank.model import synth
+    from steadyrank.model.data import synth
 
     spec = synth.SynthSpec(users=args.users, items=args.items, rows=args.rows, seed=args.seed,
                            shard_rows=args.shard_rows, zipf_exponent=args.zipf,
@@ -60,7 +60,7 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from steadyrank.model.config import load
-    from steadyrank.model.workflow import train_and_export
+    from steadyrank.model.training.workflow import train_and_export
 
     overrides = list(args.overrides)
     if args.strategy:
@@ -100,7 +100,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from steadyrank.cli import cluster
+    from steadyrank.model.training import local_cluster as cluster
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     return cluster.run(args.ps, args.workers, command, args.strategy,
@@ -108,7 +108,7 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _cluster_node(args: argparse.Namespace) -> int:
-    from steadyrank.model.distributed import serve_node
+    from steadyrank.model.training.distributed import serve_node
 
     serve_node()
     return 0
@@ -134,8 +134,8 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
 def _compare(args: argparse.Namespace) -> int:
     import shlex
 
-    from steadyrank.model import compare, report
     from steadyrank.model.config import load
+    from steadyrank.model.evaluation import compare, report
 
     command = "steadyrank " + shlex.join(args.argv)
     variants = compare.parse_variants(args.variants)
@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except errors.EXPECTED as err:
-        return errors.report(err)
+    except exits.EXPECTED as err:
+        return exits.report(err)
 
 
 if __name__ == "__main__":

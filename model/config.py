@@ -8,16 +8,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from steadyrank.model.data import DATASETS
-from steadyrank.ops._errors import SteadyRankError
+from steadyrank.core.errors import SteadyRankError
 from steadyrank.ops.params import check_beta
 
 ACTIVATIONS = ("relu", "smelu", "gsmelu", "gelu", "swish", "softplus")
 GSMELU_PARAMS = ("alpha", "beta", "slope_left", "slope_right", "offset")
 TASKS = ("rating", "binary")
+DATASETS = ("movielens-100k", "synthetic")  # loaded by model/data/sources.py
 
 
-STRATEGIES = ("default", "parameter-server", "mirrored")  # model/distributed.py
+STRATEGIES = ("default", "parameter-server", "mirrored")  # model/training/distributed.py
 
 
 class ConfigError(SteadyRankError, ValueError):
@@ -71,7 +71,7 @@ class TrainConfig:
     """Optimisation settings; ``ensemble`` > 1 trains that many seeds and averages them.
 
     ``strategy``: ``default`` (one machine), ``parameter-server`` or ``mirrored`` (the cluster
-    in TF_CONFIG; see :mod:`steadyrank.model.distributed`).
+    in TF_CONFIG; see :mod:`steadyrank.model.training.distributed`).
     ``shuffle``: ``full`` (a fresh permutation every epoch), ``window:N`` (time order, each
     row moved by fewer than N places: a shuffle buffer over a stream) or ``time`` (time order).
     ``weight_averaging``: ``none``, ``ema:M`` (exponential moving average of the weights

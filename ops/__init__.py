@@ -3,15 +3,19 @@
 Importing this package imports nothing heavy and sets nothing: each name below is imported
 on first access (so ``steadyrank.ops.params`` and the error classes stay TensorFlow-free),
 and the compiled op library is loaded on first use (like TensorFlow Addons' ``LazySO``): by
-the first call of :func:`smelu` or :func:`gsmelu`, or by :func:`load_library`, which anything
-that loads a SavedModel using the ops calls first. A missing library, or one built for
-another TensorFlow version, is built on that first load (``STEADYRANK_OPS_NO_BUILD=1``
-forbids it). Keras finds the ``SmeLU``/``GSmeLU`` layers and the ``"smelu"`` activation once
-``steadyrank.ops.keras`` is imported (touching ``steadyrank.ops.SmeLU`` does it).
+the first call of :func:`smelu` or :func:`gsmelu`, or by :func:`load_library`. A missing
+library, or one built for another TensorFlow version, is built on that first load
+(``STEADYRANK_OPS_NO_BUILD=1`` forbids it).
+
+To load a model that uses the ops, call :func:`register` first: it loads the library (so
+``tf.saved_model.load`` finds the ops) and registers the ``SmeLU``/``GSmeLU`` Keras layers and
+the ``"smelu"`` activation (so ``.keras`` files load and ``activation="smelu"`` works).
 
     import steadyrank.ops as sro
-    y = sro.smelu(x, beta=1.0)
-    layer = tf_keras.layers.Dense(64, activation="smelu")  # after import steadyrank.ops.keras
+    import tensorflow as tf
+    sro.register()
+    model = tf.saved_model.load("models/movielens/1")
+    y = sro.smelu(tf.constant([-2.0, 0.0, 3.0]), beta=1.0)
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ _EXPORTS = {
     "BuildError": "_errors",
     "SteadyRankError": "_errors",
     "load_library": "_loader",
+    "OP_TYPES": "_loader",
+    "register": "_loader",
     "check_beta": "params",
     "smelu": "smelu_op",
     "smelu_reference": "smelu_op",

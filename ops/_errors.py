@@ -1,15 +1,6 @@
-"""The error base of every SteadyRank package, and the op package's own errors.
+"""The op package's own error; the base class lives in :mod:`steadyrank.core.errors`."""
 
-It lives in the lowest layer so that model, service and cli errors can all derive from it.
-``exit_code`` is what the ``steadyrank`` command returns when the error ends it: 1 for a
-failure (bad data, a failed build or export), 2 for a caller's mistake (a bad argument).
-"""
-
-
-class SteadyRankError(Exception):
-    """Base of SteadyRank's errors; the message says what went wrong and what to do."""
-
-    exit_code = 1
+from steadyrank.core.errors import SteadyRankError
 
 
 class BuildError(SteadyRankError, RuntimeError):

@@ -9,6 +9,8 @@ import threading
 from types import ModuleType
 
 _lock = threading.Lock()
+# The op types the library registers (ops/cc/ops/*.cc); a graph using one needs it loaded.
+OP_TYPES = frozenset({"SmeLU", "SmeLUGrad", "SmeLUGradGrad", "GSmeLU", "GSmeLUGrad"})
 
 
 @functools.cache
@@ -29,15 +31,26 @@ def _load_cached() -> ModuleType:
                 "'python -m steadyrank.ops.build'."
             )
         lib_path = _build.build()
-    return tf.load_op_library(str(lib_path))
+    library = tf.load_op_library(str(lib_path))
+    # The gradient functions are registered by the wrapper modules. Imported here, once: the
+    # ops call load_library() inside traced functions, where AutoGraph would otherwise try
+    # (and fail, with a warning that holds a frame) to convert the import machinery.
+    importlib.import_module("steadyrank.ops.smelu_op")
+    importlib.import_module("steadyrank.ops.gsmelu_op")
+    return library
 
 
 def load_library() -> ModuleType:
     """The loaded op module (``sme_lu``, ``g_sme_lu`` and their gradient ops), with the ops'
     Python gradients registered; thread-safe, loads once."""
     with _lock:
-        library = _load_cached()
-    # The gradient functions are registered by the wrapper modules.
-    importlib.import_module("steadyrank.ops.smelu_op")
-    importlib.import_module("steadyrank.ops.gsmelu_op")
+        return _load_cached()
+
+
+def register() -> ModuleType:
+    """Makes models that use the ops loadable: loads the op library (for
+    ``tf.saved_model.load``) and registers the Keras layers and the ``"smelu"`` activation
+    (for ``.keras`` files and ``activation="smelu"``). Returns the op module."""
+    library = load_library()
+    importlib.import_module("steadyrank.ops.keras")
     return library

@@ -20,12 +20,13 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from steadyrank.service.errors import ServiceError, deadline, exhausted, unavailable
 from steadyrank.service.servable import Servable
+from steadyrank.service.settings import ServerConfig
+from steadyrank.service.status import ServiceError, deadline, exhausted, unavailable
 from steadyrank.service.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.batching")
@@ -43,7 +44,8 @@ class _Task:
 class _Runner:
     """A thread pool for model calls and the metrics of each call."""
 
-    def __init__(self, metrics: ServerMetrics, threads: int, max_queue: int = 1024) -> None:
+    def __init__(self, metrics: ServerMetrics, threads: int,
+                 max_queue: int = ServerConfig.max_queue) -> None:
         if threads < 1:
             raise ValueError(f"model threads must be >= 1, got {threads}")
         if max_queue < 1:
@@ -93,12 +95,26 @@ class _Runner:
         self.executor.shutdown(wait=True)
 
 
+@runtime_checkable
 class Scorer(Protocol):
     """What the request handlers score with: :class:`Batcher` or :class:`DirectScorer`."""
 
     async def score(self, servable: Servable, user_ids: np.ndarray, item_ids: np.ndarray,
                     until: float | None = None) -> np.ndarray:
         """Scores of (user, item) pairs on ``servable`` (``until``: a monotonic deadline)."""
+        ...
+
+    async def call(self, servable: Servable, signature: str,
+                   inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs one signature on numpy inputs, unbatched; numpy outputs."""
+        ...
+
+    async def start(self) -> None:
+        """Starts the scorer's workers (before the first request)."""
+        ...
+
+    async def stop(self) -> None:
+        """Waits for the work in progress and stops."""
         ...
 
 
@@ -124,8 +140,9 @@ class DirectScorer(_Runner):
 class Batcher(_Runner):
     """Merges concurrent scoring requests into few model calls."""
 
-    def __init__(self, metrics: ServerMetrics, max_batch_rows: int = 8192,
-                 max_queue: int = 1024, max_wait: float = 0.0, threads: int = 1) -> None:
+    def __init__(self, metrics: ServerMetrics, max_batch_rows: int = ServerConfig.max_batch_rows,
+                 max_queue: int = ServerConfig.max_queue, max_wait: float = 0.0,
+                 threads: int = ServerConfig.model_threads) -> None:
         if max_batch_rows < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch_rows and max_queue must be >= 1, max_wait >= 0")
         super().__init__(metrics, threads, max_queue)

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from steadyrank.model.artifact import layout
 from steadyrank.service.rpc import MAX_MESSAGE_BYTES
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 
@@ -184,8 +185,8 @@ def request_pool(stub: Any, model: str, candidates: int, k: int, size: int = 200
     if queries < 1:
         raise ValueError(f"--queries {queries}: must be >= 1")
     rng = np.random.default_rng(seed)
-    catalog = predict_signature(stub, model, "catalog")["item_ids"]
-    users = predict_signature(stub, model, "users")["user_ids"]
+    catalog = predict_signature(stub, model, layout.CATALOG)["item_ids"]
+    users = predict_signature(stub, model, layout.USERS)["user_ids"]
     if candidates > catalog.size:
         raise ValueError(f"--candidates {candidates}: the model has only {catalog.size} items")
     pool = []

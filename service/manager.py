@@ -23,10 +23,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from steadyrank.model.layout import REPLICA_SUFFIX, version_folders
-from steadyrank.model.replicas import read_gate
-from steadyrank.service.errors import invalid, not_found, shown
+from steadyrank.model.artifact.gate import read_gate
+from steadyrank.model.artifact.layout import primary_name, replica_name, version_folders
 from steadyrank.service.servable import LoadError, Servable, load_servable
+from steadyrank.service.status import invalid, not_found, shown
 from steadyrank.service.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.models")
@@ -73,8 +73,9 @@ def has_versions(base: Path) -> bool:
 
 def replica_of(name: str, names: Collection[str]) -> tuple[str, str]:
     """(primary model name, replica "a" or "b") of a model name among the served ``names``."""
-    if name.endswith(REPLICA_SUFFIX) and name[:-len(REPLICA_SUFFIX)] in names:
-        return name[:-len(REPLICA_SUFFIX)], "b"
+    primary = primary_name(name)
+    if primary is not None and primary in names:
+        return primary, "b"
     return name, "a"
 
 
@@ -133,7 +134,7 @@ class ModelManager:
 
     def replica_b(self, name: str) -> Servable | None:
         """The second replica (``NAME-b``) of a primary model name, if one is loaded."""
-        return self._serving.get(name + REPLICA_SUFFIX)
+        return self._serving.get(replica_name(name))
 
     def replica_label(self, name: str) -> str:
         """"a" for a primary model name, "b" for ``NAME-b`` beside ``NAME``."""

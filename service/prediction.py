@@ -23,11 +23,12 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from steadyrank.model.artifact.layout import RANK, SERVING_DEFAULT
 from steadyrank.service.batching import Scorer
-from steadyrank.service.errors import invalid, not_found, shown, unimplemented
 from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
+from steadyrank.service.status import invalid, not_found, shown, unimplemented
 from steadyrank.service.telemetry import ServerMetrics
 from steadyrank.service.tensors import (
     Limits,
@@ -37,7 +38,7 @@ from steadyrank.service.tensors import (
     to_proto,
 )
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = SERVING_DEFAULT
 State = get_model_status_pb2.ModelVersionStatus.State
 
 
@@ -79,7 +80,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             servable.check_items("inputs['item_id']", inputs["item_id"])
             return {"score": await self.scorer.score(servable, inputs["user_id"],
                                                      inputs["item_id"], until)}
-        if signature == "rank":
+        if signature == RANK:
             user = np.asarray(inputs["user_id"], np.int64).reshape(1)
             servable.check_users("inputs['user_id']", user)
             servable.check_items("inputs['item_ids']", inputs["item_ids"])

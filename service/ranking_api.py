@@ -10,15 +10,15 @@ from typing import Any
 import grpc
 import numpy as np
 
-from steadyrank.model.layout import USER_FEATURES
-from steadyrank.model.metrics import topk_indices
+from steadyrank.model.artifact.layout import RANK_WITH_FEATURES, USER_FEATURES
+from steadyrank.model.evaluation.metrics import topk_indices
 from steadyrank.service.batching import Scorer
-from steadyrank.service.config import DEFAULT_MAX_QUERIES, DEFAULT_MAX_RANK_PAIRS
-from steadyrank.service.errors import ServiceError, invalid, shown
 from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
+from steadyrank.service.settings import ServerConfig
 from steadyrank.service.shadow import ShadowScorer
+from steadyrank.service.status import ServiceError, invalid, shown
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.telemetry import ServerMetrics
 
@@ -73,9 +73,10 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
     """Ranks candidates with the scoring path shared with Predict (batched)."""
 
     def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics,
-                 max_candidates: int = 10_000, shadow: ShadowScorer | None = None,
-                 max_queries: int = DEFAULT_MAX_QUERIES,
-                 max_rank_pairs: int = DEFAULT_MAX_RANK_PAIRS) -> None:
+                 max_candidates: int = ServerConfig.max_candidates,
+                 shadow: ShadowScorer | None = None,
+                 max_queries: int = ServerConfig.max_queries,
+                 max_rank_pairs: int = ServerConfig.max_rank_pairs) -> None:
         self.manager = manager
         self.max_queries = max_queries
         self.max_rank_pairs = max_rank_pairs
@@ -136,9 +137,9 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             if features is None:
                 servable.check_users("user_id", np.array([query.user_id], np.int64),
                                      NEW_USER_HINT)
-            elif "rank_with_features" not in servable.signature_defs:
+            elif RANK_WITH_FEATURES not in servable.signature_defs:
                 raise invalid(f"user_features: model {servable.name!r} version "
-                              f"{servable.version} has no rank_with_features signature")
+                              f"{servable.version} has no {RANK_WITH_FEATURES} signature")
         except ServiceError as err:
             raise ServiceError(err.code, f"{field}{err.message}") from None
         return _Query(query.user_id, items, features, query.k, query.request_id)
@@ -148,7 +149,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         """Each query's candidate scores: the stored-feature queries in one scoring call
         (batched with other requests), those with user features by ``rank_with_features``."""
         stored = [q for q in queries if q.features is None]
-        jobs = [self.scorer.call(servable, "rank_with_features",
+        jobs = [self.scorer.call(servable, RANK_WITH_FEATURES,
                                  {"user_id": np.int64(q.user_id), "item_ids": q.items,
                                   **q.features})
                 for q in queries if q.features is not None]

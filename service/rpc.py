@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from steadyrank.service.errors import ServiceError, invalid
+from steadyrank.service.status import ServiceError, invalid
 
 log = logging.getLogger("steadyrank.rpc")
 MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving's gRPC message limit: INT_MAX, both directions

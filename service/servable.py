@@ -9,30 +9,23 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 
-from steadyrank.model import export
-from steadyrank.model.layout import REQUIRED_SIGNATURES
-from steadyrank.ops._errors import SteadyRankError
-from steadyrank.service.errors import invalid
+from steadyrank.core.errors import SteadyRankError
+from steadyrank.model.artifact import reader
+from steadyrank.model.artifact.layout import (
+    RANK,
+    REQUIRED_SIGNATURES,
+    SERVING_DEFAULT,
+    USERS,
+)
+from steadyrank.service.status import invalid
 
 SHOWN_IDS = 5  # unknown ids listed in an error message
 
 
 class LoadError(SteadyRankError, RuntimeError):
     """A version folder does not hold a servable model; the message says why."""
-
-
-def read_signature_defs(path: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """The SignatureDefs of a SavedModel folder, read from ``saved_model.pb``."""
-    proto = saved_model_pb2.SavedModel()
-    try:
-        proto.ParseFromString((path / "saved_model.pb").read_bytes())
-    except (OSError, ValueError) as err:  # protobuf's DecodeError is a ValueError
-        raise LoadError(f"{path}/saved_model.pb: unreadable: {err}") from None
-    if not proto.meta_graphs:
-        raise LoadError(f"{path}/saved_model.pb: no meta graph")
-    return dict(proto.meta_graphs[0].signature_def)
 
 
 def _missing(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -58,7 +51,7 @@ class Servable:
     name: str
     version: int
     path: Path
-    model: export.LoadedModel
+    model: reader.LoadedModel
     signature_defs: dict[str, meta_graph_pb2.SignatureDef]
     catalog: np.ndarray  # item ids in the model's order
     catalog_sorted: np.ndarray
@@ -95,7 +88,7 @@ class Servable:
 
     def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """``serving_default`` scores of (user, item) pairs, float32 [B]."""
-        out = self.model.module.signatures["serving_default"](
+        out = self.model.module.signatures[SERVING_DEFAULT](
             user_id=tf.constant(user_ids, tf.int64), item_id=tf.constant(item_ids, tf.int64))
         scores = out["score"].numpy()
         if scores.shape != (len(item_ids),):
@@ -114,20 +107,24 @@ def load_servable(name: str, version: int, path: Path) -> Servable:
     """Loads a version folder and warms it up; :class:`LoadError` if it cannot serve."""
     if not (path / "saved_model.pb").exists():
         raise LoadError(f"{path}: no saved_model.pb")
-    signature_defs = read_signature_defs(path)
+    try:
+        saved_model = reader.read_saved_model(path)
+    except reader.ExportError as err:
+        raise LoadError(str(err)) from None
+    signature_defs = reader.signature_defs(saved_model)
     missing = [s for s in REQUIRED_SIGNATURES if s not in signature_defs]
     if missing:
         raise LoadError(f"{path}: missing signatures {missing} (has {sorted(signature_defs)})")
     try:
-        model = export.load(path)
-    except export.ExportError as err:
+        model = reader.load(path, saved_model)
+    except reader.ExportError as err:
         raise LoadError(str(err)) from None
     except Exception as err:  # noqa: BLE001  (TF raises many types for a corrupt model)
         raise LoadError(f"{path}: cannot load: {type(err).__name__}: {err}") from None
     try:
         catalog = model.item_ids.astype(np.int64)
-        users = (model.module.signatures["users"]()["user_ids"].numpy().astype(np.int64)
-                 if "users" in signature_defs else None)
+        users = (model.module.signatures[USERS]()["user_ids"].numpy().astype(np.int64)
+                 if USERS in signature_defs else None)
     except Exception as err:  # noqa: BLE001
         raise LoadError(f"{path}: catalog signature failed: {err}") from None
     if catalog.size == 0:
@@ -145,7 +142,7 @@ def warm_up(servable: Servable) -> None:
             and servable.users_sorted.size else 0)
     try:
         scores = servable.score(np.full(items.shape, user, np.int64), items)
-        ranked = servable.call("rank", {"user_id": np.int64(user), "item_ids": items})["scores"]
+        ranked = servable.call(RANK, {"user_id": np.int64(user), "item_ids": items})["scores"]
     except Exception as err:  # noqa: BLE001
         raise LoadError(f"{servable.path}: warm-up failed: {type(err).__name__}: {err}") from None
     if not np.isfinite(scores).all() or not np.isfinite(ranked).all():

@@ -30,10 +30,10 @@ from prometheus_client import start_http_server
 from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
 from steadyrank.service.batching import Batcher, DirectScorer
-from steadyrank.service.config import ServerConfig, body_limits
 from steadyrank.service.manager import ModelManager, has_versions
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
 from steadyrank.service.ranking_api import RankingServicer, ranking_pb2
+from steadyrank.service.settings import ServerConfig, body_limits
 from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.telemetry import ServerMetrics
 from steadyrank.service.tensors import Limits
@@ -80,8 +80,8 @@ class Server:
         replace this worker by writing its recycle file."""
         self._loads += 1
         config = self.config
-        if (config.recycle_file is not None and config.recycle_after_loads > 0
-                and self._loads == config.recycle_after_loads):
+        if (config.recycle_file is not None and config.recycle_loads > 0
+                and self._loads == config.recycle_loads):
             config.recycle_file.write_text(f"{self._loads}\n")
             log.info("%d version loads: asking for a fresh worker process (TensorFlow keeps "
                      "memory of every SavedModel load)", self._loads)

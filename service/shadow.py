@@ -4,7 +4,7 @@ After the primary has answered, :meth:`ShadowScorer.offer` samples the request a
 ``rate`` and puts it on a bounded queue (a full queue drops it and counts the drop). A
 background thread takes what is queued, scores it with the replica ``NAME-b`` in one model
 call, and records, per request pair, the reproducibility metrics of
-:mod:`steadyrank.model.metrics` (the functions ``steadyrank compare`` uses) as Prometheus
+:mod:`steadyrank.model.evaluation.metrics` (the functions ``steadyrank compare`` uses) as Prometheus
 histograms. After a version switch, for a warm-up window, a sample of requests is also
 scored by the replaced version, and the same metrics measure the churn a retrain causes
 (``steadyrank_version_churn_*``). None of this runs on the request path: a missing, failing
@@ -24,9 +24,9 @@ from typing import Protocol
 
 import numpy as np
 
-from steadyrank.model import metrics as repro
-from steadyrank.model.layout import SWAP_KS
+from steadyrank.model.evaluation import metrics as repro
 from steadyrank.service.servable import Servable
+from steadyrank.service.settings import ServerConfig
 from steadyrank.service.telemetry import PairHistograms, ServerMetrics
 
 log = logging.getLogger("steadyrank.shadow")
@@ -63,27 +63,27 @@ class ShadowJob:
     other: Servable | None = None
 
 
-def pair_metrics_rows(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, np.ndarray]:
+def request_metrics_rows(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, np.ndarray]:
     """Reproducibility metrics of each request (row) of [requests, candidates] score arrays.
 
-    Computed with :mod:`steadyrank.model.metrics`, vectorised over the requests. Top-k swap
-    only for k below the number of candidates (with k or fewer, both top-k sets are all of
-    them and cannot differ); Kendall tau for 2 to 2,000 candidates.
+    Computed with :mod:`steadyrank.model.evaluation.metrics`, vectorised over the requests.
+    Top-k swap only for k below the number of candidates (with k or fewer, both top-k sets
+    are all of them and cannot differ); Kendall tau for 2 to 2,000 candidates.
     """
     n = scores_a.shape[1]
     out = {"relative_pd": repro.relative_pd_per_example(scores_a, scores_b).mean(axis=1),
            "absolute_pd": repro.absolute_pd_per_example(scores_a, scores_b).mean(axis=1)}
-    for k in SWAP_KS:
+    for k in repro.SWAP_KS:
         if k < n:
-            out[f"top{k}_swap"] = repro.topk_swap(scores_a, scores_b, k)
+            out[repro.swap_key(k)] = repro.topk_swap(scores_a, scores_b, k)
     if 2 <= n <= KENDALL_MAX_CANDIDATES:
         out["kendall_tau"] = repro.kendall_tau_rows(scores_a, scores_b)
     return out
 
 
-def pair_metrics(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, float]:
-    """:func:`pair_metrics_rows` of one request's candidate scores."""
-    rows = pair_metrics_rows(np.asarray(scores_a)[None], np.asarray(scores_b)[None])
+def request_metrics(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, float]:
+    """func:`request_metrics_rows` of one request's candidate scores."""
+    rows = request_metrics_rows(np.asarray(scores_a)[None], np.asarray(scores_b)[None])
     return {name: float(values[0]) for name, values in rows.items()}
 
 
@@ -97,15 +97,15 @@ def observe(family: PairHistograms, labels: list[tuple[str, ...]], scores_a: lis
     for i, scores in enumerate(scores_a):
         by_size.setdefault(scores.size, []).append(i)
     for members in by_size.values():
-        values = pair_metrics_rows(np.stack([scores_a[i] for i in members]),
+        values = request_metrics_rows(np.stack([scores_a[i] for i in members]),
                                    np.stack([scores_b[i] for i in members]))
         for row, i in enumerate(members):
             family.pd_relative.labels(*labels[i]).observe(values["relative_pd"][row])
             family.pd_absolute.labels(*labels[i]).observe(values["absolute_pd"][row])
-            for k in SWAP_KS:
-                if f"top{k}_swap" in values:
+            for k in repro.SWAP_KS:
+                if repro.swap_key(k) in values:
                     family.topk_swap.labels(*labels[i], str(k)).observe(
-                        values[f"top{k}_swap"][row])
+                        values[repro.swap_key(k)][row])
             if "kendall_tau" in values:
                 family.kendall_tau.labels(*labels[i]).observe(values["kendall_tau"][row])
 
@@ -118,9 +118,11 @@ class ShadowScorer:
     gathers jobs for up to ``gather_seconds`` (or ``MAX_JOBS_PER_CALL`` jobs) per model call.
     """
 
-    def __init__(self, models: ModelSource, metrics: ServerMetrics, rate: float = 0.1,
-                 max_queue: int = 256, seed: int | None = None,
-                 churn_rate: float = 0.1, gather_seconds: float = 0.1) -> None:
+    def __init__(self, models: ModelSource, metrics: ServerMetrics,
+                 rate: float = ServerConfig.shadow_rate,
+                 max_queue: int = ServerConfig.shadow_queue, seed: int | None = None,
+                 churn_rate: float = ServerConfig.churn_rate, gather_seconds: float = 0.1
+                 ) -> None:
         for name, value in (("shadow rate", rate), ("churn rate", churn_rate)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")

@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from steadyrank.model.layout import SWAP_KS
+from steadyrank.model.evaluation.metrics import SWAP_KS, swap_key
 
 # Sub-millisecond resolution at the low end: an in-process model call takes ~1 ms.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005,
@@ -217,9 +217,9 @@ class ServerMetrics:
         if "relative_pd" in offline:
             values.append((self.offline_pd, key, float(offline["relative_pd"])))
         for k in SWAP_KS:
-            if f"top{k}_swap_rate" in offline:
+            if swap_key(k) in offline:
                 values.append((self.offline_swap, (*key, str(k)),
-                               float(offline[f"top{k}_swap_rate"])))
+                               float(offline[swap_key(k)])))
         with self._lock:
             for gauge, labels, value in values:
                 gauge.labels(*labels).set(value)
@@ -231,9 +231,9 @@ class ServerMetrics:
         if "relative_pd" in churn:
             self.retrain_churn_pd.labels(model).set(float(churn["relative_pd"]))
         for k in SWAP_KS:
-            if f"top{k}_swap_rate" in churn:
+            if swap_key(k) in churn:
                 self.retrain_churn_swap.labels(model, str(k)).set(
-                    float(churn[f"top{k}_swap_rate"]))
+                    float(churn[swap_key(k)]))
         self.retrain_published.labels(model).set(1.0 if record.get("published") else 0.0)
         self.retrain_held.labels(model).set(float(record.get("rejected", 0)))
 

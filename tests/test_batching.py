@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from steadyrank.service.batching import Batcher, DirectScorer
-from steadyrank.service.errors import ServiceError
+from steadyrank.service.status import ServiceError
 from steadyrank.service.telemetry import ServerMetrics
 
 
@@ -168,3 +168,14 @@ def test_a_request_that_gives_up_frees_its_queue_slot():
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     np.testing.assert_array_equal(scores, [2002])
     assert servable.calls == [1]
+
+
+def test_both_scorers_offer_what_the_handlers_call():
+    from steadyrank.service.batching import Batcher, DirectScorer, Scorer
+    from steadyrank.service.telemetry import ServerMetrics
+
+    wanted = {n for n in dir(Scorer) if not n.startswith("_")}
+    assert {"score", "call", "start", "stop"} <= wanted
+    for scorer in (Batcher(ServerMetrics()), DirectScorer(ServerMetrics(), 1)):
+        assert isinstance(scorer, Scorer), type(scorer).__name__
+        scorer.close()

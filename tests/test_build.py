@@ -73,3 +73,14 @@ def test_forced_cuda_without_nvcc_is_an_error(tmp_path):
     assert result.returncode == 1
     assert "nvcc is not on the PATH" in result.stderr
     assert not (tmp_path / build.LIB_NAME).exists()
+
+
+def test_op_types_are_the_ops_the_library_registers():
+    import re
+
+    from steadyrank.ops import OP_TYPES, build
+
+    sources = (build.CC_DIR / "ops").glob("*.cc")
+    registered = {m for f in sources for m in re.findall(r'REGISTER_OP\("(\w+)"\)',
+                                                        f.read_text())}
+    assert registered and OP_TYPES == registered

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from steadyrank.cli.main import build_parser
+
 
 def _steadyrank() -> list[str]:
     exe = Path(sys.executable).parent / "steadyrank"
@@ -101,3 +103,50 @@ def test_light_clients_do_not_import_tensorflow(args):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.stdout.split()[-2:] == ["1", "False"], result.stderr[-2000:]
+
+
+def _serve_config(argv: list[str]):
+    from steadyrank.cli import arguments
+    from steadyrank.service import settings
+
+    args = build_parser().parse_args(["serve", *argv])
+    return arguments.settings_from(args, settings.ServerConfig, settings.flag_fields())
+
+
+def test_serve_flags_are_the_server_configs_fields_with_its_defaults():
+    from steadyrank.service.settings import ServerConfig, field_help, flag_fields
+
+    assert _serve_config([]) == ServerConfig()  # every default comes from one place
+    names = {f.name for f in flag_fields()}
+    assert {"port", "max_queue", "batching", "workers", "recycle_after_loads"} <= names
+    assert not names & {"worker", "ready_file", "serving_gate", "parent_pid", "recycle_file"}
+    docs = field_help(ServerConfig)
+    assert names <= set(docs) and all(docs.values())  # every flag has its help text
+    config = _serve_config(["--port", "9000", "--no-batching", "--max-queue", "5",
+                            "--metrics-host", "127.0.0.1", "--workers", "2",
+                            "--model-base-path", "/m", "--max-wait-ms", "1.5"])
+    assert (config.port, config.batching, config.max_queue, config.metrics_host,
+            config.workers, config.model_base_path, config.max_wait_ms) == (
+        9000, False, 5, "127.0.0.1", 2, Path("/m"), 1.5)
+
+
+def test_serve_help_shows_each_fields_docstring_and_default(capsys):
+    from steadyrank.service.settings import ServerConfig, field_help
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--max-message-bytes MAX_MESSAGE_BYTES" in shown
+    assert "(default 64 MiB)" in shown and "(default 8500)" in shown
+    assert field_help(ServerConfig)["shadow_rate"][:60] in shown
+    assert "--no-batching" in shown
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--port", "x"], "invalid int value: 'x'"),
+    (["--shadow-rate", "nan?"], "invalid float value"),
+])
+def test_bad_serve_flag_values_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _serve_config(argv)
+    assert message in capsys.readouterr().err

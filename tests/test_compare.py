@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model import compare, export, metrics, report, synth
+from steadyrank.model.artifact import reader
 from steadyrank.model.config import from_dict, load
+from steadyrank.model.data import synth
+from steadyrank.model.evaluation import compare, metrics, report
 
 
 @pytest.mark.parametrize("text, message", [
@@ -101,10 +103,10 @@ def test_compare_cli_writes_a_report_from_the_exports(synth_config, tmp_path, ca
     ens = result["variants"]["relu-ensemble:2"]
     assert ens["parameters"]["mean"] == 2 * relu["parameters"]["mean"]
     # Pair 0's relative PD is what the two cached exports give on the eval split.
-    a = export.load(tmp_path / "work" / "all" / "relu" / "pair0-a")
-    b = export.load(tmp_path / "work" / "all" / "relu" / "pair0-b")
+    a = reader.load(tmp_path / "work" / "all" / "relu" / "pair0-a")
+    b = reader.load(tmp_path / "work" / "all" / "relu" / "pair0-b")
     assert (a.manifest["seed"], b.manifest["seed"]) == (1, 2)
-    from steadyrank.model.prepare import prepare_data
+    from steadyrank.model.data.splits import prepare_data
     ev = prepare_data(from_dict(raw)).eval
     expected = metrics.relative_pd(a.score(ev.user_id, ev.item_id),
                                    b.score(ev.user_id, ev.item_id))
@@ -160,7 +162,7 @@ def test_first_pair_shifts_the_pairs_and_their_seeds(monkeypatch, tmp_path):
         return {"relative_pd": float(pair), "top10_swap_rate": 0.0, "rmse": 1.0}
 
     monkeypatch.setattr(compare, "replica", fake_replica)
-    monkeypatch.setattr(compare, "pair_metrics", fake_metrics)
+    monkeypatch.setattr(compare, "replica_pair_metrics", fake_metrics)
     monkeypatch.setattr(compare, "prepare_data", lambda config, validation: _FakeSplits())
     result = compare.run(from_dict({}), compare.parse_variants("relu"), 2, tmp_path,
                          users=5, log=lambda _: None, first_pair=3)
@@ -190,7 +192,7 @@ def test_a_replica_shared_by_two_sources_is_trained_once(synth_config, tmp_path,
     assert not (tmp_path / "order" / "relu" / "pair0-a").exists()
     assert any(line.startswith(f"reusing {tmp_path / 'all' / 'relu' / 'pair0-a'}")
                for line in logs)
-    b = export.load(tmp_path / "order" / "relu" / "pair0-b").manifest
+    b = reader.load(tmp_path / "order" / "relu" / "pair0-b").manifest
     assert (b["seed"], b["order_seed"]) == (1, 2)
     assert set(result["sources"]) == {"all", "order"}
     assert sorted(loaded) == ["pair0-a", "pair0-a", "pair0-b", "pair0-b"]  # trained 3, reused 1

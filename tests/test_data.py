@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model import movielens
-from steadyrank.model.data import DataError, fetch_movielens, load_movielens, split
+from steadyrank.core.errors import DataError
+from steadyrank.model.data import movielens
+from steadyrank.model.data.interactions import split
+from steadyrank.model.data.sources import fetch_movielens, load_movielens
 
 
 def _write_grouplens(canonical: Path, out: Path) -> Path:

@@ -12,15 +12,18 @@ import sys
 import pytest
 import tensorflow as tf
 
-from steadyrank.cli import cluster
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model import distributed, export, metrics, synth
+from steadyrank.model.artifact import reader
 from steadyrank.model.config import ConfigError, from_dict, load
-from steadyrank.model.prepare import prepare_data
+from steadyrank.model.data import synth
+from steadyrank.model.data.splits import prepare_data
+from steadyrank.model.evaluation import metrics
+from steadyrank.model.training import distributed
+from steadyrank.model.training import local_cluster as cluster
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import REPO
+from tests.conftest import REPO, data_overrides
 
 
 @pytest.mark.parametrize("tf_config, message", [
@@ -85,7 +88,7 @@ def test_parameter_server_cluster_shards_a_million_item_table(tmp_path):
                "--set", "model.min_id_count=1"]  # every one of the 10^6 ids gets its row
     done = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
-    model = export.load(base / "ml")
+    model = reader.load(base / "ml")
     manifest = model.manifest
     assert manifest["distribution"]["strategy"] == "parameter-server"
     shards = manifest["distribution"]["shards"]["item_id"]
@@ -111,17 +114,17 @@ def test_parameter_server_cluster_shards_a_million_item_table(tmp_path):
         thread.stop(grace=1)
 
 
-def test_movielens_model_trained_on_a_cluster_exports_every_signature(ml100k, tmp_path):
+def test_movielens_model_trained_on_a_cluster_exports_every_signature(tiny_data, tmp_path):
     """Lookup tables of user features and a 1-PS, 1-worker cluster: the export is local."""
     base = tmp_path / "models"
     command = [sys.executable, "-m", "steadyrank.cli", "cluster", "--ps", "1", "--workers",
                "1", "--", "train", "--config", str(REPO / "configs" / "smelu.toml"),
                "--export-dir", str(base / "ml"), "--checkpoint-dir", str(tmp_path / "ckpt"),
-               "--set", f"data.data_dir={ml100k.parent}", "--set", "train.epochs=1",
+               *data_overrides(tiny_data), "--set", "train.epochs=1",
                "--set", "model.deep_layers=[16]", "--set", "train.batch_size=1024"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
-    model = export.load(base / "ml")
+    model = reader.load(base / "ml")
     assert model.manifest["distribution"]["strategy"] == "parameter-server"
     assert model.manifest["distribution"]["shards"]["item_id"][0]["device"].startswith(
         "/job:ps/replica:0/task:0")
@@ -158,8 +161,8 @@ def test_compare_runs_its_replicas_on_a_parameter_server_cluster(tmp_path):
                  if flag == "--set"]
     ev = prepare_data(load(REPO / "configs" / "smelu.toml", overrides)).eval
     for variant in ("relu", "smelu"):
-        a = export.load(work / "all" / variant / "pair0-a")
-        b = export.load(work / "all" / variant / "pair0-b")
+        a = reader.load(work / "all" / variant / "pair0-a")
+        b = reader.load(work / "all" / variant / "pair0-b")
         assert a.manifest["distribution"]["strategy"] == "parameter-server"
         assert b.manifest["distribution"]["strategy"] == "parameter-server"
         expected = metrics.relative_pd(a.score(ev.user_id, ev.item_id),

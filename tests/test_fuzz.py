@@ -51,8 +51,8 @@ SEEN = {"cases": 0}
 
 
 @pytest.fixture(scope="module")
-def server(ml100k, tmp_path_factory):
-    base = train_small_models(ml100k, tmp_path_factory, {"ml": 1, "ml-b": 2}, "fuzz-models")
+def server(tiny_data, tmp_path_factory):
+    base = train_small_models(tiny_data, tmp_path_factory, {"ml": 1, "ml-b": 2}, "fuzz-models")
     thread = ServerThread(ServerConfig(
         model_base_path=base, port=0, metrics_port=-1, host="127.0.0.1", poll_seconds=0,
         max_candidates=500, max_request_elements=5000, max_message_bytes=4 << 20,

@@ -129,13 +129,14 @@ def test_kernels_run_on_the_gpu_not_the_cpu():
         assert all("GPU" in d.upper() for d in devs), (op, devs)
 
 
-def test_train_on_gpu_then_serve_on_a_cpu_only_machine(ml100k, tmp_path):
+def test_train_on_gpu_then_serve_on_a_cpu_only_machine(tiny_data, tmp_path):
     from steadyrank.model import config as cfg
-    from steadyrank.model.prepare import prepare_data
-    from steadyrank.model.workflow import train_and_export
+    from steadyrank.model.data.splits import prepare_data
+    from steadyrank.model.training.workflow import train_and_export
 
     config = cfg.load(REPO / "configs" / "smelu.toml",
-                      [f'data.data_dir="{ml100k.parent}"', "train.epochs=1"])
+                      ['data.dataset="synthetic"', f'data.data_dir="{tiny_data}"',
+                       "train.epochs=1"])
     splits = prepare_data(config)
     path = train_and_export(config, 1, tmp_path / "models" / "smelu", tmp_path / "ckpt",
                             splits=splits, log=print)
@@ -143,9 +144,9 @@ def test_train_on_gpu_then_serve_on_a_cpu_only_machine(ml100k, tmp_path):
     np.save(tmp_path / "pairs.npy", np.stack([users, items]))
     code = f"""
         import json, numpy as np, tensorflow as tf
-        from steadyrank.model import export
+        from steadyrank.model.artifact import reader
         users, items = np.load({str(tmp_path / 'pairs.npy')!r})
-        scores = export.load({str(path)!r}).score(users, items)
+        scores = reader.load({str(path)!r}).score(users, items)
         print(json.dumps({{"gpus": len(tf.config.list_physical_devices("GPU")),
                           "scores": scores.tolist()}}))
     """

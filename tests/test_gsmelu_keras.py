@@ -9,10 +9,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 import steadyrank.ops as sro
-from steadyrank.model import export
-from steadyrank.model.prepare import prepare_data
-from steadyrank.model.train import train
-from steadyrank.model.workflow import train_and_export
+from steadyrank.model.artifact import reader
+from steadyrank.model.data.splits import prepare_data
+from steadyrank.model.training.trainer import train
+from steadyrank.model.training.workflow import train_and_export
 from tests.conftest import run_python, small_config
 
 
@@ -128,8 +128,8 @@ def test_save_and_load_in_fresh_process(tmp_path, fmt):
         assert out["raw"] < 1e-6
 
 
-def test_ranking_model_with_gsmelu_trains_exports_and_serves(ml100k, tmp_path):
-    config = small_config(ml100k, model={"activation": "gsmelu", "gsmelu_per_unit": True,
+def test_ranking_model_with_gsmelu_trains_exports_and_serves(tiny_data, tmp_path):
+    config = small_config(tiny_data, model={"activation": "gsmelu", "gsmelu_per_unit": True,
                                          "gsmelu_learn": ["beta", "slope_left"]})
     splits = prepare_data(config)
     result = train(config, 1, splits, log=lambda m: None)
@@ -140,12 +140,12 @@ def test_ranking_model_with_gsmelu_trains_exports_and_serves(ml100k, tmp_path):
                             splits=splits, log=lambda m: None)
     users, items = splits.eval.user_id[:256], splits.eval.item_id[:256]
     np.save(tmp_path / "pairs.npy", np.stack([users, items]))
-    expected = export.load(path).score(users, items)
+    expected = reader.load(path).score(users, items)
     out = run_python(f"""
         import numpy as np
-        from steadyrank.model import export
+        from steadyrank.model.artifact import reader
         users, items = np.load({str(tmp_path / 'pairs.npy')!r})
-        m = export.load({str(path)!r})
+        m = reader.load({str(path)!r})
         np.save({str(tmp_path / 'scores.npy')!r}, m.score(users, items))
         print(m.manifest["config"]["model"]["activation"])
     """)

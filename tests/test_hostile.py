@@ -16,17 +16,17 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from steadyrank.service import client
 from steadyrank.service.batching import Batcher, DirectScorer
-from steadyrank.service.errors import ServiceError
 from steadyrank.service.manager import fingerprint
 from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.status import ServiceError
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.telemetry import ServerMetrics
 from tests.conftest import train_small_models, wait_for
 
 
 @pytest.fixture(scope="module")
-def models(ml100k, tmp_path_factory):
-    return train_small_models(ml100k, tmp_path_factory, prefix="hostile")
+def models(tiny_data, tmp_path_factory):
+    return train_small_models(tiny_data, tmp_path_factory, prefix="hostile")
 
 
 @pytest.fixture(scope="module")

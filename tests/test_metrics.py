@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from steadyrank.model import metrics
+from steadyrank.model.evaluation import metrics
 
 
 def test_prediction_difference_by_hand():

@@ -6,9 +6,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from steadyrank.model import config as cfg
-from steadyrank.model.data import load_movielens, split
-from steadyrank.model.layers import DeepCrossTower, IdEmbedding, MultiHotEmbedding
-from steadyrank.model.ranking import FeatureTables, RankingModel
+from steadyrank.model.data.interactions import split
+from steadyrank.model.data.sources import load_movielens
+from steadyrank.model.data.tables import FeatureTables
+from steadyrank.model.network.layers import DeepCrossTower, IdEmbedding, MultiHotEmbedding
+from steadyrank.model.network.ranking import RankingModel
 from steadyrank.ops import SmeLU
 
 

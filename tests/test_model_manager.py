@@ -5,9 +5,9 @@ import shutil
 import grpc
 import pytest
 
-from steadyrank.service.errors import ServiceError
 from steadyrank.service.manager import ModelManager, replica_of, version_folders
 from steadyrank.service.servable import LoadError
+from steadyrank.service.status import ServiceError
 from steadyrank.service.telemetry import ServerMetrics
 
 

@@ -19,10 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model import export, synth
-from steadyrank.model import metrics as repro
+from steadyrank.model.artifact import reader
 from steadyrank.model.config import load as load_config
-from steadyrank.model.prepare import prepare_data
+from steadyrank.model.data import synth
+from steadyrank.model.data.splits import prepare_data
+from steadyrank.model.evaluation import metrics as repro
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
@@ -153,7 +154,7 @@ def test_live_pd_and_swap_match_steadyrank_compare(compared, tmp_path):
                                                                 model="ml")
         assert live == pytest.approx(summary[f"{kind}_pd"]["mean"], rel=1e-3), kind
     # The median from the buckets lies in the bucket of the true median example PD.
-    a, b = export.load(work / "pair0-a"), export.load(work / "pair0-b")
+    a, b = reader.load(work / "pair0-a"), reader.load(work / "pair0-b")
     per_example = repro.relative_pd_per_example(a.score(ev.user_id, ev.item_id),
                                                 b.score(ev.user_id, ev.item_id))
     cumulative = buckets(first, "steadyrank_replica_prediction_difference_relative",
@@ -183,8 +184,8 @@ def copy_version(source: Path, target: Path):
 
 def test_churn_on_a_version_switch(compared, tmp_path):
     _, work, config = compared
-    old_path = export.resolve(work / "pair0-a")
-    new_path = export.resolve(work / "pair0-b")
+    old_path = reader.resolve(work / "pair0-a")
+    new_path = reader.resolve(work / "pair0-b")
     base = tmp_path / "models"
     copy_version(old_path, base / "ml" / "1")
     thread, srv = start(base, shadow_rate=0.0, churn_rate=1.0, churn_window=600)
@@ -204,7 +205,7 @@ def test_churn_on_a_version_switch(compared, tmp_path):
             samples = scrape(srv)
     finally:
         thread.stop(grace=1)
-    old, new = export.load(old_path), export.load(new_path)
+    old, new = reader.load(old_path), reader.load(new_path)
     expected = [repro.relative_pd(old.rank(u, old.item_ids), new.rank(u, new.item_ids))
                 for u in users]
     name = "steadyrank_version_churn_prediction_difference_relative"

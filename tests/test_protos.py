@@ -1,6 +1,7 @@
-"""The ranking API's stubs: generated from proto/ with grpcio-tools, regenerated when stale."""
+"""The ranking API's stubs: generated from proto/ with grpcio-tools at install or build time;
+a missing or stale copy is a clear error, never regenerated on import."""
 
-import os
+import shutil
 
 import pytest
 
@@ -11,14 +12,31 @@ def test_stubs_are_generated_with_package_imports(tmp_path, monkeypatch):
     monkeypatch.setattr(protos, "OUT_DIR", tmp_path / "gen")
     assert protos.stale()
     written = {p.name for p in protos.generate()}
-    assert written == {"ranking_pb2.py", "ranking_pb2.pyi", "ranking_pb2_grpc.py"}
+    assert written == {"ranking_pb2.py", "ranking_pb2.pyi", "ranking_pb2_grpc.py",
+                       "SOURCES.sha256"}
     grpc_module = (tmp_path / "gen" / "ranking_pb2_grpc.py").read_text()
     assert "from steadyrank.service._generated import ranking_pb2" in grpc_module
     assert "class RankingServiceStub" in grpc_module
     assert not protos.stale()
-    older = (protos.PROTO_ROOT / protos.PROTOS[0]).stat().st_mtime - 10
-    os.utime(tmp_path / "gen" / "ranking_pb2.py", (older, older))
-    assert protos.stale()  # the .proto is newer than a stub
+    protos.check()
+
+
+def test_stale_or_missing_stubs_are_refused_with_the_command_that_fixes_them(tmp_path,
+                                                                          monkeypatch):
+    root = tmp_path / "proto"
+    shutil.copytree(protos.PROTO_ROOT / "steadyrank", root / "steadyrank")
+    monkeypatch.setattr(protos, "PROTO_ROOT", root)
+    monkeypatch.setattr(protos, "OUT_DIR", tmp_path / "gen")
+    with pytest.raises(protos.ProtoError, match="missing.*python -m steadyrank.service.protos"):
+        protos.load()
+    protos.generate()
+    protos.check()
+    proto = root / protos.PROTOS[0]
+    proto.write_text(proto.read_text() + "\n// an edit\n")  # same mtime order would not do
+    assert protos.stale()
+    with pytest.raises(protos.ProtoError, match="another version.*make install"):
+        protos.check()
+    assert protos.main([]) == 0 and not protos.stale()
 
 
 def test_a_missing_proto_is_a_clear_error(tmp_path, monkeypatch):

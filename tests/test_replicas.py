@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model import export, layout, replicas, synth
-from steadyrank.model import metrics as repro
+from steadyrank.model.artifact import gate as gate_record
+from steadyrank.model.artifact import layout, reader
 from steadyrank.model.config import from_dict
-from steadyrank.model.prepare import prepare_data
+from steadyrank.model.data import synth
+from steadyrank.model.data.splits import prepare_data
+from steadyrank.model.evaluation import metrics as repro
+from steadyrank.model.evaluation import replicas
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def test_rounds_publish_both_replicas_with_their_offline_numbers(config, tmp_pat
     assert layout.versions(base / "ml") == layout.versions(base / "ml-b") == [1, 2]
     # No staging left; the churn record of version 2 against 1 sits beside the models.
     assert sorted(p.name for p in base.iterdir()) == [".churn-gate-ml.json", "ml", "ml-b"]
-    a, b = export.load(base / "ml" / "2"), export.load(base / "ml-b" / "2")
+    a, b = reader.load(base / "ml" / "2"), reader.load(base / "ml-b" / "2")
     assert (a.manifest["seed"], b.manifest["seed"]) == (3, 4)  # new seeds per version
     ev = prepare_data(config).eval
     want = repro.relative_pd(a.score(ev.user_id, ev.item_id), b.score(ev.user_id, ev.item_id))
@@ -119,17 +122,17 @@ def test_churn_gate_holds_back_a_version_over_the_bound(config, tmp_path):
     assert not held.published and held.paths == () and held.version == 2
     assert layout.versions(base / "ml") == layout.versions(base / "ml-b") == [1]
     assert not [p for p in base.iterdir() if p.name.startswith(".staging")]
-    gate = replicas.read_gate(base, "ml")
+    gate = gate_record.read_gate(base, "ml")
     assert gate["published"] is False and gate["version"] == 2 and gate["rejected"] == 1
     assert "--max-churn-swap" in gate["reasons"][0]
     assert gate["churn"]["version"] == 1 and gate["churn"]["top10_swap_rate"] > 0
     passed = replicas.train_round(config, base, "ml", users=30, log=quiet,
                                   gate=replicas.Gate(max_swap=1.0, max_pd=10.0))
     assert passed.published and layout.versions(base / "ml") == [1, 2]
-    manifest = export.load(base / "ml" / "2").manifest
+    manifest = reader.load(base / "ml" / "2").manifest
     assert manifest["churn_vs_previous"] == pytest.approx(passed.churn)
-    assert replicas.read_gate(base, "ml")["published"] is True
-    assert replicas.read_gate(base, "ml")["rejected"] == 1  # the count is kept
+    assert gate_record.read_gate(base, "ml")["published"] is True
+    assert gate_record.read_gate(base, "ml")["rejected"] == 1  # the count is kept
 
 
 def test_warm_start_lowers_version_churn(config, tmp_path):
@@ -143,14 +146,14 @@ def test_warm_start_lowers_version_churn(config, tmp_path):
                                       warm_start=True)
     assert warm_round.churn["relative_pd"] < cold_round.churn["relative_pd"]
     assert warm_round.churn["top10_swap_rate"] <= cold_round.churn["top10_swap_rate"]
-    manifest = export.load(warm / "ml" / "2").manifest
+    manifest = reader.load(warm / "ml" / "2").manifest
     assert manifest["warm_start"] == str(warm / "ml" / "1")
-    assert export.load(cold / "ml" / "2").manifest["warm_start"] is None
+    assert reader.load(cold / "ml" / "2").manifest["warm_start"] is None
 
 
 def test_vary_order_keeps_the_init_seed(config, tmp_path):
     replicas.train_round(config, tmp_path, "ml", users=20, log=quiet, vary="order")
-    a, b = (export.load(tmp_path / n / "1").manifest for n in ("ml", "ml-b"))
+    a, b = (reader.load(tmp_path / n / "1").manifest for n in ("ml", "ml-b"))
     assert (a["seed"], a["order_seed"], b["seed"], b["order_seed"]) == (1, 1, 1, 2)
     assert a["vary"] == b["vary"] == "order"
 
@@ -162,7 +165,7 @@ def test_server_exports_the_churn_gate(config, tmp_path):
     from steadyrank.service.telemetry import ServerMetrics
 
     (tmp_path / "ml" / "1").mkdir(parents=True)
-    (tmp_path / f"{replicas.GATE_PREFIX}ml.json").write_text(json.dumps({
+    gate_record.gate_path(tmp_path, "ml").write_text(json.dumps({
         "model": "ml", "version": 2, "published": False, "rejected": 3,
         "churn": {"version": 1, "relative_pd": 0.04, "top10_swap_rate": 0.3}}))
     metrics = ServerMetrics()

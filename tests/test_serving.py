@@ -21,7 +21,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from steadyrank.model import export
+from steadyrank.model.artifact import reader
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
@@ -31,15 +31,15 @@ MAX_CANDIDATES = 300
 
 
 @pytest.fixture(scope="module")
-def models(ml100k, tmp_path_factory):
+def models(tiny_data, tmp_path_factory):
     """models/ml (seed 1) and models/ml-b (seed 2), one version each."""
-    return train_small_models(ml100k, tmp_path_factory, {"ml": 1, "ml-b": 2})
+    return train_small_models(tiny_data, tmp_path_factory, {"ml": 1, "ml-b": 2})
 
 
 @pytest.fixture(scope="module")
 def local(models):
     """The primary export loaded in this process (the reference)."""
-    return export.load(models / "ml")
+    return reader.load(models / "ml")
 
 
 def start(base, **settings):
@@ -513,11 +513,11 @@ def _mean(histogram, *labels):
 
 
 def test_live_replica_metrics_match_offline_metrics(models):
-    from steadyrank.model import metrics as repro
+    from steadyrank.model.evaluation import metrics as repro
 
     thread, srv = start(models, shadow_rate=1.0)
     try:
-        a, b = export.load(models / "ml"), export.load(models / "ml-b")
+        a, b = reader.load(models / "ml"), reader.load(models / "ml-b")
         rng = np.random.default_rng(5)
         users = predict_users(a)
         expected = {"rel": [], "abs": [], "swap5": []}

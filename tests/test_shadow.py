@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from steadyrank.service.shadow import ShadowScorer, pair_metrics
+from steadyrank.service.shadow import ShadowScorer, request_metrics
 from steadyrank.service.telemetry import ServerMetrics
 from tests.conftest import wait_for
 
@@ -57,22 +57,22 @@ def hist(metric, *labels):
 
 
 
-def test_pair_metrics_by_hand():
+def test_request_metrics_by_hand():
     a = np.array([1.0, 2.0, 3.0, 4.0])
     b = np.array([1.0, 2.0, 4.0, 3.0])
-    got = pair_metrics(a, b)
+    got = request_metrics(a, b)
     assert got["relative_pd"] == pytest.approx((1 / 3.5 + 1 / 3.5) / 4)
     assert got["absolute_pd"] == pytest.approx(0.5)
-    assert got["top1_swap"] == 1.0  # item 3 vs item 2 on top
-    assert "top5_swap" not in got and "top10_swap" not in got  # k > candidates
+    assert got["top1_swap_rate"] == 1.0  # item 3 vs item 2 on top
+    assert "top5_swap_rate" not in got and "top10_swap_rate" not in got  # k > candidates
     assert got["kendall_tau"] == pytest.approx((5 - 1) / 6)  # one discordant pair of six
 
 
 def test_identical_replicas_give_zero_pd_and_swap():
     scores = np.random.default_rng(0).normal(3, 1, 50)
-    got = pair_metrics(scores, scores.copy())
+    got = request_metrics(scores, scores.copy())
     assert got["relative_pd"] == got["absolute_pd"] == 0.0
-    assert got["top1_swap"] == got["top5_swap"] == got["top10_swap"] == 0.0
+    assert got["top1_swap_rate"] == got["top5_swap_rate"] == got["top10_swap_rate"] == 0.0
     assert got["kendall_tau"] == pytest.approx(1.0)
 
 

@@ -24,11 +24,17 @@ import grpc
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from steadyrank.cli import workers as supervisor
-from steadyrank.model import layout
-from steadyrank.service import client
+from steadyrank.model.artifact import layout
+from steadyrank.service import client, supervisor
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import kill_serve, rss_mb, serve_ports, start_serve, train_small_models
+from tests.conftest import (
+    TINY,
+    kill_serve,
+    rss_mb,
+    serve_ports,
+    start_serve,
+    train_small_models,
+)
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
 WORKERS = 2
@@ -51,8 +57,8 @@ def _sample_rss(pid: int, stop: threading.Event, peaks: dict[int, float],
 
 
 @pytest.fixture(scope="module")
-def models(ml100k, tmp_path_factory):
-    return train_small_models(ml100k, tmp_path_factory, {"ml": 1, "ml-b": 2}, "soak")
+def models(tiny_data, tmp_path_factory):
+    return train_small_models(tiny_data, tmp_path_factory, {"ml": 1, "ml-b": 2}, "soak")
 
 
 def _good_traffic(chan, stop, failures, counts):
@@ -62,8 +68,9 @@ def _good_traffic(chan, stop, failures, counts):
     while not stop.is_set():
         try:
             if rng.random() < 0.7:
-                items = rng.sample(range(1, 1683), 100)
-                rank.Rank(client.rank_request("ml", rng.randint(1, 943), 10, items), timeout=10)
+                items = rng.sample(range(1, TINY["items"] + 1), 100)
+                rank.Rank(client.rank_request("ml", rng.randint(1, TINY["users"]), 10, items),
+                          timeout=10)
             else:
                 request = predict_pb2.PredictRequest()
                 request.model_spec.name = "ml"

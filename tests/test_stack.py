@@ -14,18 +14,17 @@ import grpc
 import pytest
 import yaml
 
-from steadyrank.cli import stack
 from steadyrank.cli.main import main as cli_main
-from steadyrank.service import client, probe, traffic
+from steadyrank.service import client, probe, stack, traffic
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import REPO, train_small_models
+from tests.conftest import REPO, data_overrides, train_small_models
 
 
 @pytest.fixture(scope="module")
-def trained(ml100k, tmp_path_factory):
+def trained(tiny_data, tmp_path_factory):
     """An export of a small MovieLens model (version 1 under the returned folder)."""
-    return train_small_models(ml100k, tmp_path_factory, prefix="stack-models") / "ml" / "1"
+    return train_small_models(tiny_data, tmp_path_factory, prefix="stack-models") / "ml" / "1"
 
 
 def free_port() -> int:
@@ -131,14 +130,14 @@ def test_stack_commands_and_prometheus_config(tmp_path):
         stack.StackConfig(config=REPO / "configs" / "smelu.toml", port=0).validate()
 
 
-def test_make_up_trains_serves_and_stops_on_ctrl_c(ml100k, tmp_path):
+def test_make_up_trains_serves_and_stops_on_ctrl_c(tiny_data, tmp_path):
     """`steadyrank up` (what `make up` runs) with a fast training config."""
     port, metrics, prom = free_port(), free_port(), free_port()
     work = tmp_path / "run"
     log = tmp_path / "up.log"
     argv = [sys.executable, "-m", "steadyrank.cli", "up", "--work", str(work), "--port",
             str(port), "--metrics-port", str(metrics), "--prometheus-port", str(prom),
-            "--traffic-rate", "10", "--set", f"data.data_dir={ml100k.parent}",
+            "--traffic-rate", "10", *data_overrides(tiny_data),
             "--set", "train.epochs=1", "--set", "model.deep_layers=[16]"]
     with open(log, "w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,

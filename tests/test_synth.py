@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from steadyrank.cli.main import main as cli_main
-from steadyrank.model import synth
-from steadyrank.model.data import DataError, load_dataset, load_synthetic
+from steadyrank.core.errors import DataError
+from steadyrank.model.data import synth
+from steadyrank.model.data.sources import load_dataset, load_synthetic
 
 SPEC = synth.SynthSpec(users=300, items=2000, rows=25_000, seed=4, shard_rows=10_000)
 

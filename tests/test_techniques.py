@@ -5,27 +5,28 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from steadyrank.model import export
-from steadyrank.model.averaging import (
+from steadyrank.model.artifact import reader
+from steadyrank.model.config import ConfigError, parse_averaging, parse_decay, techniques
+from steadyrank.model.data.order import epoch_order
+from steadyrank.model.data.splits import prepare_data
+from steadyrank.model.data.tables import vocabulary
+from steadyrank.model.network.codistill import CoDistillation
+from steadyrank.model.network.ranking import RankingModel
+from steadyrank.model.training.averaging import (
     AveragingAdam,
     Schedule,
     learning_rate_schedule,
     make_optimizer,
     polyak_start,
 )
-from steadyrank.model.codistill import CoDistillation
-from steadyrank.model.config import ConfigError, parse_averaging, parse_decay, techniques
-from steadyrank.model.prepare import prepare_data
-from steadyrank.model.ranking import RankingModel, vocabulary
-from steadyrank.model.shuffle import epoch_order
-from steadyrank.model.train import _momentum_note, train, train_member
-from steadyrank.model.workflow import train_and_export
+from steadyrank.model.training.trainer import _momentum_note, train, train_member
+from steadyrank.model.training.workflow import train_and_export
 from tests.conftest import small_config
 
 
 @pytest.fixture(scope="module")
-def splits(ml100k):
-    return prepare_data(small_config(ml100k))
+def splits(tiny_data):
+    return prepare_data(small_config(tiny_data))
 
 
 def _predict(model, splits, n=2000):
@@ -53,8 +54,8 @@ def test_epoch_orders():
         epoch_order(ts, "window:0", 1, 0)
 
 
-def test_init_and_order_seeds_act_separately(ml100k, splits):
-    config = small_config(ml100k)
+def test_init_and_order_seeds_act_separately(tiny_data, splits):
+    config = small_config(tiny_data)
     quiet = dict(log=lambda m: None)
     base = _predict(train(config, 1, splits, order_seed=1, **quiet).members[0], splits)
     same = _predict(train(config, 1, splits, order_seed=1, **quiet).members[0], splits)
@@ -66,9 +67,9 @@ def test_init_and_order_seeds_act_separately(ml100k, splits):
 
 
 @pytest.mark.parametrize("averaging", ["ema:0.99", "polyak:0.5"])
-def test_averaging_exports_the_averaged_weights(ml100k, splits, tmp_path, monkeypatch,
+def test_averaging_exports_the_averaged_weights(tiny_data, splits, tmp_path, monkeypatch,
                                                 averaging):
-    config = small_config(ml100k, train={"weight_averaging": averaging, "epochs": 2})
+    config = small_config(tiny_data, train={"weight_averaging": averaging, "epochs": 2})
     seen = {}
     swap = AveragingAdam.swap_in_average
 
@@ -80,7 +81,7 @@ def test_averaging_exports_the_averaged_weights(ml100k, splits, tmp_path, monkey
     monkeypatch.setattr(AveragingAdam, "swap_in_average", record)
     path = train_and_export(config, 1, tmp_path / "ema", tmp_path / "ckpt", splits=splits,
                             log=lambda m: None)
-    loaded = export.load(path)
+    loaded = reader.load(path)
     exported = {v.name: v.numpy() for v in loaded.module.members[0].trainable_variables}
     assert len(exported) == len(seen["avg"])
     # Every exported weight is its moving average, not the last step's value.
@@ -174,14 +175,14 @@ def test_bad_decay_names_the_value(text):
         parse_decay(text)
 
 
-def test_bad_decay_in_a_config_names_the_key(ml100k):
+def test_bad_decay_in_a_config_names_the_key(tiny_data):
     with pytest.raises(ConfigError, match="train.lr_decay .* got 'step'"):
-        small_config(ml100k, train={"lr_decay": "step"})
+        small_config(tiny_data, train={"lr_decay": "step"})
 
 
-def test_decay_is_recorded_as_a_technique(ml100k):
-    assert "lr_decay" not in techniques(small_config(ml100k))
-    config = small_config(ml100k, train={"lr_decay": "cosine:0.1"})
+def test_decay_is_recorded_as_a_technique(tiny_data):
+    assert "lr_decay" not in techniques(small_config(tiny_data))
+    config = small_config(tiny_data, train={"lr_decay": "cosine:0.1"})
     assert techniques(config)["lr_decay"] == "cosine:0.1"
 
 
@@ -191,8 +192,8 @@ def test_decay_needs_the_step_count():
 
 
 @pytest.mark.parametrize("averaging", ["none", "ema:0.99"])
-def test_training_anneals_the_learning_rate_to_its_end(ml100k, splits, averaging):
-    config = small_config(ml100k, train={"lr_decay": "linear:0.25", "epochs": 2,
+def test_training_anneals_the_learning_rate_to_its_end(tiny_data, splits, averaging):
+    config = small_config(tiny_data, train={"lr_decay": "linear:0.25", "epochs": 2,
                                          "weight_averaging": averaging})
     model, *_ = train_member(config, splits, 1, None, log=lambda m: None)
     steps = 2 * -(-len(splits.train) // config.train.batch_size)
@@ -208,16 +209,16 @@ def test_training_anneals_the_learning_rate_to_its_end(ml100k, splits, averaging
     assert float(schedule(steps // 2)) == pytest.approx(0.625 * lr, rel=2e-2)
 
 
-def test_codistillation_exports_one_tower_with_a_plain_models_signatures(ml100k, splits,
+def test_codistillation_exports_one_tower_with_a_plain_models_signatures(tiny_data, splits,
                                                                            tmp_path):
-    plain = train_and_export(small_config(ml100k), 1, tmp_path / "plain", tmp_path / "c1",
+    plain = train_and_export(small_config(tiny_data), 1, tmp_path / "plain", tmp_path / "c1",
                              splits=splits, log=lambda m: None)
-    config = small_config(ml100k, train={"codistill": 0.5})
+    config = small_config(tiny_data, train={"codistill": 0.5})
     model, *_ = train_member(config, splits, 1, None, log=lambda m: None)
     assert isinstance(model, RankingModel) and model.name == "tower_a"
     path = train_and_export(config, 1, tmp_path / "cd", tmp_path / "c2", splits=splits,
                             log=lambda m: None)
-    a, b = export.load(plain), export.load(path)
+    a, b = reader.load(plain), reader.load(path)
     assert a.manifest["signatures"] == b.manifest["signatures"]
     assert a.manifest["parameters"] == b.manifest["parameters"]  # one tower: 1x serving
     for name in a.manifest["signatures"]:
@@ -228,8 +229,8 @@ def test_codistillation_exports_one_tower_with_a_plain_models_signatures(ml100k,
     assert np.abs(a.score(users, items) - b.score(users, items)).mean() > 1e-4
 
 
-def test_codistillation_loss_pulls_the_towers_together(ml100k, splits):
-    config = small_config(ml100k)
+def test_codistillation_loss_pulls_the_towers_together(tiny_data, splits):
+    config = small_config(tiny_data)
     model = CoDistillation(config.model, splits.tables, weight=1.0)
     batch = {"user_id": tf.constant(splits.train.user_id[:256]),
              "item_id": tf.constant(splits.train.item_id[:256]),
@@ -246,14 +247,14 @@ def test_codistillation_loss_pulls_the_towers_together(ml100k, splits):
         CoDistillation(config.model, splits.tables, weight=0.0)
 
 
-def test_vocabulary_threshold_maps_rare_ids_to_oov(ml100k, splits):
+def test_vocabulary_threshold_maps_rare_ids_to_oov(tiny_data, splits):
     tables = splits.tables
     counts = tables.item_counts
     kept = vocabulary(tables.item_ids, counts, 5)
     assert set(kept) == set(tables.item_ids[counts >= 5])
     rare = tables.item_ids[(counts > 0) & (counts < 5)][:3]
     common = tables.item_ids[counts >= 50][:2]
-    model = RankingModel(small_config(ml100k, model={"min_id_count": 5}).model, tables)
+    model = RankingModel(small_config(tiny_data, model={"min_id_count": 5}).model, tables)
     lookup = model.item_embedding.lookup
     assert set(lookup(tf.constant(rare)).numpy()) == {0}  # the OOV row
     assert 0 not in set(lookup(tf.constant(common)).numpy())
@@ -261,12 +262,12 @@ def test_vocabulary_threshold_maps_rare_ids_to_oov(ml100k, splits):
     rows = model.item_embedding(tf.constant(rare)).numpy()
     np.testing.assert_array_equal(rows[0], rows[1])
     assert model.item_embedding.embedding.input_dim == len(kept) + 1
-    everything = RankingModel(small_config(ml100k).model, tables)
+    everything = RankingModel(small_config(tiny_data).model, tables)
     assert everything.item_embedding.embedding.input_dim == len(tables.item_ids) + 1
 
 
-def test_embedding_init_scale_and_l2(ml100k, splits):
-    config = small_config(ml100k, model={"embedding_init_scale": 0.001, "embedding_l2": 0.1})
+def test_embedding_init_scale_and_l2(tiny_data, splits):
+    config = small_config(tiny_data, model={"embedding_init_scale": 0.001, "embedding_l2": 0.1})
     tf.keras.utils.set_random_seed(0)
     model = RankingModel(config.model, splits.tables)
     batch = {"user_id": tf.constant(splits.train.user_id[:64]),

@@ -16,8 +16,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from steadyrank.cli import workers
 from steadyrank.service import client
+from steadyrank.service import supervisor as workers
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import kill_serve, serve_ports, start_serve, train_small_models, wait_for
@@ -73,8 +73,8 @@ def test_reserve_port_holds_a_port_the_workers_can_share_and_refuses_a_taken_one
 def test_the_supervisor_loads_no_tensorflow():
     """The supervisor only spawns and watches: its modules stay light (its workers hold the
     models), so N workers cost N runtimes, not N + 1."""
-    code = ("import sys\nfrom steadyrank.cli import main, workers\n"
-            "from steadyrank.service import config\nimport prometheus_client.multiprocess\n"
+    code = ("import sys\nfrom steadyrank.cli import main\nfrom steadyrank.service import "
+            "supervisor, settings\nimport prometheus_client.multiprocess\n"
             "print(sorted(m for m in ('tensorflow', 'grpc', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
@@ -84,14 +84,13 @@ def test_the_supervisor_loads_no_tensorflow():
 def test_cli_refuses_zero_workers(capsys):
     from steadyrank.cli.main import main
 
-    with pytest.raises(SystemExit):
-        main(["serve", "--workers", "0"])
-    assert "--workers: 0: must be > 0" in capsys.readouterr().err
+    assert main(["serve", "--workers", "0"]) == 2
+    assert "--workers must be >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
-def models(ml100k, tmp_path_factory):
-    return train_small_models(ml100k, tmp_path_factory)
+def models(tiny_data, tmp_path_factory):
+    return train_small_models(tiny_data, tmp_path_factory)
 
 
 def _health(port):

@@ -1,0 +1,48 @@
+"""Atomic writes and checksums: a reader sees the old file or the new one, never a part.
+
+Folders (exports, fetched datasets) are published by writing into a hidden temporary folder
+beside the target and renaming it into place; the helpers here do the same for single files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, payload: Any, sort_keys: bool = True) -> None:
+    """:func:`atomic_write_text` of indented JSON (keys sorted unless ``sort_keys`` is off,
+    for payloads whose order means something, such as a report's variants)."""
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=sort_keys) + "\n")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def combined_checksum(file_digests: dict[str, str]) -> str:
+    """One SHA-256 over named file digests, independent of the dict's order."""
+    joined = "".join(f"{name}:{file_digests[name]}\n" for name in sorted(file_digests))
+    return hashlib.sha256(joined.encode()).hexdigest()

@@ -1,0 +1,58 @@
+"""The serving layout, written by the trainer and read by the server: one owner per fact.
+
+``BASE/NAME/VERSION/`` folders (TensorFlow Serving's layout) each hold a SavedModel and its
+``manifest.json``; ``NAME-b`` beside ``NAME`` is the second replica; hidden entries (a
+staging folder, an export in progress, the churn gate record) are never versions. The names
+of the exported signatures and of their inputs and outputs are defined here and nowhere
+else. This module imports nothing else from the project, so every reader and writer can
+share it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+REPLICA_SUFFIX = "-b"  # NAME-b is the second replica of NAME
+
+# The exported signatures.
+SERVING_DEFAULT = "serving_default"  # ids -> score, one per pair
+RANK = "rank"  # one user id, N candidate item ids -> N scores
+RANK_WITH_FEATURES = "rank_with_features"  # rank, with the user's features given
+CATALOG = "catalog"  # -> the item ids the model knows
+USERS = "users"  # -> the user ids the model has stored features for
+SIGNATURES = (CATALOG, RANK, RANK_WITH_FEATURES, SERVING_DEFAULT, USERS)
+REQUIRED_SIGNATURES = (SERVING_DEFAULT, RANK, CATALOG)
+
+# The user features rank_with_features takes after user_id and item_ids, in signature order,
+# each with its dtype (a scalar per request). The export's signature, the Rank API's checks
+# and its error messages are all built from this one table.
+USER_FEATURES: dict[str, str] = {"gender": "string", "occupation": "string", "zip": "string",
+                                 "age": "int64"}
+
+
+def version_folders(model_dir: str | Path) -> dict[int, Path]:
+    """{version: folder} of a model folder's numeric subfolders ({} if unreadable)."""
+    try:
+        entries = list(Path(model_dir).iterdir())
+    except OSError:
+        return {}
+    return {int(p.name): p for p in entries if p.name.isdigit() and p.is_dir()}
+
+
+def versions(model_dir: str | Path) -> list[int]:
+    """The version numbers under a model folder, ascending."""
+    return sorted(version_folders(model_dir))
+
+
+def replica_name(name: str) -> str:
+    """The second replica's model name."""
+    return name + REPLICA_SUFFIX
+
+
+def primary_name(name: str) -> str | None:
+    """The primary model of a second replica's name (``NAME-b`` -> ``NAME``); None when
+    ``name`` does not name a second replica."""
+    if name.endswith(REPLICA_SUFFIX) and len(name) > len(REPLICA_SUFFIX):
+        return name[:-len(REPLICA_SUFFIX)]
+    return None

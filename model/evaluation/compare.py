@@ -1,0 +1,362 @@
+"""Offline reproducibility evaluation: replica pairs per variant, PD, swap rate, accuracy, cost.
+
+For each source of disagreement (``--vary``), each variant (an activation, a SmeLU beta, an
+ensemble size, plus techniques) and each pair index p, replicas A and B are trained on the
+same data and config, exported, loaded back, and compared on the eval split. What differs
+between A and B:
+
+- ``all``: the init seed and the row-order seed (2p+1 vs 2p+2 for both);
+- ``init``: the init seed only (the order seed is 2p+1 for both);
+- ``order``: the row-order seed only (the init seed is 2p+1 for both);
+- ``async``: nothing but asynchronous parameter-server training (both seeds 2p+1; needs a
+  cluster, ``steadyrank cluster -- compare ...``), which applies stale gradients in an
+  order that differs between runs.
+
+Exports are cached in a work folder and reused when their manifest matches (config, seeds,
+data checksum, split), so an interrupted comparison picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from steadyrank.core.log import Log, say
+from steadyrank.model.artifact.reader import (
+    ExportError,
+    LoadedModel,
+    load,
+    read_export_manifest,
+    resolve,
+)
+from steadyrank.model.config import (
+    ACTIVATIONS,
+    Config,
+    ConfigError,
+    from_dict,
+    techniques,
+    validate,
+)
+from steadyrank.model.data.splits import Splits, prepare_data
+from steadyrank.model.evaluation import metrics
+from steadyrank.model.evaluation.accuracy import accuracy
+from steadyrank.model.training.workflow import train_and_export
+
+VARIANT_RE = re.compile(r"^(?P<act>[a-z]+)(?P<ens>-ensemble)?(?::(?P<arg>[0-9.]+))?$")
+VARY = ("all", "init", "order", "async")
+
+
+# Technique modifiers, ``+NAME`` or ``+NAME:VALUE`` after the base variant:
+# name -> (config section, key, how the value is read).
+MODIFIERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+    "ema": ("train", "weight_averaging", lambda v: f"ema:{v}"),
+    "polyak": ("train", "weight_averaging", lambda v: f"polyak:{v}"),
+    "codistill": ("train", "codistill", float),
+    "clip": ("train", "clip_norm", float),
+    "window": ("train", "shuffle", lambda v: f"window:{v}"),
+    "time": ("train", "shuffle", lambda v: "time"),
+    "full": ("train", "shuffle", lambda v: "full"),
+    "mincount": ("model", "min_id_count", int),
+    "l2": ("model", "embedding_l2", float),
+    "init": ("model", "embedding_init_scale", float),
+    "dim": ("model", "embedding_dim", int),
+    "cross": ("model", "cross_layers", int),
+    "norm": ("model", "layer_norm", lambda v: True),
+    "nonorm": ("model", "layer_norm", lambda v: False),
+    "unit": ("model", "gsmelu_per_unit", lambda v: True),
+    "learn": ("model", "gsmelu_learn", lambda v: tuple(v.split("/"))),
+    "lr": ("train", "learning_rate", float),
+    "decay": ("train", "lr_decay", str),
+    "epochs": ("train", "epochs", int),
+    "batch": ("train", "batch_size", int),
+}
+NO_VALUE = ("time", "full", "norm", "nonorm", "unit")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A change to the base config: activation, SmeLU beta, ensemble size, techniques."""
+
+    name: str
+    activation: str
+    smelu_beta: float | None = None
+    ensemble: int = 1
+    overrides: tuple[tuple[str, str, Any], ...] = ()
+
+    def apply(self, config: Config) -> Config:
+        """The base config with this variant's settings."""
+        model = replace(config.model, activation=self.activation,
+                        smelu_beta=self.smelu_beta or config.model.smelu_beta)
+        train = replace(config.train, ensemble=self.ensemble)
+        for section, key, value in self.overrides:
+            if section == "model":
+                model = replace(model, **{key: value})
+            else:
+                train = replace(train, **{key: value})
+        return validate(replace(config, model=model, train=train))
+
+    @property
+    def slug(self) -> str:
+        """A folder name for the variant."""
+        return re.sub(r"[^A-Za-z0-9_.-]", "-", self.name)
+
+    @property
+    def single_model(self) -> bool:
+        """Served at the cost of one model (not an ensemble)."""
+        return self.ensemble == 1
+
+
+def _parse_base(raw: str, base: str) -> Variant:
+    m = VARIANT_RE.match(base)
+    if not m or m["act"] not in ACTIVATIONS:
+        raise ValueError(f"bad variant {raw!r}: expected ACTIVATION, smelu:BETA or "
+                         f"ACTIVATION-ensemble:K with ACTIVATION in {', '.join(ACTIVATIONS)}")
+    if m["ens"]:
+        if not m["arg"] or not m["arg"].isdigit() or int(m["arg"]) < 2:
+            raise ValueError(f"bad variant {raw!r}: the ensemble size must be a whole "
+                             "number >= 2")
+        return Variant(raw, m["act"], ensemble=int(m["arg"]))
+    if m["arg"] is not None:
+        if m["act"] not in ("smelu", "gsmelu") or float(m["arg"]) <= 0:
+            raise ValueError(f"bad variant {raw!r}: only smelu and gsmelu take a beta > 0")
+        return Variant(raw, m["act"], smelu_beta=float(m["arg"]))
+    return Variant(raw, m["act"])
+
+
+def _parse_modifier(raw: str, text: str) -> tuple[str, str, Any]:
+    name, _, value = text.partition(":")
+    if name not in MODIFIERS:
+        raise ValueError(f"bad variant {raw!r}: unknown technique {name!r}; known: "
+                         f"{', '.join(MODIFIERS)}")
+    if (name in NO_VALUE) != (value == ""):
+        want = "no value" if name in NO_VALUE else "a value (NAME:VALUE)"
+        raise ValueError(f"bad variant {raw!r}: +{name} takes {want}")
+    section, key, read = MODIFIERS[name]
+    try:
+        return section, key, read(value)
+    except ValueError:
+        raise ValueError(f"bad variant {raw!r}: bad value {value!r} for +{name}") from None
+
+
+def parse_variants(text: str) -> list[Variant]:
+    """``"relu,smelu:0.5,relu-ensemble:4,smelu:2+ema:0.999+codistill:0.5"`` -> variants;
+    errors name the bad one. Modifiers after ``+`` turn techniques on (see MODIFIERS); each
+    variant's settings are validated here, before anything trains."""
+    out = []
+    for raw in (t.strip() for t in text.split(",")):
+        base, *mods = raw.split("+")
+        variant = _parse_base(raw, base)
+        variant = replace(variant, overrides=tuple(_parse_modifier(raw, m) for m in mods))
+        try:  # every setting checked now, not when its turn to train comes
+            variant.apply(Config())
+        except ConfigError as err:
+            raise ValueError(f"bad variant {raw!r}: {err}") from None
+        out.append(variant)
+    if len({v.name for v in out}) != len(out):
+        raise ValueError(f"variants repeat a name: {text!r}")
+    return out
+
+
+def replica_seeds(vary: str, pair: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((init, order) of replica A, (init, order) of replica B) for pair index ``pair``."""
+    first, second = 2 * pair + 1, 2 * pair + 2
+    if vary == "all":
+        return (first, first), (second, second)
+    if vary == "init":
+        return (first, first), (second, first)
+    if vary == "order":
+        return (first, first), (first, second)
+    if vary == "async":
+        return (first, first), (first, first)
+    raise ValueError(f"--vary must be one of {', '.join(VARY)}, got {vary!r}")
+
+
+def parse_vary(text: str) -> list[str]:
+    """``"all,order"`` -> ["all", "order"]; errors name the bad value."""
+    out = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in out if v not in VARY]
+    if bad or not out:
+        raise ValueError(f"--vary must name sources among {', '.join(VARY)}, got {text!r}")
+    return list(dict.fromkeys(out))
+
+
+def same_config(recorded: Any, config: Config) -> bool:
+    """Whether a manifest's recorded config is ``config``. Keys the recording lacks take
+    their defaults, so exports made before a setting existed still match configs that
+    leave it at its default (which is what they trained with)."""
+    try:
+        return from_dict(recorded).to_dict() == config.to_dict()
+    except (ConfigError, TypeError, AttributeError):
+        return False
+
+
+def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str, split: str
+            ) -> LoadedModel | None:
+    try:
+        version = resolve(folder)
+        m = read_export_manifest(version)  # checked before the (slow) graph load
+    except ExportError:
+        return None
+    same = (same_config(m.get("config"), config) and m.get("seed") == seeds[0]
+            and m.get("order_seed", m.get("seed")) == seeds[1]
+            and m.get("data", {}).get("checksum") == checksum and m.get("split") == split)
+    return load(version) if same else None
+
+
+def replica(config: Config, seeds: tuple[int, int], folder: Path, splits: Splits, split: str,
+            log: Log, elsewhere: tuple[Path, ...] = ()) -> LoadedModel:
+    """The trained export of (config, (init seed, order seed)), cached or trained now.
+
+    ``elsewhere``: other folders that may already hold the same replica (replica A of pair p
+    has the same seeds under ``--vary all``, ``init`` and ``order``); training is
+    deterministic, so a matching manifest there is reused instead of training it again.
+    """
+    for place in (folder, *elsewhere):
+        model = _cached(place, config, seeds, splits.data.checksum, split)
+        if model is not None:
+            log(f"reusing {model.path}")
+            return model
+    path = train_and_export(config, seeds[0], folder, folder.parent / f".ckpt-{folder.name}",
+                            splits=splits, extra={"split": split}, log=log,
+                            order_seed=seeds[1])
+    return load(path)
+
+
+def request_latency(model: LoadedModel, users: np.ndarray, items: np.ndarray,
+                    repeats: int = 30) -> float:
+    """Median seconds of one ``rank`` request scoring every item for a user."""
+    model.rank(int(users[0]), items)  # warm-up
+    times = []
+    for user in users[:repeats]:
+        started = time.perf_counter()
+        model.rank(int(user), items)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def rank_all(model: LoadedModel, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Scores [len(users), len(items)] of every item for each user."""
+    grid_users = np.repeat(users, len(items))
+    grid_items = np.tile(items, len(users))
+    return model.score(grid_users, grid_items).reshape(len(users), len(items))
+
+
+def replica_pair_metrics(a: LoadedModel, b: LoadedModel, splits: Splits, config: Config,
+                 users: np.ndarray, tau_users: int) -> dict[str, Any]:
+    """Accuracy of each replica and reproducibility metrics between the two."""
+    ev = splits.eval
+    pa, pb = a.score(ev.user_id, ev.item_id), b.score(ev.user_id, ev.item_id)
+    acc_a = accuracy(config.model, ev.rating, pa)
+    acc_b = accuracy(config.model, ev.rating, pb)
+    items = splits.tables.item_ids
+    ra, rb = rank_all(a, users, items), rank_all(b, users, items)
+    out: dict[str, Any] = {k: (acc_a[k] + acc_b[k]) / 2 for k in acc_a}
+    out["relative_pd"] = metrics.relative_pd(pa, pb)
+    out["absolute_pd"] = metrics.absolute_pd(pa, pb)
+    for k in metrics.SWAP_KS:
+        out[metrics.swap_key(k)] = metrics.topk_swap_rate(ra, rb, k)
+    out["kendall_tau"] = float(np.mean([metrics.kendall_tau(ra[i], rb[i])
+                                        for i in range(min(tau_users, len(users)))]))
+    out["train_seconds"] = (a.manifest["training"]["seconds"]
+                            + b.manifest["training"]["seconds"]) / 2
+    out["train_examples_per_second"] = (a.manifest["training"]["examples_per_second"]
+                                        + b.manifest["training"]["examples_per_second"]) / 2
+    out["parameters"] = a.manifest["parameters"]
+    out["request_seconds"] = (request_latency(a, users, items)
+                              + request_latency(b, users, items)) / 2
+    return out
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    """Mean, standard deviation (over pairs) and the values."""
+    arr = np.asarray(values, np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+            "values": [float(v) for v in arr]}
+
+
+def _source_config(config: Config, vary: str) -> Config:
+    """The config a source trains with: asynchronous parameter servers for ``async``."""
+    if vary == "async":
+        if config.train.strategy != "parameter-server":
+            raise ValueError("--vary async trains under parameter servers: run it in a cluster "
+                             "('steadyrank cluster --ps N --workers M -- compare ...')")
+        return config
+    return config  # under parameter servers, asynchrony adds to the seeds' differences
+
+
+def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
+              ) -> tuple[Path, ...]:
+    """Where other sources keep a replica that may equal this one (same config and seeds).
+
+    Only synchronous training is deterministic: under parameter servers none is shared."""
+    if config.train.strategy == "parameter-server":
+        return ()
+    return tuple(work_dir / other / slug / name for other in VARY
+                 if other not in (source, "async"))
+
+
+def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Path,
+        users: int = 943, tau_users: int = 100, validation: bool = False,
+        log: Log = say, on_variant: Callable[[str, dict], None] | None = None,
+        vary: list[str] | tuple[str, ...] = ("all",), first_pair: int = 0) -> dict[str, Any]:
+    """Trains (or loads) ``pairs`` replica pairs per source and variant and measures them.
+
+    Returns {"sources": {vary: {name: {metric: summary}}}, "variants": the first source's,
+    ...}. ``validation`` evaluates on a validation split carved from the train split, for
+    tuning without the eval split. Pair indices run from ``first_pair``: a final eval run can
+    use seeds no earlier eval look has used.
+    """
+    if pairs < 1:
+        raise ValueError(f"--pairs must be >= 1, got {pairs}")
+    if first_pair < 0:
+        raise ValueError(f"--first-pair must be >= 0, got {first_pair}")
+    if users < 1:
+        raise ValueError(f"--users must be >= 1, got {users}")
+    vary = list(vary)
+    for source in vary:
+        replica_seeds(source, 0)  # names a bad source before any training
+        _source_config(config, source)
+    split_name = "validation" if validation else "eval"
+    splits = prepare_data(config, validation=validation)
+    rank_users = np.unique(splits.eval.user_id)[:users]
+    work_dir = Path(work_dir)
+    sources: dict[str, Any] = {}
+    for source in vary:
+        results: dict[str, Any] = {}
+        for variant in variants:
+            vconfig = variant.apply(_source_config(config, source))
+            per_pair = []
+            for n, p in enumerate(range(first_pair, first_pair + pairs)):
+                log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
+                folder = work_dir / source / variant.slug
+                a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", splits, split_name,
+                                log, _siblings(vconfig, work_dir, source, variant.slug,
+                                               f"pair{p}-{r}"))
+                        for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
+                per_pair.append(replica_pair_metrics(a, b, splits, vconfig, rank_users, tau_users))
+            summary = {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]}
+            results[variant.name] = summary
+            if on_variant:
+                on_variant(variant.name, summary)
+            log(f"{source} / {variant.name}: relative PD {summary['relative_pd']['mean']:.4f}, "
+                f"top-10 swap {summary[metrics.swap_key(10)]['mean']:.4f}, "
+                f"{'rmse' if 'rmse' in summary else 'auc'} "
+                f"{summary.get('rmse', summary.get('auc'))['mean']:.4f}")
+        sources[source] = results
+    used = [s for source in vary for p in range(first_pair, first_pair + pairs)
+            for replica_pair in replica_seeds(source, p) for s in replica_pair]
+    return {"split": split_name, "pairs": pairs, "first_pair": first_pair,
+            "seeds": [min(used), max(used)],
+            "ranking_users": int(len(rank_users)),
+            "ranking_items": int(len(splits.tables.item_ids)),
+            "eval_rows": len(splits.eval), "data_checksum": splits.data.checksum,
+            "config": config.to_dict(), "vary": vary, "sources": sources,
+            "variants": sources[vary[0]],
+            "techniques": {v.name: techniques(v.apply(config)) for v in variants},
+            "single_model": {v.name: v.single_model for v in variants}}

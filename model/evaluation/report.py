@@ -1,0 +1,232 @@
+"""The comparison report: report.json, report.md and pd_vs_loss*.png, with the goals checked.
+
+One table per source of disagreement (``--vary``): every variant with its techniques,
+accuracy, reproducibility (mean ± std over pairs), training and serving cost, and a mark on
+the Pareto frontier of relative PD against loss. The goals are judged for one single-model
+variant, the "winner": the one named with ``--winner`` (chosen beforehand on the validation
+split), or else the lowest-PD single model that is at least as accurate as ReLU and within
+1.2x its request time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from steadyrank.core.fileio import atomic_write_json, atomic_write_text
+from steadyrank.model.evaluation.metrics import SWAP_KS, swap_key
+
+ACCURACY_SLACK = 0.0  # the winner's loss may not exceed ReLU's
+REQUEST_BOUND = 1.2  # the winner's request time over ReLU's
+TRAIN_TIME_BOUND = 2.5  # the winner's training time over ReLU's
+ENSEMBLE = "relu-ensemble:4"
+TOP10 = swap_key(10)  # the swap rate the goals judge
+WHY = {
+    "all": "the init seed and the row-order seed",
+    "init": "only the init seed (same row order)",
+    "order": "only the row-order seed (same init)",
+    "async": "only asynchronous parameter-server training (same seeds)",
+}
+
+
+def _loss_key(variants: dict[str, Any]) -> str:
+    first = next(iter(variants.values()))
+    return "rmse" if "rmse" in first else "log_loss"
+
+
+def _mean(variants: dict[str, Any], name: str, key: str) -> float:
+    return variants[name][key]["mean"]
+
+
+def frontier(variants: dict[str, Any]) -> list[str]:
+    """Variants on the Pareto frontier of (loss, relative PD): no other is better in both."""
+    loss = _loss_key(variants)
+    points = {n: (_mean(variants, n, loss), _mean(variants, n, "relative_pd"))
+              for n in variants}
+    return [n for n, (lo, pd) in points.items()
+            if not any((o[0] <= lo and o[1] <= pd) and o != (lo, pd)
+                       for m, o in points.items() if m != n)]
+
+
+def pick_winner(variants: dict[str, Any], single: dict[str, bool] | None = None) -> str | None:
+    """The lowest-PD single-model variant (not ReLU itself) with loss <= ReLU's and request
+    time <= 1.2x ReLU's; None without a ReLU baseline or a candidate."""
+    if "relu" not in variants:
+        return None
+    loss = _loss_key(variants)
+    single = single or {n: "ensemble" not in n for n in variants}
+    ok = [n for n in variants if n != "relu" and single.get(n, "ensemble" not in n)
+          and _mean(variants, n, loss) <= _mean(variants, "relu", loss) + ACCURACY_SLACK
+          and _mean(variants, n, "request_seconds")
+          <= REQUEST_BOUND * _mean(variants, "relu", "request_seconds")]
+    return min(ok, key=lambda n: _mean(variants, n, "relative_pd")) if ok else None
+
+
+def goals(result: dict[str, Any], winner: str | None = None,
+          source: str | None = None) -> list[dict[str, Any]]:
+    """The goals, measured for ``winner`` in one source's table: value, bound, met."""
+    v = (result["sources"][source] if source and "sources" in result
+         else result["variants"])
+    best = winner or pick_winner(v, result.get("single_model"))
+    if "relu" not in v or best is None or best not in v:
+        return []
+    loss = _loss_key(v)
+    out = [
+        {"goal": f"{best} relative PD <= 0.5x relu",
+         "value": _mean(v, best, "relative_pd") / _mean(v, "relu", "relative_pd"),
+         "bound": 0.5, "kind": "max"},
+        {"goal": f"{best} {loss} <= relu's",
+         "value": _mean(v, best, loss) - _mean(v, "relu", loss), "bound": ACCURACY_SLACK,
+         "kind": "max"},
+        {"goal": f"{best} request time <= {REQUEST_BOUND}x relu",
+         "value": _mean(v, best, "request_seconds") / _mean(v, "relu", "request_seconds"),
+         "bound": REQUEST_BOUND, "kind": "max"},
+        {"goal": f"{best} training time <= {TRAIN_TIME_BOUND}x relu",
+         "value": _mean(v, best, "train_seconds") / _mean(v, "relu", "train_seconds"),
+         "bound": TRAIN_TIME_BOUND, "kind": "max"},
+    ]
+    if ENSEMBLE in v:
+        out.insert(0, {
+            "goal": f"{best} top-10 swap rate <= {ENSEMBLE}'s",
+            "value": _mean(v, best, TOP10) / _mean(v, ENSEMBLE, TOP10),
+            "bound": 1.0, "kind": "max",
+            "detail": f"{_mean(v, best, TOP10):.3f} vs "
+                      f"{_mean(v, ENSEMBLE, TOP10):.3f}"})
+    for g in out:
+        g["met"] = g["value"] <= g["bound"]
+        g["selected"] = best
+        g["chosen_by"] = "named (--winner)" if winner else "rule (lowest-PD accurate single model)"
+    return out
+
+
+def _fmt(summary: dict[str, Any], scale: float = 1.0, digits: int = 4) -> str:
+    mean, std = summary["mean"] * scale, summary["std"] * scale
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _techniques(result: dict[str, Any], name: str) -> str:
+    found = dict(result.get("techniques", {}).get(name, {}))
+    found.pop("activation", None)
+    found.pop("smelu_beta", None)
+    return ", ".join(f"{k}={v}" if v is not True else k for k, v in found.items()) or "-"
+
+
+def _pair_seeds(result: dict[str, Any]) -> str:
+    """' (pair indices 3-7, seeds 7-16)' when the pairs do not start at 0, else ''."""
+    first = result.get("first_pair", 0)
+    if not first:
+        return ""
+    low, high = result["seeds"]
+    return f" (pair indices {first}-{first + result['pairs'] - 1}, seeds {low}-{high})"
+
+
+def _table(result: dict[str, Any], variants: dict[str, Any]) -> list[str]:
+    loss = _loss_key(variants)
+    on_frontier = set(frontier(variants))
+    lines = [
+        f"| variant | techniques | {loss} | relative PD | absolute PD | "
+        + " | ".join(f"top-{k} swap" for k in SWAP_KS)
+        + " | Kendall tau | train s | train ex/s | parameters | request ms | frontier |",
+        "|---" * (11 + len(SWAP_KS)) + "|",
+    ]
+    for name, s in variants.items():
+        lines.append(
+            f"| {name} | {_techniques(result, name)} | {_fmt(s[loss])} | "
+            f"{_fmt(s['relative_pd'])} | {_fmt(s['absolute_pd'])} | "
+            + " | ".join(_fmt(s[swap_key(k)], digits=3) for k in SWAP_KS)
+            + f" | {_fmt(s['kendall_tau'], digits=3)} | {s['train_seconds']['mean']:.1f} | "
+            f"{s['train_examples_per_second']['mean']:,.0f} | {s['parameters']['mean']:,.0f} | "
+            f"{s['request_seconds']['mean'] * 1e3:.2f} | {'★' if name in on_frontier else ''} |")
+    return lines
+
+
+def markdown(result: dict[str, Any], command: str, notes: str = "",
+             winner: str | None = None) -> str:
+    """report.md text."""
+    sources = result.get("sources") or {result.get("vary", ["all"])[0]: result["variants"]}
+    lines = [
+        "# Replica reproducibility report", "",
+        f"Command: `{command}`", "",
+        f"Data: {result['config']['data']['dataset']} (checksum "
+        f"`{result['data_checksum'][:12]}`), {result['split']} split of "
+        f"{result['eval_rows']:,} rows. Replicas A and B of a pair share data and config; "
+        f"{result['pairs']} pairs per variant{_pair_seeds(result)}, each figure the mean ± "
+        "standard deviation over pairs. Top-k swap rates rank all "
+        f"{result['ranking_items']:,} items for {result['ranking_users']} users; Kendall tau "
+        "over the first 100 of them. Request time: median of a `rank` call scoring the whole "
+        "catalog for one user on the loaded SavedModel (this machine, 2 shared cores). "
+        "★ marks the Pareto frontier of relative PD against loss.",
+    ]
+    all_goals = {}
+    for source, variants in sources.items():
+        lines += ["", f"## Replicas differing by {WHY.get(source, source)} (`--vary {source}`)",
+                  "", *_table(result, variants)]
+        checked = goals(result, winner, source)
+        all_goals[source] = checked
+        if checked:
+            lines += ["", f"Goals for **{checked[0]['selected']}** "
+                      f"(chosen by {checked[0]['chosen_by']}):", "",
+                      "| goal | measured | bound | met |", "|---|---|---|---|"]
+            for g in checked:
+                shown = f"{g['value']:.3f}" + (f" ({g['detail']})" if "detail" in g else "")
+                lines.append(f"| {g['goal']} | {shown} | {g['bound']} | "
+                             f"{'yes' if g['met'] else '**no**'} |")
+    if notes.strip():
+        lines += ["", notes.strip()]
+    for source in sources:
+        image = _plot_name(source, sources)
+        lines += ["", f"![relative PD against loss, --vary {source}]({image})"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _plot_name(source: str, sources: dict[str, Any]) -> str:
+    return "pd_vs_loss.png" if source == next(iter(sources)) else f"pd_vs_loss-{source}.png"
+
+
+def plot(variants: dict[str, Any], path: Path, title: str = "") -> None:
+    """relative PD against loss, one point per variant with error bars, frontier joined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loss = _loss_key(variants)
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    for name, s in variants.items():
+        ax.errorbar(s[loss]["mean"], s["relative_pd"]["mean"], xerr=s[loss]["std"],
+                    yerr=s["relative_pd"]["std"], fmt="o", capsize=3, label=name)
+        ax.annotate(name, (s[loss]["mean"], s["relative_pd"]["mean"]),
+                    textcoords="offset points", xytext=(5, 5), fontsize=7)
+    front = sorted(frontier(variants), key=lambda n: variants[n][loss]["mean"])
+    ax.plot([variants[n][loss]["mean"] for n in front],
+            [variants[n]["relative_pd"]["mean"] for n in front], "k--", lw=1,
+            label="Pareto frontier")
+    ax.set_xlabel(f"eval {loss} (lower is better)")
+    ax.set_ylabel("relative PD between replicas")
+    ax.set_title(title or "Prediction difference vs loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write(result: dict[str, Any], out: str | Path, command: str, notes: str = "",
+          winner: str | None = None) -> Path:
+    """Writes report.json, report.md and the plots into ``out``; returns ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = result.get("sources") or {"all": result["variants"]}
+    checked = {s: goals(result, winner, s) for s in sources}
+    atomic_write_json(out / "report.json", {**result, "command": command, "winner": winner,
+                                     "goals": checked,
+                                     "frontier": {s: frontier(v) for s, v in sources.items()}},
+                      sort_keys=False)
+    for source, variants in sources.items():
+        plot(variants, out / _plot_name(source, sources),
+             f"Prediction difference vs loss (--vary {source})")
+    atomic_write_text(out / "report.md", markdown(result, command, notes, winner))
+    return out

@@ -1,0 +1,313 @@
+"""Deterministic training with epoch checkpoints, for one model or a K-seed ensemble.
+
+A run is fixed by (config, init seed, order seed, data): TensorFlow op determinism is on,
+weights are initialised from the init seed, and each epoch's row order is drawn from (order
+seed, epoch) as ``train.shuffle`` says. The order seed defaults to the init seed; replicas
+differ by one or both (``steadyrank compare --vary``).
+
+After every epoch the model and optimizer state are checkpointed; a killed run started again
+with the same checkpoint folder resumes after the last finished epoch and ends with exactly
+the weights an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from steadyrank.core.errors import SteadyRankError
+from steadyrank.core.fileio import atomic_write_json
+from steadyrank.core.log import Log, say
+from steadyrank.model.config import Config, parse_averaging, parse_decay
+from steadyrank.model.data.interactions import Interactions
+from steadyrank.model.data.order import epoch_order
+from steadyrank.model.data.splits import Splits
+from steadyrank.model.data.tables import FeatureTables
+from steadyrank.model.network.codistill import CoDistillation
+from steadyrank.model.network.ranking import RankingModel
+from steadyrank.model.training.averaging import AveragingAdam, make_optimizer
+from steadyrank.model.training.distributed import (
+    is_parameter_server,
+    make_strategy,
+    per_worker_dataset_fn,
+    shard_layout,
+)
+from steadyrank.model.training.warmstart import copy_weights, previous_members
+
+
+class TrainError(SteadyRankError, RuntimeError):
+    """Training cannot start or go on (e.g. a checkpoint folder of a different run)."""
+
+
+def _momentum_note(optimizer: AveragingAdam) -> str:
+    """'; momentum warmed up to only 0.9964 ...' when the warm-up kept the EMA under its
+    target for the whole run (then a larger target would give the same model)."""
+    last = optimizer.last_momentum()
+    if last is None or last >= optimizer.target_momentum - 1e-6:  # float32 momentum
+        return ""
+    steps = int(optimizer.iterations.numpy())
+    return (f"; momentum warmed up to only {last:.4f} by the last of {steps:,} steps, "
+            f"under the target {optimizer.target_momentum:g}")
+
+
+def member_seeds(seed: int, ensemble: int) -> list[int]:
+    """The seeds of an ensemble's members; a single model uses ``seed`` itself."""
+    if ensemble == 1:
+        return [seed]
+    states = np.random.SeedSequence([seed, ensemble]).generate_state(ensemble)
+    return [int(s) % (2**31 - 1) for s in states]
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the trained members and how long training took."""
+
+    members: list[RankingModel]
+    seeds: list[int]  # init seeds, one per member
+    seconds: float
+    examples: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    sharding: dict[str, list[dict]] = field(default_factory=dict)  # table -> shards
+    order_seeds: list[int] = field(default_factory=list)
+
+    @property
+    def examples_per_second(self) -> float:
+        """Training throughput over all members and epochs (resumed epochs excluded)."""
+        return self.examples / self.seconds if self.seconds > 0 else float("nan")
+
+
+class _Progress(keras.callbacks.Callback):
+    """Prints the batch position every ``every`` seconds during long epochs."""
+
+    def __init__(self, log: Log, prefix: str, steps: int, every: float = 15.0) -> None:
+        super().__init__()
+        self.log, self.prefix, self.steps, self.every = log, prefix, steps, every
+        self.last = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            loss = (logs or {}).get("loss", float("nan"))
+            self.log(f"{self.prefix}: batch {batch + 1}/{self.steps}, loss {loss:.4f}")
+
+
+def epoch_dataset(train: Interactions, seed: int, epoch: int,
+                  batch_size: int, shuffle: str = "full") -> tf.data.Dataset:
+    """The training batches of one epoch, in the order ``shuffle`` draws from (seed, epoch)."""
+    order = epoch_order(train.timestamp, shuffle, seed, epoch)
+    return tf.data.Dataset.from_tensor_slices({
+        "user_id": train.user_id[order], "item_id": train.item_id[order],
+        "rating": train.rating[order]}).batch(batch_size).prefetch(2)
+
+
+def _check_run_identity(folder: Path, identity: dict) -> None:
+    marker = folder / "run.json"
+    if marker.exists():
+        saved = json.loads(marker.read_text())
+        if saved != identity:
+            changed = sorted(k for k in identity if saved.get(k) != identity[k])
+            raise TrainError(f"{folder} holds checkpoints of a different run (differs in "
+                             f"{', '.join(changed)}); remove it or pass another "
+                             "--checkpoint-dir")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(marker, identity)
+
+
+def build_model(config: Config, tables: FeatureTables) -> RankingModel | CoDistillation:
+    """The model training optimises: one ranking model, or two co-distilled towers."""
+    if config.train.codistill > 0:
+        return CoDistillation(config.model, tables, config.train.codistill)
+    return RankingModel(config.model, tables)
+
+
+def build_variables(model: RankingModel | CoDistillation, train: Interactions) -> None:
+    """Creates the model's variables (every tower's) by calling it on one training row."""
+    row = {"user_id": tf.constant(train.user_id[:1]), "item_id": tf.constant(train.item_id[:1])}
+    model(row)
+    if isinstance(model, CoDistillation):
+        model.tower_b(row)
+
+
+def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path | None,
+                 log: Log = say, prefix: str = "", order_seed: int | None = None,
+                 warm_from: Any = None) -> tuple[RankingModel, float, int,
+                                                 list[dict[str, float]]]:
+    """Trains one model; returns (model, seconds, examples trained, per-epoch logs).
+
+    ``seed`` initialises the weights, ``order_seed`` (default ``seed``) draws the row order.
+    With weight averaging the returned model holds the averaged weights; with
+    co-distillation it is tower A. ``warm_from`` (a previous export's member) gives the
+    starting weights (both towers when co-distilling), unless a checkpoint resumes the run.
+    Under a distribution strategy the model returned is a local copy of the trained one, and
+    the logs end with ``{"shards": ...}``, the layout of its embedding tables.
+    """
+    order_seed = seed if order_seed is None else order_seed
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    strategy = make_strategy(config.train.strategy)
+    epochs, batch_size = config.train.epochs, config.train.batch_size
+    steps = -(-len(splits.train) // batch_size)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model = build_model(config, splits.tables)
+        optimizer = make_optimizer(config.train.learning_rate,
+                                   parse_averaging(config.train.weight_averaging),
+                                   config.train.clip_norm, total_steps=epochs * steps,
+                                   decay=parse_decay(config.train.lr_decay))
+        # Under parameter servers the chief schedules steps_per_execution steps per call.
+        model.compile(optimizer=optimizer,
+                      steps_per_execution=10 if is_parameter_server(strategy) else 1)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    manager = None
+    if checkpoint_dir is not None:
+        _check_run_identity(checkpoint_dir, {
+            "config": config.to_dict(), "seed": seed, "order_seed": order_seed,
+            "data": splits.data.checksum})
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+        manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
+        if manager.latest_checkpoint:
+            # Build the model's and optimizer's variables so the restore is immediate.
+            build_variables(model, splits.train)
+            optimizer.build(model.trainable_variables)
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            log(f"{prefix}resuming after epoch {int(epoch.numpy())} from "
+                f"{manager.latest_checkpoint}")
+            warm_from = None  # the checkpoint already holds the run's state
+    if warm_from is not None:
+        build_variables(model, splits.train)
+        towers = [model.tower_a, model.tower_b] if isinstance(model, CoDistillation) else [model]
+        copied = sum(copy_weights(t, warm_from) for t in towers)
+        log(f"{prefix}warm start: {copied} variables from the previous version")
+    seconds, examples, history = 0.0, 0, []
+    # Under parameter servers Keras reports the last scheduled step's metrics, not the
+    # epoch's; the loss on a fixed sample of training rows, measured by the chief, is the
+    # trustworthy progress signal there.
+    sample = (_loss_sample(splits.train, seed) if is_parameter_server(strategy) else None)
+    if sample is not None and int(epoch.numpy()) == 0:
+        with strategy.scope():  # the first call builds the variables: on the PS
+            history.append({"epoch": 0, "sample_loss": _sample_loss(model, sample)})
+    shuffle = config.train.shuffle
+    for e in range(int(epoch.numpy()), epochs):
+        label = f"{prefix}epoch {e + 1}/{epochs}"
+        started = time.perf_counter()
+        if is_parameter_server(strategy):
+            columns = {"user_id": splits.train.user_id, "item_id": splits.train.item_id,
+                       "rating": splits.train.rating}
+            order = epoch_order(splits.train.timestamp, shuffle, order_seed, e)
+            data = keras.utils.experimental.DatasetCreator(
+                per_worker_dataset_fn(columns, order, batch_size))
+            fit = model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        else:
+            fit = model.fit(epoch_dataset(splits.train, order_seed, e, batch_size, shuffle),
+                            epochs=1, verbose=0, callbacks=[_Progress(log, label, steps)])
+        took = time.perf_counter() - started
+        seconds += took
+        examples += len(splits.train)
+        logs = {k: float(v[-1]) for k, v in fit.history.items()}
+        if sample is not None:
+            logs["sample_loss"] = _sample_loss(model, sample)
+        history.append({"epoch": e + 1, **logs})
+        epoch.assign(e + 1)
+        saved = f", checkpoint {manager.save(checkpoint_number=e + 1)}" if manager else ""
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items()
+                          if k not in ("regularization_loss", "total_loss"))
+        log(f"{label}: {shown} ({took:.1f}s, {len(splits.train) / took:,.0f} ex/s{saved})")
+    if isinstance(optimizer, AveragingAdam):
+        # Read under the strategy's scope: the averages may live on parameter servers.
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            optimizer.swap_in_average(model.trainable_variables)
+        log(f"{prefix}weights replaced by their average "
+            f"({config.train.weight_averaging}{_momentum_note(optimizer)})")
+    if strategy is not None:
+        ranking = model.tower_a if isinstance(model, CoDistillation) else model
+        shards = {"user_id": shard_layout(ranking.user_embedding.embedding.embeddings),
+                  "item_id": shard_layout(ranking.item_embedding.embedding.embeddings)}
+        shown = ", ".join(f"{s['device']} {s['rows']:,} rows" for s in shards["item_id"])
+        log(f"{prefix}item table shards: {shown}")
+        history.append({"shards": shards})
+        model = _to_local(model, config, splits)
+    if isinstance(model, CoDistillation):
+        model = model.tower_a
+    return model, seconds, examples, history
+
+
+def _to_local(model: RankingModel | CoDistillation, config: Config, splits: Splits
+              ) -> RankingModel | CoDistillation:
+    """The trained weights in a model outside any strategy (sharded variables joined), for
+    evaluation and export: a checkpoint written from the distributed model is read back
+    into a fresh one, which TensorFlow re-partitions on restore."""
+    local = build_model(config, splits.tables)
+    build_variables(local, splits.train)
+    with tempfile.TemporaryDirectory(prefix="steadyrank-unshard-") as tmp:
+        path = tf.train.Checkpoint(model=model).write(f"{tmp}/model")
+        tf.train.Checkpoint(model=local).read(path).assert_existing_objects_matched()
+    return local
+
+
+def _loss_sample(train: Interactions, seed: int, size: int = 20_000) -> dict[str, np.ndarray]:
+    rows = np.random.default_rng([seed, 7]).choice(len(train), min(size, len(train)),
+                                                  replace=False)
+    return {"user_id": train.user_id[rows], "item_id": train.item_id[rows],
+            "rating": train.rating[rows]}
+
+
+def _sample_loss(model: RankingModel, sample: dict[str, np.ndarray], batch: int = 8192
+                 ) -> float:
+    """The training loss (the task's mean per-example loss) on a fixed sample of rows."""
+    total = 0.0
+    for start in range(0, len(sample["rating"]), batch):
+        part = {k: tf.constant(v[start:start + batch]) for k, v in sample.items()}
+        total += float(tf.reduce_sum(model.example_loss(
+            tf.reshape(model.label(part["rating"]), (-1, 1)), model(part))))
+    return total / len(sample["rating"])
+
+
+def train(config: Config, seed: int, splits: Splits,
+          checkpoint_dir: str | Path | None = None, log: Log = say,
+          order_seed: int | None = None, warm_start: str | Path | None = None) -> TrainResult:
+    """Trains the configured model (``config.train.ensemble`` members): weights initialised
+    from ``seed`` (or from the export ``warm_start``), rows ordered from ``order_seed``
+    (default: ``seed``). ``splits``: the prepared data
+    (:func:`steadyrank.model.data.splits.prepare_data`)."""
+    order_seed = seed if order_seed is None else order_seed
+    seeds = member_seeds(seed, config.train.ensemble)
+    orders = member_seeds(order_seed, config.train.ensemble)
+    members, seconds, examples, history = [], 0.0, 0, []
+    sharding: dict[str, list[dict]] = {}
+    previous = previous_members(warm_start) if warm_start is not None else None
+    if previous is not None and len(previous) != len(seeds):
+        raise TrainError(f"cannot warm start from {warm_start}: it has {len(previous)} "
+                         f"member(s), this config trains {len(seeds)}")
+    shown = f"seed {seed}" + (f", order seed {order_seed}" if order_seed != seed else "")
+    log(f"training {len(seeds)} model(s) on {len(splits.train):,} rows "
+        f"({config.model.activation}, {shown})")
+    for i, (member_seed, member_order) in enumerate(zip(seeds, orders, strict=True)):
+        folder = None
+        if checkpoint_dir is not None:
+            folder = Path(checkpoint_dir) / (f"member-{i}" if len(seeds) > 1 else "model")
+        prefix = f"member {i + 1}/{len(seeds)} " if len(seeds) > 1 else ""
+        model, took, n, logs = train_member(
+            config, splits, member_seed, folder, log, prefix, order_seed=member_order,
+            warm_from=previous[i] if previous is not None else None)
+        members.append(model)
+        seconds += took
+        examples += n
+        sharding = sharding or next((h["shards"] for h in logs if "shards" in h), {})
+        history += [{"member": i, **h} for h in logs if "shards" not in h]
+    return TrainResult(members, seeds, seconds, examples, history, sharding, orders)
+
+
+def remove_checkpoints(checkpoint_dir: str | Path) -> None:
+    """Deletes a finished run's checkpoints."""
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
