@@ -45,7 +45,7 @@ for i in range(loads + 1):
         m = tf.saved_model.load(path)
     else:
         m = reader.load(path)
-        m.score(ids, ids)
+        m.score_pairs(ids, ids)
     del m
     gc.collect()
     if i % every == 0:

@@ -36,11 +36,11 @@ import tf_keras as keras  # noqa: E402
 
 from steadyrank.model import config as cfg  # noqa: E402
 from steadyrank.model.data import synth  # noqa: E402
-from steadyrank.model.data.sources import load_synthetic  # noqa: E402
-from steadyrank.model.data.splits import Splits, prepare_data  # noqa: E402
+from steadyrank.model.data.splits import Prepared, prepare_data  # noqa: E402
 from steadyrank.model.network.ranking import RankingModel  # noqa: E402
 from steadyrank.model.training.averaging import make_optimizer  # noqa: E402
-from steadyrank.model.training.trainer import epoch_dataset, member_seeds  # noqa: E402
+from steadyrank.model.training.inputs import TrainInput, make_input  # noqa: E402
+from steadyrank.model.training.trainer import member_seeds  # noqa: E402
 
 WARMUP_BATCHES = 4  # traced before the timed epoch
 
@@ -49,44 +49,47 @@ VARIANTS = {"relu": ("relu", 1, "none"), "smelu": ("smelu", 1, "none"),
             "smelu+decay": ("smelu", 1, "linear"), "relu-ensemble:4": ("relu", 4, "none")}
 
 
-def _model(config: cfg.Config, splits: Splits, seed: int, steps: int) -> RankingModel:
+def _order(data: TrainInput, rows: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(data.rows)[:rows]
+
+
+def _model(config: cfg.Config, data: TrainInput, seed: int, steps: int) -> RankingModel:
     keras.utils.set_random_seed(seed)
-    model = RankingModel(config.model, splits.tables)
+    model = RankingModel(config.model, data.prepared.schema, data.prepared.stats)
     # The schedule spans the warm-up batches below and the timed epoch's ``steps``.
     model.compile(optimizer=make_optimizer(config.train.learning_rate,
                                            total_steps=steps + WARMUP_BATCHES,
                                            decay=cfg.parse_decay(config.train.lr_decay)))
-    warmup = np.arange(WARMUP_BATCHES * config.train.batch_size)
-    model.fit(epoch_dataset(splits.train.take(warmup), seed,
-                            0, config.train.batch_size), epochs=1, verbose=0)  # trace
+    model.fit(data.batches(_order(data, WARMUP_BATCHES * config.train.batch_size, seed)),
+              epochs=1, verbose=0)  # trace
     return model
 
 
-def measure(config: cfg.Config, splits: Splits, members: int, max_rows: int) -> float:
+def measure(config: cfg.Config, data: TrainInput, members: int, max_rows: int) -> float:
     """Examples per second of one capped epoch over ``members`` freshly built models."""
-    rows = min(len(splits.train), max_rows)
-    subset = splits.train.take(np.arange(rows))
+    rows = min(data.rows, max_rows)
     steps = -(-rows // config.train.batch_size)
-    models = [_model(config, splits, s, steps) for s in member_seeds(1, members)]
+    models = [_model(config, data, s, steps) for s in member_seeds(1, members)]
     started = time.perf_counter()
     for i, model in enumerate(models):
-        model.fit(epoch_dataset(subset, i, 1, config.train.batch_size), epochs=1, verbose=0)
+        model.fit(data.batches(_order(data, rows, i + 1)), epochs=1, verbose=0)
     return rows / (time.perf_counter() - started)
 
 
-def bench_dataset(name: str, base: cfg.Config, splits: Splits, repeats: int,
+def bench_dataset(name: str, base: cfg.Config, prepared: Prepared, repeats: int,
                   max_rows: int) -> dict:
     """Median examples/s per variant over interleaved repeats."""
     samples: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    data = make_input(prepared, base.train.batch_size, "full", log=lambda _: None)
     for r in range(repeats):
         for variant, (activation, members, decay) in VARIANTS.items():
             config = replace(base, model=replace(base.model, activation=activation),
                              train=replace(base.train, lr_decay=decay))
-            samples[variant].append(measure(config, splits, members, max_rows))
+            samples[variant].append(measure(config, data, members, max_rows))
             print(f"  {name} repeat {r + 1}/{repeats} {variant}: "
                   f"{samples[variant][-1]:,.0f} ex/s", file=sys.stderr, flush=True)
     medians = {v: statistics.median(s) for v, s in samples.items()}
-    return {"rows": min(len(splits.train), max_rows), "train_rows": len(splits.train),
+    return {"rows": min(data.rows, max_rows), "train_rows": data.rows,
             "examples_per_second": medians, "samples": samples,
             "smelu_vs_relu": medians["smelu"] / medians["relu"],
             "decay_vs_smelu": medians["smelu+decay"] / medians["smelu"],
@@ -116,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                                               data_dir=str(folder)))
     print(f"synthetic {args.synth_rows:,} rows ...", file=sys.stderr)
     results["synthetic"] = bench_dataset(
-        "synthetic", synth_config, prepare_data(synth_config, load_synthetic(folder)),
-        args.repeats, args.max_rows)
+        "synthetic", synth_config, prepare_data(synth_config), args.repeats, args.max_rows)
     print(f"\n{'dataset':<16}{'rows timed':>12}" + "".join(f"{v:>18}" for v in VARIANTS)
           + f"{'smelu/relu':>12}{'decay/smelu':>13}{'ens4/relu':>11}")
     for name, r in results.items():

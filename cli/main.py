@@ -49,12 +49,34 @@ def _data_fetch(args: argparse.Namespace) -> int:
 
 
 def _data_synth(args: argparse.Namespace) -> int:
+    if args.schema == "criteo":
+        from steadyrank.model.data import criteo_synth
+
+        spec = criteo_synth.CriteoSpec(
+            rows=args.rows, seed=args.seed, shard_rows=args.shard_rows,
+            format=args.format or "parquet", zipf_exponent=args.zipf,
+            click_rate=args.click_rate if args.click_rate is not None else 0.25)
+        print(criteo_synth.generate(spec, args.out, force=args.force))
+        return 0
     from steadyrank.model.data import synth
 
+    if args.format:
+        raise ValueError("--format applies to --schema criteo (the MovieLens-shaped data is "
+                         "written as .npz shards)")
     spec = synth.SynthSpec(users=args.users, items=args.items, rows=args.rows, seed=args.seed,
                            shard_rows=args.shard_rows, zipf_exponent=args.zipf,
-                           planted=args.planted, task=args.task, click_rate=args.click_rate)
+                           planted=args.planted, task=args.task,
+                           click_rate=args.click_rate if args.click_rate is not None else 0.1)
     print(synth.generate(spec, args.out, force=args.force))
+    return 0
+
+
+def _data_schema(args: argparse.Namespace) -> int:
+    from steadyrank.model.data import draft
+
+    if args.rows < 1:
+        raise ValueError(f"--rows must be >= 1, got {args.rows}")
+    print(draft.draft(args.path, args.rows, args.delimiter), end="")
     return 0
 
 
@@ -223,11 +245,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="rating", choices=["rating", "click"],
                    help="ratings 1..5, or clicks 0/1 (train with model.task=binary, "
                    "binary_threshold=1)")
-    p.add_argument("--click-rate", type=float, default=0.1,
-                   help="share of clicks for --task click (default 0.1)")
+    p.add_argument("--click-rate", type=float, default=None,
+                   help="share of clicks (default 0.1 for --task click, 0.25 for --schema "
+                   "criteo)")
+    p.add_argument("--schema", default="movielens", choices=["movielens", "criteo"],
+                   help="movielens: MovieLens-shaped interactions (users, items, side "
+                   "features) as .npz shards; criteo: 13 heavy-tailed counts and 26 Zipf "
+                   "categorical ids with a planted click model and drift, as Parquet or "
+                   "Criteo TSV (default movielens)")
+    p.add_argument("--format", default=None, choices=["parquet", "criteo"],
+                   help="with --schema criteo: parquet shards (with a ts column) or Criteo "
+                   "TSV (default parquet)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace an existing folder")
     p.set_defaults(handler=_data_synth)
+    p = data.add_parser("schema", help="print a first draft of a schema ([data], [label], "
+                        "[[features]]) from a sample of a file's rows")
+    p.add_argument("path", metavar="FILE_OR_GLOB", help="Parquet, CSV or Criteo TSV file(s)")
+    p.add_argument("--rows", type=int, default=100_000,
+                   help="rows to read at most (default 100000)")
+    p.add_argument("--delimiter", default=",", help="CSV delimiter (default ,)")
+    p.set_defaults(handler=_data_schema)
     _add_train(sub)
     _add_compare(sub)
     _add_cluster(sub)

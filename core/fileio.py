@@ -6,12 +6,17 @@ beside the target and renaming it into place; the helpers here do the same for s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from steadyrank.core.errors import DataError
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -46,3 +51,22 @@ def combined_checksum(file_digests: dict[str, str]) -> str:
     """One SHA-256 over named file digests, independent of the dict's order."""
     joined = "".join(f"{name}:{file_digests[name]}\n" for name in sorted(file_digests))
     return hashlib.sha256(joined.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """A hidden temporary folder beside ``out`` to write into; when the block ends without
+    an error it replaces ``out`` (renamed into place, so readers see the old folder or the
+    whole new one), else it is removed. DataError when ``out`` exists and not ``force``."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise DataError(out, "already exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

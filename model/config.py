@@ -1,4 +1,9 @@
-"""Experiment configuration: data, model and training settings read from TOML."""
+"""Experiment configuration: data, schema, model and training settings read from TOML.
+
+Sections: ``[data]`` (where the rows are and how they are split), ``[label]`` and
+``[[features]]`` (the schema, see :mod:`steadyrank.model.schema`; formats with a preset imply
+it), ``[model]`` and ``[train]``.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from steadyrank.core.errors import SteadyRankError
+from steadyrank.model.schema import Feature, Label, SchemaError, parse_schema
 from steadyrank.ops.params import check_beta
 
 ACTIVATIONS = ("relu", "smelu", "gsmelu", "gelu", "swish", "softplus")
 GSMELU_PARAMS = ("alpha", "beta", "slope_left", "slope_right", "offset")
 TASKS = ("rating", "binary")
-DATASETS = ("movielens-100k", "synthetic")  # loaded by model/data/sources.py
+# Formats of [data]: files of your own, and the sources with a preset schema.
+FILE_FORMATS = ("parquet", "csv", "criteo")
+PRESET_FORMATS = ("movielens-100k", "synthetic")
+FORMATS = (*FILE_FORMATS, *PRESET_FORMATS)
+DATASETS = PRESET_FORMATS  # the legacy key data.dataset names one of these
+LOADS = ("auto", "memory", "stream")
 
 
 STRATEGIES = ("default", "parameter-server", "mirrored")  # model/training/distributed.py
@@ -26,10 +37,21 @@ class ConfigError(SteadyRankError, ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data and how it is split.
+    """Which data, how it is read and how it is split.
 
-    ``dataset = "movielens-100k"`` is read from (and fetched into) ``data_dir``;
-    ``dataset = "synthetic"`` reads the folder ``data_dir`` written by ``steadyrank data synth``.
+    ``format``: ``parquet``, ``csv`` or ``criteo`` (headerless TSV: label, I1..I13, C1..C26)
+    read from the files or globs in ``train`` (and ``eval``, or else carved from train by
+    ``eval_fraction`` and ``split``), in sorted order; or ``movielens-100k`` (read from, and
+    fetched into, ``data_dir``) or ``synthetic`` (the folder ``data_dir`` written by
+    ``steadyrank data synth``), which bring their schemas. ``dataset`` is the older name of
+    ``format`` for those two. ``time_column``: ``split = "time"`` and the ``time`` and
+    ``window:N`` row orders follow it; user and item facts take their latest value by it.
+    ``delimiter``, ``header`` and ``columns``: CSV only; a file without a header holds
+    ``columns`` in order (default: the features in declared order, the label, then the time
+    column). ``load``: ``memory`` holds the rows in memory
+    (any row order), ``stream`` reads them from the files on every pass (never more than a
+    few batches in memory; the ``full`` row order is refused), ``auto`` holds them when they
+    fit ``memory_budget_mb``.
     """
 
     dataset: str = "movielens-100k"
@@ -37,6 +59,20 @@ class DataConfig:
     eval_fraction: float = 0.2
     split: str = "random"
     split_seed: int = 0
+    format: str = ""
+    train: tuple[str, ...] = ()
+    eval: tuple[str, ...] = ()
+    time_column: str = ""
+    delimiter: str = ","
+    header: bool = True
+    columns: tuple[str, ...] = ()
+    load: str = "auto"
+    memory_budget_mb: int = 1024
+
+    @property
+    def source(self) -> str:
+        """The effective format: ``format``, or the legacy ``dataset``."""
+        return self.format or self.dataset
 
 
 @dataclass(frozen=True)
@@ -84,6 +120,10 @@ class TrainConfig:
     (annealed over the run's steps from ``learning_rate`` down to E times it; E defaults
     to 0): the last steps move the weights less, so the end point of training varies less;
     in a single pass it also weights the late rows less (a cost in accuracy there).
+    ``checkpoint_minutes``: a checkpoint (weights, optimizer, step and the reader's position)
+    is written at the first step after this many minutes, and after every epoch; a killed
+    run resumes from it, inside the pass. ``checkpoint_steps`` > 0: every that many steps
+    instead (for tests and short runs).
     """
 
     epochs: int = 5
@@ -96,6 +136,8 @@ class TrainConfig:
     codistill: float = 0.0
     clip_norm: float = 0.0
     lr_decay: str = "none"
+    checkpoint_minutes: float = 10.0
+    checkpoint_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,12 +147,25 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    label: Label | None = None  # with features: the declared schema; else the format's preset
+    features: tuple[Feature, ...] = ()
+
+    @property
+    def task(self) -> str:
+        """``binary`` or ``rating``: the declared label's task, else ``model.task``."""
+        return self.label.task if self.label is not None else self.model.task
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON/TOML-friendly)."""
-        out = asdict(self)
+        """Plain dict (JSON/TOML-friendly); ``label`` and ``features`` only when declared."""
+        out = {"data": asdict(self.data), "model": asdict(self.model),
+               "train": asdict(self.train)}
+        for key in ("train", "eval", "columns"):
+            out["data"][key] = list(getattr(self.data, key))
         out["model"]["deep_layers"] = list(self.model.deep_layers)
         out["model"]["gsmelu_learn"] = list(self.model.gsmelu_learn)
+        if self.label is not None:
+            schema = parse_schema(asdict(self.label), [f.to_dict() for f in self.features])
+            out.update(schema.to_dict())
         return out
 
 
@@ -124,6 +179,8 @@ def _section(cls: type, raw: dict[str, Any], where: str) -> Any:
     for name, value in raw.items():
         default = getattr(cls(), name)
         if isinstance(default, tuple):
+            if isinstance(value, str) and name in ("train", "eval"):
+                value = [value]  # one file or glob
             if not isinstance(value, list | tuple):
                 raise ConfigError(f"{where}.{name} must be a list, got {value!r}")
             value = tuple(value)
@@ -256,6 +313,16 @@ def validate(config: Config) -> Config:
         (0 < d.eval_fraction < 1, "data.eval_fraction", "must be in (0, 1)"),
         (d.split in ("random", "time"), "data.split", "must be 'random' or 'time'"),
         (d.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}"),
+        (d.format in ("", *FORMATS), "data.format", f"must be one of {', '.join(FORMATS)}"),
+        (d.load in LOADS, "data.load", f"must be one of {', '.join(LOADS)}"),
+        (d.memory_budget_mb >= 1, "data.memory_budget_mb", "must be >= 1"),
+        (len(d.delimiter) == 1, "data.delimiter", "must be one character"),
+        (all(isinstance(p, str) and p for p in (*d.train, *d.eval)), "data.train",
+         "must list files or globs"),
+        (d.source not in FILE_FORMATS or bool(d.train), "data.train",
+         f"must list the files or globs to read for format {d.source!r}"),
+        (t.checkpoint_minutes > 0, "train.checkpoint_minutes", "must be > 0"),
+        (t.checkpoint_steps >= 0, "train.checkpoint_steps", "must be >= 0"),
     ]
     for ok, key, rule in checks:
         if not ok:
@@ -269,16 +336,36 @@ def validate(config: Config) -> Config:
     return config
 
 
+SECTIONS = ("data", "label", "features", "model", "train")
+
+
 def from_dict(raw: dict[str, Any], where: str = "config") -> Config:
-    """Builds and validates a Config from a nested dict (sections data, model, train)."""
-    unknown = sorted(set(raw) - {"data", "model", "train"})
+    """Builds and validates a Config from a nested dict (sections data, label, features,
+    model, train)."""
+    unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; known: data, "
-                          "model, train")
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(SECTIONS)}")
+    label, features = None, ()
+    if "label" in raw or "features" in raw:
+        if "label" not in raw or "features" not in raw:
+            missing = "label" if "label" not in raw else "features"
+            raise ConfigError(f"{where}: a declared schema needs both [label] and "
+                              f"[[features]]; {missing} is missing")
+        try:
+            schema = parse_schema(raw["label"], raw["features"])
+        except SchemaError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        if "task" in raw.get("model", {}) and raw["model"]["task"] != schema.label.task:
+            raise ConfigError(f"{where}: model.task {raw['model']['task']!r} contradicts "
+                              f"label.task {schema.label.task!r}; set the task in [label]")
+        label, features = schema.label, schema.features
+        raw = {**raw, "model": {**raw.get("model", {}), "task": label.task}}
     return validate(Config(
         data=_section(DataConfig, raw.get("data", {}), f"{where}: data"),
         model=_section(ModelConfig, raw.get("model", {}), f"{where}: model"),
         train=_section(TrainConfig, raw.get("train", {}), f"{where}: train"),
+        label=label, features=features,
     ))
 
 
@@ -298,11 +385,16 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 def with_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
     """The config with ``section.key=value`` overrides applied and validated."""
     raw = config.to_dict()
+    if "label" in raw and not any(parse_override(t)[:2] == ("model", "task") for t in overrides):
+        raw["model"].pop("task")  # follows label.task, which an override may change
     for text in overrides:
         section, name, value = parse_override(text)
         if section not in raw:
             raise ConfigError(f"override {text!r}: unknown section {section!r}; known: "
                               f"{', '.join(raw)}")
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"override {text!r}: [[{section}]] entries cannot be set with "
+                              "--set; edit the config file")
         raw[section][name] = value
     return from_dict(raw, where="override")
 

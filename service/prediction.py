@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from steadyrank.model.artifact.layout import RANK, SERVING_DEFAULT
+from steadyrank.model.artifact.layout import ITEM_IDS, RANK, SERVING_DEFAULT
 from steadyrank.service.batching import Scorer
 from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
@@ -75,17 +75,18 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def run(self, servable: Servable, signature: str, inputs: dict[str, np.ndarray],
                   until: float | None) -> dict[str, np.ndarray]:
         """Runs a signature; the scoring signatures check ids and go through the scorer."""
+        user, item = servable.user_input, servable.item_input
         if signature == DEFAULT_SIGNATURE:
-            servable.check_users("inputs['user_id']", inputs["user_id"])
-            servable.check_items("inputs['item_id']", inputs["item_id"])
-            return {"score": await self.scorer.score(servable, inputs["user_id"],
-                                                     inputs["item_id"], until)}
+            servable.check_users(f"inputs[{user!r}]", inputs[user])
+            servable.check_items(f"inputs[{item!r}]", inputs[item])
+            return {"score": await self.scorer.score(servable, inputs[user], inputs[item],
+                                                     until)}
         if signature == RANK:
-            user = np.asarray(inputs["user_id"], np.int64).reshape(1)
-            servable.check_users("inputs['user_id']", user)
-            servable.check_items("inputs['item_ids']", inputs["item_ids"])
-            users = np.repeat(user, inputs["item_ids"].size)
-            return {"scores": await self.scorer.score(servable, users, inputs["item_ids"],
+            users = np.asarray(inputs[user], np.int64).reshape(1)
+            servable.check_users(f"inputs[{user!r}]", users)
+            servable.check_items(f"inputs[{ITEM_IDS!r}]", inputs[ITEM_IDS])
+            users = np.repeat(users, inputs[ITEM_IDS].size)
+            return {"scores": await self.scorer.score(servable, users, inputs[ITEM_IDS],
                                                       until)}
         if "item_ids" in inputs:
             servable.check_items("inputs['item_ids']", inputs["item_ids"])
@@ -150,8 +151,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise unimplemented(f"Regress: model {servable.name!r} predicts probabilities "
                                 f"(task {servable.task!r}); use Predict")
         users, items = examples_to_pairs(request.input, self.limits.max_elements)
-        outputs = await self.run(servable, DEFAULT_SIGNATURE, {"user_id": users, "item_id": items},
-                           deadline_of(context))
+        outputs = await self.run(servable, DEFAULT_SIGNATURE,
+                                 {servable.user_input: users, servable.item_input: items},
+                                 deadline_of(context))
         response = regression_pb2.RegressionResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version

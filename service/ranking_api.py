@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from steadyrank.model.artifact.layout import RANK_WITH_FEATURES, USER_FEATURES
+from steadyrank.model.artifact.layout import ITEM_IDS, RANK_WITH_FEATURES
 from steadyrank.model.evaluation.metrics import topk_indices
 from steadyrank.service.batching import Scorer
 from steadyrank.service.manager import ModelManager
@@ -22,39 +22,51 @@ from steadyrank.service.status import ServiceError, invalid, shown
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.telemetry import ServerMetrics
 
-MAX_FEATURE_CHARS = 256  # a feature value is a word (gender, occupation, zip), not a text
+MAX_FEATURE_CHARS = 256  # a feature value is a word or a code, not a text
 # The fields of a single-query RankRequest, left unset in a batched one (request_id stays
 # the caller's id of the whole call).
 SINGLE_QUERY_FIELDS = ("user_id", "user_features", "candidate_item_ids", "k")
-NEW_USER_HINT = f"; send user_features ({', '.join(USER_FEATURES)}) to rank for a new user"
+def new_user_hint(expected: Mapping[str, str]) -> str:
+    """What to send to rank for a user the model has not seen."""
+    if not expected:
+        return ""
+    return f"; send user_features ({', '.join(expected)}) to rank for a new user"
 
 
-def parse_user_features(features: Mapping[str, Any]) -> dict[str, Any] | None:
+def parse_user_features(features: Mapping[str, Any], expected: Mapping[str, str]
+                        ) -> dict[str, Any] | None:
     """The user's features as signature inputs, or None when none were sent.
 
-    INVALID_ARGUMENT names an unknown feature, a missing one, or a value of the wrong type.
+    ``expected``: the model's user facts, name -> int64, float or string (its
+    ``rank_with_features`` signature). INVALID_ARGUMENT names an unknown feature, a missing
+    one, or a value of the wrong type (an int64 is taken for a float).
     """
     if not features:
         return None
-    unknown = sorted(set(features) - set(USER_FEATURES))
+    if not expected:
+        raise invalid("user_features: this model takes no user features (it has no "
+                      "rank_with_features signature)")
+    unknown = sorted(set(features) - set(expected))
     if unknown:
         raise invalid(f"user_features: unknown feature {shown(unknown[0])!r}; "
-                      f"known: {', '.join(USER_FEATURES)}")
-    missing = [f for f in USER_FEATURES if f not in features]
+                      f"known: {', '.join(expected)}")
+    missing = [f for f in expected if f not in features]
     if missing:
         raise invalid(f"user_features: missing feature {missing[0]!r} (send all of "
-                      f"{', '.join(USER_FEATURES)}, or none)")
+                      f"{', '.join(expected)}, or none)")
     values: dict[str, Any] = {}
-    for name, dtype in USER_FEATURES.items():
+    for name, dtype in expected.items():
         got = features[name].WhichOneof("kind")  # FeatureValue's field: DTYPE_value
-        if got != f"{dtype}_value":
+        accepted = {"float": ("int64_value",)}.get(dtype, ())
+        if got != f"{dtype}_value" and got not in accepted:
             raise invalid(f"user_features[{name!r}]: expected {dtype}, "
                           f"got {got.split('_')[0] if got else 'no value'}")
         value = getattr(features[name], got)
         if dtype == "string" and len(value) > MAX_FEATURE_CHARS:
             raise invalid(f"user_features[{name!r}]: {len(value)} characters, at most "
                           f"{MAX_FEATURE_CHARS}")
-        values[name] = np.int64(value) if dtype == "int64" else np.bytes_(value.encode())
+        values[name] = {"int64": np.int64, "float": np.float32}.get(
+            dtype, lambda v: np.bytes_(v.encode()))(value)
     return values
 
 
@@ -133,10 +145,11 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             if not 1 <= query.k <= items.size:
                 raise invalid(f"k: {query.k} is out of range [1, {items.size}] (1 to the "
                               "number of candidates)")
-            features = parse_user_features(query.user_features)
+            expected = servable.user_feature_types
+            features = parse_user_features(query.user_features, expected)
             if features is None:
                 servable.check_users("user_id", np.array([query.user_id], np.int64),
-                                     NEW_USER_HINT)
+                                     new_user_hint(expected))
             elif RANK_WITH_FEATURES not in servable.signature_defs:
                 raise invalid(f"user_features: model {servable.name!r} version "
                               f"{servable.version} has no {RANK_WITH_FEATURES} signature")
@@ -150,7 +163,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         (batched with other requests), those with user features by ``rank_with_features``."""
         stored = [q for q in queries if q.features is None]
         jobs = [self.scorer.call(servable, RANK_WITH_FEATURES,
-                                 {"user_id": np.int64(q.user_id), "item_ids": q.items,
+                                 {servable.user_input: np.int64(q.user_id), ITEM_IDS: q.items,
                                   **q.features})
                 for q in queries if q.features is not None]
         if stored:

@@ -9,12 +9,16 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from steadyrank.core.errors import SteadyRankError
 from steadyrank.model.artifact import reader
 from steadyrank.model.artifact.layout import (
+    ITEM_IDS,
     RANK,
+    RANK_WITH_FEATURES,
+    RANKING_SIGNATURES,
     REQUIRED_SIGNATURES,
     SERVING_DEFAULT,
     USERS,
@@ -22,6 +26,8 @@ from steadyrank.model.artifact.layout import (
 from steadyrank.service.status import invalid
 
 SHOWN_IDS = 5  # unknown ids listed in an error message
+_DTYPES = {types_pb2.DT_INT64: "int64", types_pb2.DT_FLOAT: "float",
+           types_pb2.DT_STRING: "string"}
 
 
 class LoadError(SteadyRankError, RuntimeError):
@@ -66,8 +72,32 @@ class Servable:
     @property
     def task(self) -> str:
         """``rating`` or ``binary``, from the export's manifest."""
+        schema = self.model.manifest.get("schema")
+        if schema:
+            return str(schema["label"]["task"])
         return str(self.model.manifest.get("config", {}).get("model", {}).get("task",
                                                                                "rating"))
+
+    @property
+    def user_input(self) -> str:
+        """The name of the user id among ``rank``'s inputs (its one scalar id)."""
+        return reader.id_inputs(self.manifest, self.signature_defs)[0]
+
+    @property
+    def item_input(self) -> str:
+        """The name of the item id among ``serving_default``'s inputs."""
+        return reader.id_inputs(self.manifest, self.signature_defs)[1]
+
+    @property
+    def user_feature_types(self) -> dict[str, str]:
+        """The user facts ``rank_with_features`` takes (name -> int64, float or string), in
+        its order; {} without that signature."""
+        if RANK_WITH_FEATURES not in self.signature_defs:
+            return {}
+        rank = set(self.signature_defs[RANK].inputs)
+        inputs = self.signature_defs[RANK_WITH_FEATURES].inputs
+        return {name: _DTYPES.get(inputs[name].dtype, "string") for name in sorted(inputs)
+                if name not in rank}
 
     def check_items(self, field: str, item_ids: np.ndarray) -> None:
         """INVALID_ARGUMENT naming ``field`` if an item id is not in the catalog."""
@@ -88,8 +118,9 @@ class Servable:
 
     def score(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """``serving_default`` scores of (user, item) pairs, float32 [B]."""
-        out = self.model.module.signatures[SERVING_DEFAULT](
-            user_id=tf.constant(user_ids, tf.int64), item_id=tf.constant(item_ids, tf.int64))
+        out = self.model.module.signatures[SERVING_DEFAULT](**{
+            self.user_input: tf.constant(user_ids, tf.int64),
+            self.item_input: tf.constant(item_ids, tf.int64)})
         scores = out["score"].numpy()
         if scores.shape != (len(item_ids),):
             raise RuntimeError(f"model {self.name} version {self.version} returned shape "
@@ -112,7 +143,7 @@ def load_servable(name: str, version: int, path: Path) -> Servable:
     except reader.ExportError as err:
         raise LoadError(str(err)) from None
     signature_defs = reader.signature_defs(saved_model)
-    missing = [s for s in REQUIRED_SIGNATURES if s not in signature_defs]
+    missing = [s for s in (*REQUIRED_SIGNATURES, *RANKING_SIGNATURES) if s not in signature_defs]
     if missing:
         raise LoadError(f"{path}: missing signatures {missing} (has {sorted(signature_defs)})")
     try:
@@ -142,9 +173,11 @@ def warm_up(servable: Servable) -> None:
             and servable.users_sorted.size else 0)
     try:
         scores = servable.score(np.full(items.shape, user, np.int64), items)
-        ranked = servable.call(RANK, {"user_id": np.int64(user), "item_ids": items})["scores"]
+        ranked = servable.call(RANK, {servable.user_input: np.int64(user),
+                                      ITEM_IDS: items})["scores"]
     except Exception as err:  # noqa: BLE001
-        raise LoadError(f"{servable.path}: warm-up failed: {type(err).__name__}: {err}") from None
+        raise LoadError(f"{servable.path}: warm-up failed: {type(err).__name__}: "
+                        f"{err}") from None
     if not np.isfinite(scores).all() or not np.isfinite(ranked).all():
         raise LoadError(f"{servable.path}: warm-up produced non-finite scores")
     if not np.allclose(scores, ranked, rtol=1e-5, atol=1e-6):

@@ -59,12 +59,12 @@ def data_overrides(folder: Path) -> list[str]:
             for a in ("--set", f"data.{key}={value}")]
 
 
-def small_config(data: Path, **sections: dict):
-    """A quick-to-train config on the dataset folder ``data`` (see :func:`data_section`),
+def small_config(folder: Path, **sections: dict):
+    """A quick-to-train config on the dataset folder ``folder`` (see :func:`data_section`),
     with section overrides."""
     from steadyrank.model import config as cfg
 
-    raw = {"data": data_section(data), **SMALL}
+    raw = {"data": data_section(folder), **SMALL}
     for section, values in sections.items():
         raw[section] = {**raw.get(section, {}), **values}
     return cfg.from_dict(raw)
@@ -175,3 +175,31 @@ def kill_serve(proc: subprocess.Popen) -> None:
     for pid in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def eval_inputs(prepared, n: int = 2000) -> dict:
+    """The model inputs of a prepared dataset's first ``n`` eval rows (numpy arrays)."""
+    rows = next(prepared.eval_batches())
+    return {k: v[:n] for k, v in rows.inputs.items()}
+
+
+def train_batch(prepared, n: int = 256) -> dict:
+    """The first ``n`` train rows with their labels, as tensors (a training batch)."""
+    import tensorflow as tf
+
+    from steadyrank.model.data.batches import LABEL
+
+    rows = next(prepared.train_batches())
+    return {**{k: tf.constant(v[:n]) for k, v in rows.inputs.items()},
+            LABEL: tf.constant(rows.labels[:n])}
+
+
+def eval_columns(prepared):
+    """Every eval row's model inputs as attributes (``.user_id``, ``.item_id``, ...) and
+    its ``labels``, held whole (the tests' small datasets only)."""
+    from types import SimpleNamespace
+
+    from steadyrank.model.data.batches import concat
+
+    rows = concat(list(prepared.eval_batches()))
+    return SimpleNamespace(**rows.inputs, labels=rows.labels, inputs=rows.inputs)

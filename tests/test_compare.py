@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from steadyrank.cli.main import main as cli_main
@@ -107,9 +106,10 @@ def test_compare_cli_writes_a_report_from_the_exports(synth_config, tmp_path, ca
     b = reader.load(tmp_path / "work" / "all" / "relu" / "pair0-b")
     assert (a.manifest["seed"], b.manifest["seed"]) == (1, 2)
     from steadyrank.model.data.splits import prepare_data
-    ev = prepare_data(from_dict(raw)).eval
-    expected = metrics.relative_pd(a.score(ev.user_id, ev.item_id),
-                                   b.score(ev.user_id, ev.item_id))
+    from steadyrank.model.evaluation.accuracy import predict
+    prepared = prepare_data(from_dict(raw))
+    expected = metrics.relative_pd(predict(a.score, prepared.eval_batches())[0],
+                                   predict(b.score, prepared.eval_batches())[0])
     assert relu["relative_pd"]["values"][0] == pytest.approx(expected, rel=1e-9)
     assert 0 < expected < 1 and 0 <= relu["top10_swap_rate"]["mean"] <= 1
     # A second run reuses the exports instead of training again.
@@ -153,17 +153,18 @@ def test_first_pair_shifts_the_pairs_and_their_seeds(monkeypatch, tmp_path):
     the report says which seeds it used."""
     trained = []
 
-    def fake_replica(config, seeds, folder, splits, split, log, elsewhere=()):
+    def fake_replica(config, seeds, folder, prepared, split, log, elsewhere=()):
         trained.append((folder.name, seeds))
         return folder.name
 
-    def fake_metrics(a, b, splits, config, users, tau_users):
+    def fake_metrics(a, b, prepared, requests, tau_users):
         pair = a.removeprefix("pair").split("-")[0]  # the pair index, as a stand-in PD
         return {"relative_pd": float(pair), "top10_swap_rate": 0.0, "rmse": 1.0}
 
     monkeypatch.setattr(compare, "replica", fake_replica)
     monkeypatch.setattr(compare, "replica_pair_metrics", fake_metrics)
-    monkeypatch.setattr(compare, "prepare_data", lambda config, validation: _FakeSplits())
+    monkeypatch.setattr(compare, "prepare_data", lambda config, validation, log: _FakeSplits())
+    monkeypatch.setattr(compare, "ranking_requests", lambda prepared, users: None)
     result = compare.run(from_dict({}), compare.parse_variants("relu"), 2, tmp_path,
                          users=5, log=lambda _: None, first_pair=3)
     assert trained == [("pair3-a", (7, 7)), ("pair3-b", (8, 8)),
@@ -202,19 +203,11 @@ def test_a_replica_shared_by_two_sources_is_trained_once(synth_config, tmp_path,
         tmp_path / "all" / "relu" / "pair0-a", tmp_path / "init" / "relu" / "pair0-a")
 
 
-class _FakeRows:
-    user_id = np.arange(10)
-
-    def __len__(self):
-        return 10
-
-
 class _FakeSplits:
-    """Just enough of prepare.Splits for compare.run's bookkeeping."""
+    """Just enough of a Prepared for compare.run's bookkeeping."""
 
-    eval = _FakeRows()
-    tables = SimpleNamespace(item_ids=np.arange(4))
-    data = SimpleNamespace(checksum="x" * 12)
+    eval = SimpleNamespace(rows=10)
+    checksum = "x" * 12
 
 
 def test_pareto_frontier():

@@ -9,9 +9,10 @@ import pytest
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.core.errors import DataError
+from steadyrank.model import config as cfg
 from steadyrank.model.data import movielens
-from steadyrank.model.data.interactions import split
-from steadyrank.model.data.sources import fetch_movielens, load_movielens
+from steadyrank.model.data.sources import fetch_movielens, movielens_table
+from steadyrank.model.data.splits import carve, prepare_data
 
 
 def _write_grouplens(canonical: Path, out: Path) -> Path:
@@ -45,16 +46,20 @@ def test_fetch_from_wheel_verifies_and_caches(ml100k, recbole_wheel, capsys):
     assert "cached and verified" in capsys.readouterr().err
 
 
-def test_loaded_arrays_are_consistent(ml100k):
-    data = load_movielens(ml100k)
-    assert len(data) == 100_000
-    assert data.rating.min() == 1 and data.rating.max() == 5
-    assert abs(float(data.rating.mean()) - 3.52986) < 1e-4  # the published mean rating
-    assert len(data.user_ids) == 943 and len(data.item_ids) == 1682
-    assert set(np.unique(data.users["gender"])) == {"F", "M"}
-    assert len(np.unique(data.users["occupation"])) == 21
-    assert (data.item_genres.sum(axis=1) > 1).sum() > 500  # multi-hot genres
-    assert len(data.checksum) == 64
+def test_loaded_rows_are_consistent(ml100k):
+    table, checksum = movielens_table(ml100k)
+    assert table.num_rows == 100_000
+    rating = table.column("rating").to_numpy()
+    assert rating.min() == 1 and rating.max() == 5
+    assert abs(float(rating.mean()) - 3.52986) < 1e-4  # the published mean rating
+    users = np.unique(table.column("user_id").to_numpy())
+    items = np.unique(table.column("item_id").to_numpy())
+    assert len(users) == 943 and len(items) == 1682
+    assert set(table.column("gender").to_pylist()) == {"F", "M"}
+    assert len(set(table.column("occupation").to_pylist())) == 21
+    genres = table.column("genres").to_pylist()
+    assert sum(len(g) > 1 for g in genres) > 50_000  # multi-hot genres, joined per row
+    assert len(checksum) == 64
 
 
 def test_grouplens_folder_and_zip_give_the_same_data(ml100k, tmp_path):
@@ -79,9 +84,9 @@ def test_corrupted_cache_is_detected(ml100k, tmp_path):
     with open(copy / "ratings.tsv", "a") as f:
         f.write("1\t1\t5\t0\n")
     with pytest.raises(DataError, match="do not match manifest.json"):
-        load_movielens(copy)
+        movielens_table(copy)
     with pytest.raises(DataError, match="manifest.json: missing"):
-        load_movielens(tmp_path / "nowhere")
+        movielens_table(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("corruption, message", [
@@ -120,24 +125,29 @@ def test_cli_fetch_reports_errors_with_the_file(tmp_path, capsys):
     assert cli_main(["data", "fetch", "netflix", "--data-dir", str(tmp_path)]) == 2
 
 
-def test_split_is_deterministic_and_disjoint(ml100k):
-    data = load_movielens(ml100k)
-    a_train, a_eval = split(data, 0.2, seed=7)
-    b_train, b_eval = split(data, 0.2, seed=7)
-    c_train, _ = split(data, 0.2, seed=8)
-    assert len(a_eval) == 20_000 and len(a_train) == 80_000
-    np.testing.assert_array_equal(a_train.user_id, b_train.user_id)
-    np.testing.assert_array_equal(a_eval.timestamp, b_eval.timestamp)
-    assert not np.array_equal(a_train.item_id, c_train.item_id)
-    keys = lambda d: set(zip(d.user_id.tolist(), d.item_id.tolist(), strict=True))  # noqa: E731
-    assert not keys(a_train) & keys(a_eval)
+def test_split_is_deterministic_disjoint_and_the_same_as_before(ml100k):
+    config = cfg.from_dict({"data": {"data_dir": str(ml100k.parent), "split_seed": 7}})
+    a, b = prepare_data(config), prepare_data(config)
+    assert a.train.rows == 80_000 and a.eval.rows == 20_000
+    np.testing.assert_array_equal(a.train.mask, b.train.mask)
+    assert not (a.train.mask & a.eval.mask).any() and (a.train.mask | a.eval.mask).all()
+    # The eval rows are the last fifth of a permutation drawn from the split seed, as they
+    # were when datasets were loaded whole (so committed reports compare like with like).
+    order = np.random.default_rng(7).permutation(100_000)
+    np.testing.assert_array_equal(np.flatnonzero(a.eval.mask), np.sort(order[80_000:]))
+    other = carve(100_000, 0.2, 8, "random", None)
+    assert not np.array_equal(other, a.eval.mask)
 
 
 def test_time_split_puts_the_latest_rows_in_eval(ml100k):
-    data = load_movielens(ml100k)
-    train, evaluation = split(data, 0.1, by="time")
-    assert train.timestamp.max() <= evaluation.timestamp.min()
+    config = cfg.from_dict({"data": {"data_dir": str(ml100k.parent), "split": "time",
+                                     "eval_fraction": 0.1}})
+    prepared = prepare_data(config)
+    table, _ = movielens_table(ml100k)
+    times = table.column("timestamp").to_numpy()
+    assert times[prepared.train.mask].max() <= times[prepared.eval.mask].min()
+    assert prepared.eval.rows == 10_000
     with pytest.raises(ValueError, match="'random' or 'time'"):
-        split(data, by="user")
+        carve(10, 0.2, 0, "user", None)
     with pytest.raises(ValueError, match="eval_fraction"):
-        split(data, 1.5)
+        carve(10, 1.5, 0, "random", None)

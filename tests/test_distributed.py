@@ -23,7 +23,7 @@ from steadyrank.model.training import local_cluster as cluster
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import REPO, data_overrides
+from tests.conftest import REPO, data_overrides, eval_columns
 
 
 @pytest.mark.parametrize("tf_config, message", [
@@ -74,7 +74,7 @@ def test_cluster_cli_errors(capsys):
 
 
 @pytest.mark.slow
-def test_parameter_server_cluster_shards_a_million_item_table(tmp_path):
+def test_parameter_server_cluster_shards_every_large_table(tmp_path):
     data = synth.generate(synth.SynthSpec(users=10_000, items=1_000_000, rows=1_000_000,
                                           seed=2), tmp_path / "data")
     base = tmp_path / "models"
@@ -93,11 +93,15 @@ def test_parameter_server_cluster_shards_a_million_item_table(tmp_path):
     assert manifest["distribution"]["strategy"] == "parameter-server"
     shards = manifest["distribution"]["shards"]["item_id"]
     total = len(model.item_ids) + 1  # one out-of-vocabulary row
-    assert len(model.item_ids) == 1_000_000
+    assert len(model.item_ids) > 100_000  # the items of 10^6 seen in the training rows
     assert sorted(s["device"].split("/device")[0] for s in shards) == [
         "/job:ps/replica:0/task:0", "/job:ps/replica:0/task:1"]
     assert sum(s["rows"] for s in shards) == total
     assert all(0 < s["rows"] < total for s in shards)  # no parameter server holds all of it
+    # Every table over 256 KiB (8 float32 a row here) is split; the small ones are whole.
+    for name, parts in manifest["distribution"]["shards"].items():
+        rows = sum(s["rows"] for s in parts)
+        assert len(parts) == (2 if rows * 8 * 4 > 256 << 10 else 1), (name, rows)
     # The training loss on a fixed sample of training rows falls, epoch after epoch.
     losses = [h["sample_loss"] for h in manifest["training"]["history"]]
     assert len(losses) == 3 and losses[2] < losses[1] < losses[0]
@@ -159,14 +163,36 @@ def test_compare_runs_its_replicas_on_a_parameter_server_cluster(tmp_path):
     assert "train.strategy=parameter-server" in report["command"]
     overrides = [part for flag, part in zip(command, command[1:], strict=False)
                  if flag == "--set"]
-    ev = prepare_data(load(REPO / "configs" / "smelu.toml", overrides)).eval
+    ev = eval_columns(prepare_data(load(REPO / "configs" / "smelu.toml", overrides)))
     for variant in ("relu", "smelu"):
         a = reader.load(work / "all" / variant / "pair0-a")
         b = reader.load(work / "all" / variant / "pair0-b")
         assert a.manifest["distribution"]["strategy"] == "parameter-server"
         assert b.manifest["distribution"]["strategy"] == "parameter-server"
-        expected = metrics.relative_pd(a.score(ev.user_id, ev.item_id),
-                                       b.score(ev.user_id, ev.item_id))
+        expected = metrics.relative_pd(a.score(ev.inputs), b.score(ev.inputs))
         assert 0 < expected < 1  # two different replicas
         assert report["variants"][variant]["relative_pd"]["values"][0] == pytest.approx(
             expected, rel=1e-9)
+
+
+def test_a_cluster_trains_criteo_shaped_data(tmp_path):
+    from steadyrank.model.data import criteo_synth
+
+    data = criteo_synth.generate(criteo_synth.CriteoSpec(rows=6000, shard_rows=3000,
+                                                         format="criteo", seed=4),
+                                 tmp_path / "criteo", log=lambda _: None)
+    config = tmp_path / "criteo.toml"
+    config.write_text(f'[data]\nformat = "criteo"\ntrain = ["{data}/day-*.tsv"]\n'
+                      '[model]\nembedding_dim = 8\ndeep_layers = [16]\n'
+                      '[train]\nepochs = 1\nbatch_size = 512\n')
+    command = [sys.executable, "-m", "steadyrank.cli", "cluster", "--ps", "2", "--workers",
+               "1", "--log-dir", str(tmp_path), "--", "train", "--config", str(config),
+               "--export-dir", str(tmp_path / "models" / "criteo"), "--checkpoint-dir",
+               str(tmp_path / "ckpt")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = reader.load(tmp_path / "models" / "criteo")
+    assert model.manifest["distribution"]["strategy"] == "parameter-server"
+    shards = model.manifest["distribution"]["shards"]
+    assert set(shards) == {f"C{i}" for i in range(1, 27)}
+    assert not model.ranks and 0.5 < model.manifest["metrics"]["auc"] <= 1

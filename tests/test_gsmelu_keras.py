@@ -13,7 +13,7 @@ from steadyrank.model.artifact import reader
 from steadyrank.model.data.splits import prepare_data
 from steadyrank.model.training.trainer import train
 from steadyrank.model.training.workflow import train_and_export
-from tests.conftest import run_python, small_config
+from tests.conftest import eval_inputs, run_python, small_config
 
 
 def test_initialised_to_exactly_smelu():
@@ -137,16 +137,17 @@ def test_ranking_model_with_gsmelu_trains_exports_and_serves(tiny_data, tmp_path
     assert len(acts) == len(config.model.deep_layers)
     assert any(np.abs(a.parameters()["beta"].numpy() - 1.0).max() > 1e-4 for a in acts)
     path = train_and_export(config, 1, tmp_path / "models" / "g", tmp_path / "ckpt",
-                            splits=splits, log=lambda m: None)
-    users, items = splits.eval.user_id[:256], splits.eval.item_id[:256]
+                            prepared=splits, log=lambda m: None)
+    rows = eval_inputs(splits, 256)
+    users, items = rows["user_id"], rows["item_id"]
     np.save(tmp_path / "pairs.npy", np.stack([users, items]))
-    expected = reader.load(path).score(users, items)
+    expected = reader.load(path).score_pairs(users, items)
     out = run_python(f"""
         import numpy as np
         from steadyrank.model.artifact import reader
         users, items = np.load({str(tmp_path / 'pairs.npy')!r})
         m = reader.load({str(path)!r})
-        np.save({str(tmp_path / 'scores.npy')!r}, m.score(users, items))
+        np.save({str(tmp_path / 'scores.npy')!r}, m.score_pairs(users, items))
         print(m.manifest["config"]["model"]["activation"])
     """)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -27,7 +27,7 @@ from steadyrank.model.evaluation import metrics as repro
 from steadyrank.service import client
 from steadyrank.service.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.conftest import wait_for
+from tests.conftest import eval_columns, wait_for
 
 RANK_USERS = 40
 
@@ -127,7 +127,7 @@ def test_live_pd_and_swap_match_steadyrank_compare(compared, tmp_path):
     base.mkdir()
     (base / "ml").symlink_to(work / "pair0-a")  # the two exports compare measured
     (base / "ml-b").symlink_to(work / "pair0-b")
-    ev = prepare_data(config).eval
+    ev = eval_columns(prepare_data(config))
     thread, srv = start(base, shadow_rate=1.0, shadow_queue=100_000)
     try:
         with client.channel(f"127.0.0.1:{srv.port}") as chan:
@@ -135,7 +135,7 @@ def test_live_pd_and_swap_match_steadyrank_compare(compared, tmp_path):
             # 1. The eval split, one request per example: the per-request PD is the example's.
             replay(stub, (client.rank_request("ml", int(u), 1, [int(i)])
                           for u, i in zip(ev.user_id, ev.item_id, strict=True)))
-            n = len(ev)
+            n = len(ev.labels)
             pairs = "steadyrank_shadow_pairs_total"
             assert wait_for(lambda: total(scrape(srv), pairs, model="ml") == n, timeout=120)
             first = scrape(srv)
@@ -155,8 +155,8 @@ def test_live_pd_and_swap_match_steadyrank_compare(compared, tmp_path):
         assert live == pytest.approx(summary[f"{kind}_pd"]["mean"], rel=1e-3), kind
     # The median from the buckets lies in the bucket of the true median example PD.
     a, b = reader.load(work / "pair0-a"), reader.load(work / "pair0-b")
-    per_example = repro.relative_pd_per_example(a.score(ev.user_id, ev.item_id),
-                                                b.score(ev.user_id, ev.item_id))
+    per_example = repro.relative_pd_per_example(a.score(ev.inputs),
+                                                b.score(ev.inputs))
     cumulative = buckets(first, "steadyrank_replica_prediction_difference_relative",
                          model="ml")
     low, high = bucket_of(float(np.median(per_example)), cumulative)
@@ -206,7 +206,7 @@ def test_churn_on_a_version_switch(compared, tmp_path):
     finally:
         thread.stop(grace=1)
     old, new = reader.load(old_path), reader.load(new_path)
-    expected = [repro.relative_pd(old.rank(u, old.item_ids), new.rank(u, new.item_ids))
+    expected = [repro.relative_pd(old.rank_items(u, old.item_ids), new.rank_items(u, new.item_ids))
                 for u in users]
     name = "steadyrank_version_churn_prediction_difference_relative"
     labels = {"model": "ml", "version_old": "1", "version_new": "2"}

@@ -37,6 +37,6 @@ def test_loading_an_export_as_the_readme_says(tiny_data, tmp_path_factory, tmp_p
     printed = [float(v) for v in result.stdout.strip().splitlines()[-1].strip("[]").split()]
     from steadyrank.model.artifact import reader
 
-    expected = reader.load(base / "ml" / "1").score(np.array([1, 1]), np.array([1, 50]))
+    expected = reader.load(base / "ml" / "1").score_pairs(np.array([1, 1]), np.array([1, 50]))
     np.testing.assert_allclose(printed, expected, rtol=1e-5)
     assert "SmeLU" in reader.op_types(reader.read_saved_model(base / "ml" / "1"))

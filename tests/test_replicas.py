@@ -15,6 +15,7 @@ from steadyrank.model.data import synth
 from steadyrank.model.data.splits import prepare_data
 from steadyrank.model.evaluation import metrics as repro
 from steadyrank.model.evaluation import replicas
+from tests.conftest import eval_columns
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,8 @@ def test_rounds_publish_both_replicas_with_their_offline_numbers(config, tmp_pat
     assert sorted(p.name for p in base.iterdir()) == [".churn-gate-ml.json", "ml", "ml-b"]
     a, b = reader.load(base / "ml" / "2"), reader.load(base / "ml-b" / "2")
     assert (a.manifest["seed"], b.manifest["seed"]) == (3, 4)  # new seeds per version
-    ev = prepare_data(config).eval
-    want = repro.relative_pd(a.score(ev.user_id, ev.item_id), b.score(ev.user_id, ev.item_id))
+    ev = eval_columns(prepare_data(config))
+    want = repro.relative_pd(a.score(ev.inputs), b.score(ev.inputs))
     for model, partner in ((a, "ml-b"), (b, "ml")):
         offline = model.manifest["offline_reproducibility"]
         assert offline["relative_pd"] == pytest.approx(want, rel=1e-9)

@@ -88,7 +88,7 @@ def test_stock_predict_client_gets_the_in_process_scores(predict_stub, local):
     assert response.model_spec.name == "ml" and response.model_spec.version.value == 1
     assert response.model_spec.signature_name == "serving_default"
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["score"]),
-                               local.score(users, items), rtol=1e-6)
+                               local.score_pairs(users, items), rtol=1e-6)
 
 
 def test_predict_runs_other_signatures(predict_stub, local):
@@ -97,7 +97,7 @@ def test_predict_runs_other_signatures(predict_stub, local):
     users, items = pairs(local, 20)
     scores = client.predict_signature(predict_stub, "ml", "rank", user_id=users[0],
                                       item_ids=items)["scores"]
-    np.testing.assert_allclose(scores, local.rank(int(users[0]), items), rtol=1e-6)
+    np.testing.assert_allclose(scores, local.rank_items(int(users[0]), items), rtol=1e-6)
 
 
 def test_regress_on_tf_examples(predict_stub, local):
@@ -110,7 +110,7 @@ def test_regress_on_tf_examples(predict_stub, local):
         example.features.feature["item_id"].int64_list.value.append(int(i))
     response = predict_stub.Regress(request, timeout=30)
     np.testing.assert_allclose([r.value for r in response.result.regressions],
-                               local.score(users, items), rtol=1e-6)
+                               local.score_pairs(users, items), rtol=1e-6)
 
 
 def test_model_metadata_has_the_signatures(predict_stub):
@@ -136,7 +136,7 @@ def test_model_status(chan):
 
 
 def brute_force(local, user, items, k):
-    scores = local.score(np.full(len(items), user), items)
+    scores = local.score_pairs(np.full(len(items), user), items)
     order = sorted(range(len(items)), key=lambda j: (-scores[j], j))[:k]
     return [int(items[j]) for j in order], scores[order]
 
@@ -530,7 +530,7 @@ def test_live_replica_metrics_match_offline_metrics(models):
                     stub.Rank(client.rank_request("ml", user, 5, items), timeout=30)
                 else:
                     batch.append(client.rank_request("ml", user, 5, items))
-                pa, pb = a.rank(user, items), b.rank(user, items)
+                pa, pb = a.rank_items(user, items), b.rank_items(user, items)
                 expected["rel"].append(repro.relative_pd(pa, pb))
                 expected["abs"].append(repro.absolute_pd(pa, pb))
                 expected["swap5"].append(repro.topk_swap_rate(pa, pb, 5))

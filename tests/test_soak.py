@@ -24,11 +24,10 @@ import grpc
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from steadyrank.model.artifact import layout
+from steadyrank.model.artifact import layout, reader
 from steadyrank.service import client, supervisor
 from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import (
-    TINY,
     kill_serve,
     rss_mb,
     serve_ports,
@@ -61,16 +60,15 @@ def models(tiny_data, tmp_path_factory):
     return train_small_models(tiny_data, tmp_path_factory, {"ml": 1, "ml-b": 2}, "soak")
 
 
-def _good_traffic(chan, stop, failures, counts):
+def _good_traffic(chan, stop, failures, counts, catalog, users):
     rank = ranking_pb2_grpc.RankingServiceStub(chan)
     predict = prediction_service_pb2_grpc.PredictionServiceStub(chan)
     rng = random.Random(1)
     while not stop.is_set():
         try:
             if rng.random() < 0.7:
-                items = rng.sample(range(1, TINY["items"] + 1), 100)
-                rank.Rank(client.rank_request("ml", rng.randint(1, TINY["users"]), 10, items),
-                          timeout=10)
+                items = rng.sample(catalog, 100)
+                rank.Rank(client.rank_request("ml", rng.choice(users), 10, items), timeout=10)
             else:
                 request = predict_pb2.PredictRequest()
                 request.model_spec.name = "ml"
@@ -135,7 +133,11 @@ def test_soak_mixed_traffic_with_switches_and_a_dying_replica(models, tmp_path):
         port, _ = serve_ports(log)
         target = f"127.0.0.1:{port}"
         with client.channel(target) as chan, client.channel(target) as chan2:
-            threads = [threading.Thread(target=_good_traffic, args=(c, stop, failures, counts))
+            model = reader.load(models / "ml")  # the items and users the models know
+            known = ([int(i) for i in model.item_ids],
+                     [int(u) for u in model.module.signatures["users"]()["user_ids"].numpy()])
+            threads = [threading.Thread(target=_good_traffic,
+                                        args=(c, stop, failures, counts, *known))
                        for c in (chan, chan2)]
             threads += [threading.Thread(target=_bad_traffic, args=(chan, stop, bad_codes)),
                         threading.Thread(target=_versions, args=(models, stop)),

@@ -7,10 +7,29 @@ import pytest
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.core.errors import DataError
+from steadyrank.model import config as cfg
 from steadyrank.model.data import synth
-from steadyrank.model.data.sources import load_dataset, load_synthetic
+from steadyrank.model.data.presets import criteo_schema
+from steadyrank.model.data.sources import SynthReader
+from steadyrank.model.data.splits import prepare_data
 
 SPEC = synth.SynthSpec(users=300, items=2000, rows=25_000, seed=4, shard_rows=10_000)
+
+
+class Loaded:
+    """A synthetic folder's arrays, read whole (the tests' small folders only)."""
+
+    def __init__(self, folder):
+        manifest, users, items = synth.load_tables(folder)
+        shards = [arrays for _, arrays in synth.iter_shards(folder, manifest)]
+        for key in synth.SHARD_KEYS:
+            setattr(self, key, np.concatenate([s[key] for s in shards]))
+        self.users, self.item_ids, self.item_genres = users, items["item_id"], items["genres"]
+        self.rows = len(self.user_id)
+
+
+def load_synthetic(folder) -> Loaded:
+    return Loaded(folder)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +48,7 @@ def test_shards_rows_and_determinism(synth_dir, tmp_path):
 
 def test_data_has_zipf_popularity_side_features_and_planted_signal(synth_dir):
     data = load_synthetic(synth_dir)
-    assert len(data) == SPEC.rows and len(data.item_ids) == SPEC.items
+    assert data.rows == SPEC.rows and len(data.item_ids) == SPEC.items
     assert set(np.unique(data.rating)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
     counts = np.sort(np.bincount(data.item_id, minlength=SPEC.items + 1)[1:])[::-1]
     assert counts[:20].sum() > 0.3 * SPEC.rows  # a heavy head: top 1% of items > 30% of rows
@@ -45,10 +64,30 @@ def test_data_has_zipf_popularity_side_features_and_planted_signal(synth_dir):
     assert np.all(np.diff(data.timestamp) > 0)
 
 
-def test_load_dataset_dispatch(synth_dir):
-    assert len(load_dataset("synthetic", synth_dir)) == SPEC.rows
-    with pytest.raises(ValueError, match="unknown dataset 'netflix'"):
-        load_dataset("netflix", synth_dir)
+def test_the_synthetic_format_reads_the_folder_joined_with_its_tables(synth_dir):
+    prepared = prepare_data(cfg.from_dict({"data": {"dataset": "synthetic",
+                                                    "data_dir": str(synth_dir)}}))
+    assert prepared.train.rows + prepared.eval.rows == SPEC.rows
+    rows = next(prepared.train_batches())
+    data = load_synthetic(synth_dir)
+    first = np.flatnonzero(prepared.train.mask)[0]
+    user = int(rows.inputs["user_id"][0])
+    assert user == data.user_id[first]
+    # The user's facts were joined from the users table into the rows.
+    facts = prepared.stats.facts["user_id"]
+    at = int(np.searchsorted(facts.ids, user))
+    assert facts.values["gender"][at] == data.users["gender"][user - 1]
+    with pytest.raises(cfg.ConfigError, match="data.dataset must be one of"):
+        cfg.from_dict({"data": {"dataset": "netflix"}})
+
+
+def test_a_reader_starts_anywhere_in_the_shards(synth_dir):
+    reader = SynthReader(synth_dir)
+    whole = np.concatenate([c.batch.column("item_id").to_numpy() for c in reader.chunks(4096)])
+    from_row = np.concatenate([c.batch.column("item_id").to_numpy()
+                               for c in reader.chunks(4096, start=12_345)])
+    np.testing.assert_array_equal(from_row, whole[12_345:])
+    assert reader.count_rows() == SPEC.rows
 
 
 def test_corrupt_and_missing_files_are_named(synth_dir, tmp_path):
@@ -70,7 +109,7 @@ def test_cli_synth_and_bad_values(tmp_path, capsys):
     out = tmp_path / "cli"
     assert cli_main(["data", "synth", "--users", "10", "--items", "50", "--rows", "100",
                      "--out", str(out)]) == 0
-    assert len(load_synthetic(out)) == 100
+    assert load_synthetic(out).rows == 100
     assert cli_main(["data", "synth", "--rows", "100", "--out", str(out)]) == 1
     assert "already exists; pass --force" in capsys.readouterr().err
     assert cli_main(["data", "synth", "--items", "0", "--out", str(tmp_path / "x")]) == 2
@@ -105,3 +144,48 @@ def test_click_data_from_a_planted_mlp(tmp_path):
     assert abs(np.corrcoef(mlp, np.einsum("ij,ij->i", u, v))[0, 1]) < 0.9
     with pytest.raises(ValueError, match="--task must be rating or click"):
         synth.SynthSpec(users=1, items=1, rows=1, task="ctr").check()
+
+
+def test_criteo_synth_is_deterministic_skewed_drifting_and_readable(tmp_path):
+    from steadyrank.model.data import criteo_synth
+
+    spec = criteo_synth.CriteoSpec(rows=60_000, shard_rows=25_000, seed=3, format="parquet")
+    out = criteo_synth.generate(spec, tmp_path / "c", log=lambda _: None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["rows"] for s in manifest["shards"]] == [25_000, 25_000, 10_000]
+    again = criteo_synth.generate(spec, tmp_path / "again", log=lambda _: None)
+    assert json.loads((again / "manifest.json").read_text())["checksum"] == manifest["checksum"]
+    cards = manifest["cardinalities"]
+    assert cards[0] == 10 and cards[-1] == 1_000_000 and cards == sorted(cards)
+    assert abs(manifest["click_rate"] - 0.25) < 0.02
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "part-00000.parquet")
+    assert table.column_names[:2] == ["label", "I1"] and table.column_names[-1] == "ts"
+    c26 = table.column("C26").drop_null().to_pylist()
+    assert all(len(v) == 8 and int(v, 16) >= 0 for v in c26[:100])  # 8-digit hex ids
+    counts = np.sort(np.unique(c26, return_counts=True)[1])[::-1]
+    assert counts[:100].sum() > 0.2 * len(c26)  # Zipf: a heavy head
+    assert 0.0 < table.column("I1").null_count / table.num_rows < 0.5
+    # It trains through the Criteo preset (reading Parquet with a time column).
+    config = cfg.from_dict({"data": {"format": "parquet", "train": [str(out / "*.parquet")],
+                                     "time_column": "ts", "split": "time"},
+                            "label": {"column": "label", "task": "binary"},
+                            "features": [f.to_dict() for f in criteo_schema().features]})
+    prepared = prepare_data(config)
+    assert prepared.train.rows == 48_000 and prepared.eval.mask[-12_000:].all()
+    assert prepared.stats.vocabularies["C1"].to_dict()["values"] == 11  # 10, and missing
+
+
+def test_criteo_synth_writes_criteo_tsv(tmp_path):
+    from steadyrank.model.data import criteo_synth
+
+    out = criteo_synth.generate(criteo_synth.CriteoSpec(rows=3000, shard_rows=2000,
+                                                        format="criteo"), tmp_path / "t",
+                                log=lambda _: None)
+    first = (out / "day-00000.tsv").read_text().splitlines()[0].split("\t")
+    assert len(first) == 40 and first[0] in ("0", "1")
+    config = cfg.from_dict({"data": {"format": "criteo", "train": [str(out / "day-*.tsv")]}})
+    assert prepare_data(config).train.rows == 2400
+    with pytest.raises(ValueError, match="--format must be one of parquet, criteo"):
+        criteo_synth.CriteoSpec(rows=10, format="csv").check()

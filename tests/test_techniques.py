@@ -9,7 +9,6 @@ from steadyrank.model.artifact import reader
 from steadyrank.model.config import ConfigError, parse_averaging, parse_decay, techniques
 from steadyrank.model.data.order import epoch_order
 from steadyrank.model.data.splits import prepare_data
-from steadyrank.model.data.tables import vocabulary
 from steadyrank.model.network.codistill import CoDistillation
 from steadyrank.model.network.ranking import RankingModel
 from steadyrank.model.training.averaging import (
@@ -19,9 +18,10 @@ from steadyrank.model.training.averaging import (
     make_optimizer,
     polyak_start,
 )
+from steadyrank.model.training.inputs import make_input
 from steadyrank.model.training.trainer import _momentum_note, train, train_member
 from steadyrank.model.training.workflow import train_and_export
-from tests.conftest import small_config
+from tests.conftest import eval_inputs, small_config, train_batch
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,8 @@ def splits(tiny_data):
 
 
 def _predict(model, splits, n=2000):
-    return model({"user_id": tf.constant(splits.eval.user_id[:n]),
-                  "item_id": tf.constant(splits.eval.item_id[:n])}).numpy().ravel()
+    return model({k: tf.constant(v) for k, v in eval_inputs(splits, n).items()}
+                 ).numpy().ravel()
 
 
 def test_epoch_orders():
@@ -79,7 +79,7 @@ def test_averaging_exports_the_averaged_weights(tiny_data, splits, tmp_path, mon
         swap(self, var_list)
 
     monkeypatch.setattr(AveragingAdam, "swap_in_average", record)
-    path = train_and_export(config, 1, tmp_path / "ema", tmp_path / "ckpt", splits=splits,
+    path = train_and_export(config, 1, tmp_path / "ema", tmp_path / "ckpt", prepared=splits,
                             log=lambda m: None)
     loaded = reader.load(path)
     exported = {v.name: v.numpy() for v in loaded.module.members[0].trainable_variables}
@@ -195,8 +195,9 @@ def test_decay_needs_the_step_count():
 def test_training_anneals_the_learning_rate_to_its_end(tiny_data, splits, averaging):
     config = small_config(tiny_data, train={"lr_decay": "linear:0.25", "epochs": 2,
                                          "weight_averaging": averaging})
-    model, *_ = train_member(config, splits, 1, None, log=lambda m: None)
-    steps = 2 * -(-len(splits.train) // config.train.batch_size)
+    data = make_input(splits, config.train.batch_size, config.train.shuffle)
+    model, *_ = train_member(config, data, 1, None, log=lambda m: None)
+    steps = 2 * -(-splits.train.rows // config.train.batch_size)
     optimizer = model.optimizer
     assert int(optimizer.iterations.numpy()) == steps
     # The optimizer's schedule spans exactly the run's steps: it reaches 0.25x the
@@ -212,11 +213,12 @@ def test_training_anneals_the_learning_rate_to_its_end(tiny_data, splits, averag
 def test_codistillation_exports_one_tower_with_a_plain_models_signatures(tiny_data, splits,
                                                                            tmp_path):
     plain = train_and_export(small_config(tiny_data), 1, tmp_path / "plain", tmp_path / "c1",
-                             splits=splits, log=lambda m: None)
+                             prepared=splits, log=lambda m: None)
     config = small_config(tiny_data, train={"codistill": 0.5})
-    model, *_ = train_member(config, splits, 1, None, log=lambda m: None)
+    data = make_input(splits, config.train.batch_size, config.train.shuffle)
+    model, *_ = train_member(config, data, 1, None, log=lambda m: None)
     assert isinstance(model, RankingModel) and model.name == "tower_a"
-    path = train_and_export(config, 1, tmp_path / "cd", tmp_path / "c2", splits=splits,
+    path = train_and_export(config, 1, tmp_path / "cd", tmp_path / "c2", prepared=splits,
                             log=lambda m: None)
     a, b = reader.load(plain), reader.load(path)
     assert a.manifest["signatures"] == b.manifest["signatures"]
@@ -225,16 +227,14 @@ def test_codistillation_exports_one_tower_with_a_plain_models_signatures(tiny_da
         sig_a, sig_b = a.module.signatures[name], b.module.signatures[name]
         assert sig_a.structured_input_signature == sig_b.structured_input_signature, name
         assert sig_a.structured_outputs.keys() == sig_b.structured_outputs.keys(), name
-    users, items = splits.eval.user_id[:500], splits.eval.item_id[:500]
-    assert np.abs(a.score(users, items) - b.score(users, items)).mean() > 1e-4
+    rows = eval_inputs(splits, 500)
+    assert np.abs(a.score(rows) - b.score(rows)).mean() > 1e-4
 
 
 def test_codistillation_loss_pulls_the_towers_together(tiny_data, splits):
     config = small_config(tiny_data)
-    model = CoDistillation(config.model, splits.tables, weight=1.0)
-    batch = {"user_id": tf.constant(splits.train.user_id[:256]),
-             "item_id": tf.constant(splits.train.item_id[:256]),
-             "rating": tf.constant(splits.train.rating[:256])}
+    model = CoDistillation(config.model, splits.schema, splits.stats, weight=1.0)
+    batch = train_batch(splits)
     with tf.GradientTape() as tape:
         loss = model.compute_loss(batch, training=True)
     labels_only = (model.tower_a.compute_loss(batch) + model.tower_b.compute_loss(batch))
@@ -244,38 +244,39 @@ def test_codistillation_loss_pulls_the_towers_together(tiny_data, splits):
     grads = tape.gradient(loss, model.trainable_variables)
     assert all(g is not None for g in grads)
     with pytest.raises(ValueError, match="weight must be > 0"):
-        CoDistillation(config.model, splits.tables, weight=0.0)
+        CoDistillation(config.model, splits.schema, splits.stats, weight=0.0)
 
 
 def test_vocabulary_threshold_maps_rare_ids_to_oov(tiny_data, splits):
-    tables = splits.tables
-    counts = tables.item_counts
-    kept = vocabulary(tables.item_ids, counts, 5)
-    assert set(kept) == set(tables.item_ids[counts >= 5])
-    rare = tables.item_ids[(counts > 0) & (counts < 5)][:3]
-    common = tables.item_ids[counts >= 50][:2]
-    model = RankingModel(small_config(tiny_data, model={"min_id_count": 5}).model, tables)
-    lookup = model.item_embedding.lookup
-    assert set(lookup(tf.constant(rare)).numpy()) == {0}  # the OOV row
-    assert 0 not in set(lookup(tf.constant(common)).numpy())
+    vocab = splits.stats.vocabularies["item_id"]
+    kept = vocab.kept(5)
+    assert set(kept) == set(vocab.values[vocab.counts >= 5])
+    assert list(vocab.counts) == sorted(vocab.counts, reverse=True)  # most frequent first
+    rare = vocab.values[(vocab.counts > 0) & (vocab.counts < 5)][:3]
+    common = vocab.values[vocab.counts >= 50][:2]
+    model = RankingModel(small_config(tiny_data, model={"min_id_count": 5}).model,
+                         splits.schema, splits.stats)
+    table = model.encoder.tables["item_id"]
+    assert set(table.index(tf.constant(rare)).numpy()) == {0}  # the OOV row
+    assert 0 not in set(table.index(tf.constant(common)).numpy())
     # Rare ids share one embedding row.
-    rows = model.item_embedding(tf.constant(rare)).numpy()
+    rows = table(table.index(tf.constant(rare))).numpy()
     np.testing.assert_array_equal(rows[0], rows[1])
-    assert model.item_embedding.embedding.input_dim == len(kept) + 1
-    everything = RankingModel(small_config(tiny_data).model, tables)
-    assert everything.item_embedding.embedding.input_dim == len(tables.item_ids) + 1
+    assert table.embedding.input_dim == len(kept) + 1
+    everything = RankingModel(small_config(tiny_data).model, splits.schema, splits.stats)
+    assert everything.encoder.tables["item_id"].embedding.input_dim == len(vocab.values) + 1
 
 
 def test_embedding_init_scale_and_l2(tiny_data, splits):
     config = small_config(tiny_data, model={"embedding_init_scale": 0.001, "embedding_l2": 0.1})
     tf.keras.utils.set_random_seed(0)
-    model = RankingModel(config.model, splits.tables)
-    batch = {"user_id": tf.constant(splits.train.user_id[:64]),
-             "item_id": tf.constant(splits.train.item_id[:64]),
-             "rating": tf.constant(splits.train.rating[:64])}
+    model = RankingModel(config.model, splits.schema, splits.stats)
+    batch = train_batch(splits, 64)
     model(batch)
-    table = model.item_embedding.embedding.embeddings.numpy()
+    table = model.encoder.tables["item_id"].embedding.embeddings.numpy()
     assert np.abs(table).max() <= 0.001
+    side = model.encoder.tables["gender"].embedding.embeddings.numpy()
+    assert np.abs(side).max() > 0.001  # the side features keep their own init
     model(batch, training=False)  # Keras keeps the losses of the latest call
     assert not model.losses  # no penalty outside training
     model(batch, training=True)

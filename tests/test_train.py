@@ -15,9 +15,12 @@ from steadyrank.model import config as cfg
 from steadyrank.model.artifact import layout, reader, writer
 from steadyrank.model.artifact.reader import score_in_batches
 from steadyrank.model.data.splits import prepare_data
+from steadyrank.model.evaluation.accuracy import predict
+from steadyrank.model.training import inputs, trainer
+from steadyrank.model.training.inputs import make_input
 from steadyrank.model.training.trainer import TrainError, member_seeds, train, train_member
-from steadyrank.model.training.workflow import train_and_export
-from tests.conftest import REPO, run_python, small_config
+from steadyrank.model.training.workflow import serving_module, train_and_export
+from tests.conftest import REPO, eval_inputs, run_python, small_config
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +29,13 @@ def splits(tiny_data):
 
 
 def _predict(models, splits):
-    pairs = {"user_id": tf.constant(splits.eval.user_id[:2000]),
-             "item_id": tf.constant(splits.eval.item_id[:2000])}
-    return np.mean([m(pairs).numpy() for m in models], axis=0)
+    rows = {k: tf.constant(v) for k, v in eval_inputs(splits).items()}
+    return np.mean([m(rows).numpy() for m in models], axis=0)
+
+
+def _member(config, splits, seed, folder=None):
+    data = make_input(splits, config.train.batch_size, config.train.shuffle)
+    return train_member(config, data, seed, folder, log=lambda m: None)
 
 
 def test_same_seed_same_model_other_seed_differs(tiny_data, splits):
@@ -44,15 +51,15 @@ def test_ensemble_is_the_mean_of_its_seeded_members(tiny_data, splits, tmp_path)
     config = small_config(tiny_data, train={"ensemble": 2})
     seeds = member_seeds(3, 2)
     assert len(set(seeds)) == 2 and member_seeds(3, 1) == [3]
-    path = train_and_export(config, 3, tmp_path / "ens", tmp_path / "ckpt", splits=splits,
+    path = train_and_export(config, 3, tmp_path / "ens", tmp_path / "ckpt", prepared=splits,
                             log=lambda m: None)
     loaded = reader.load(path)
     assert loaded.manifest["member_seeds"] == seeds
-    users, items = splits.eval.user_id[:500], splits.eval.item_id[:500]
-    singles = [train_member(config, splits, s, None, log=lambda m: None)[0] for s in seeds]
-    expected = np.mean([m({"user_id": tf.constant(users), "item_id": tf.constant(items)})
-                        .numpy().ravel() for m in singles], axis=0)
-    np.testing.assert_allclose(loaded.score(users, items), expected, rtol=1e-6)
+    rows = eval_inputs(splits, 500)
+    singles = [_member(config, splits, s)[0] for s in seeds]
+    expected = np.mean([m({k: tf.constant(v) for k, v in rows.items()}).numpy().ravel()
+                        for m in singles], axis=0)
+    np.testing.assert_allclose(loaded.score(rows), expected, rtol=1e-6)
     single_params = loaded.manifest["parameters"] / 2
     assert single_params == writer.parameter_count(singles[:1])
     assert not (tmp_path / "ckpt").exists()  # removed after the export
@@ -61,60 +68,84 @@ def test_ensemble_is_the_mean_of_its_seeded_members(tiny_data, splits, tmp_path)
 def test_export_layout_manifest_and_signatures_in_a_fresh_process(tiny_data, splits, tmp_path):
     config = small_config(tiny_data)
     base = tmp_path / "models" / "ml"
-    first = train_and_export(config, 1, base, tmp_path / "c", splits=splits, log=print)
-    second = train_and_export(config, 1, base, tmp_path / "c", splits=splits, log=print)
+    first = train_and_export(config, 1, base, tmp_path / "c", prepared=splits, log=print)
+    second = train_and_export(config, 1, base, tmp_path / "c", prepared=splits, log=print)
     assert [first.name, second.name] == ["1", "2"] and layout.versions(base) == [1, 2]
     assert not [p for p in base.iterdir() if p.name.startswith(".")]  # no temp left
     manifest = json.loads((second / "manifest.json").read_text())
     assert manifest["seed"] == 1 and manifest["version"] == 2
-    assert manifest["data"]["checksum"] == splits.data.checksum
+    assert manifest["data"]["checksum"] == splits.checksum
     assert manifest["config"] == config.to_dict()
-    served = reader.load(second).score(splits.eval.user_id, splits.eval.item_id)
-    rmse = np.sqrt(np.mean((served.astype(np.float64) - splits.eval.rating) ** 2))
+    loaded = reader.load(second)
+    served, labels = predict(loaded.score, splits.eval_batches())
+    rmse = np.sqrt(np.mean((served.astype(np.float64) - labels) ** 2))
     assert manifest["metrics"]["rmse"] == pytest.approx(rmse, rel=1e-6)  # of what is served
-    assert manifest["signatures"] == ["catalog", "rank", "rank_with_features",
-                                      "serving_default", "users"]
-    users, items = splits.eval.user_id[:64], splits.eval.item_id[:64]
-    np.save(tmp_path / "pairs.npy", np.stack([users, items]))
-    module = reader.load(second).module
-    expected_rank = reader.load(second).rank(int(users[0]), items)
-    stored = {k: v[0].item() for k, v in splits.data.users.items()}  # user 1's features
-    assert splits.data.user_ids[0] == 1
+    assert manifest["signatures"] == sorted(layout.SIGNATURES)
+    # The manifest records the schema: each feature, its table size, the statistics.
+    schema = manifest["schema"]
+    assert [f["name"] for f in schema["features"]] == [f.name for f in splits.schema.features]
+    item = next(f for f in schema["features"] if f["name"] == "item_id")
+    assert item["role"] == "item_id" and item["distinct_values"] == len(loaded.item_ids)
+    assert schema["label"] == {"column": "rating", "task": "rating"}
+    rows = eval_inputs(splits, 64)
+    np.save(tmp_path / "rows.npy", np.stack([rows["user_id"], rows["item_id"]]))
+    user = int(rows["user_id"][0])
+    expected_rank = loaded.rank({"user_id": user, "item_ids": rows["item_id"]})
+    facts = splits.stats.facts["user_id"]
+    at = int(np.searchsorted(facts.ids, user))
+    stored = {k: getattr(v[at], "item", lambda x=v[at]: x)()  # the user's stored facts
+              for k, v in facts.values.items()}
     result = run_python(f"""
         import numpy as np, tensorflow as tf
         from steadyrank.model.artifact import reader
         m = reader.load({str(base)!r})  # the latest version
-        users, items = np.load({str(tmp_path / 'pairs.npy')!r})
-        np.save({str(tmp_path / 'score.npy')!r}, m.score(users, items))
-        np.save({str(tmp_path / 'rank.npy')!r}, m.rank(int(users[0]), items))
+        users, items = np.load({str(tmp_path / 'rows.npy')!r})
+        np.save({str(tmp_path / 'score.npy')!r}, m.score({{"user_id": users, "item_id": items}}))
+        np.save({str(tmp_path / 'rank.npy')!r},
+                m.rank({{"user_id": {user}, "item_ids": items}}))
         f = m.module.signatures["rank_with_features"]
-        s = f(user_id=tf.constant(1, tf.int64), item_ids=tf.constant(items),
+        s = f(user_id=tf.constant({user}, tf.int64), item_ids=tf.constant(items),
               gender=tf.constant({stored["gender"]!r}),
               occupation=tf.constant({stored["occupation"]!r}),
               zip=tf.constant({stored["zip"]!r}),
-              age=tf.constant({stored["age"]}, tf.int64))["scores"].numpy()
+              age=tf.constant({int(stored["age"])}, tf.int64))["scores"].numpy()
         np.save({str(tmp_path / 'feat.npy')!r}, s)
         print(m.path.name, len(m.item_ids))
     """)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["2", str(len(splits.tables.item_ids))]
-    fn = module.signatures["serving_default"]
-    in_process = fn(user_id=tf.constant(users), item_id=tf.constant(items))["score"].numpy()
+    assert result.stdout.split() == ["2", str(len(splits.stats.facts["item_id"].ids))]
+    fn = loaded.module.signatures["serving_default"]
+    in_process = fn(user_id=tf.constant(rows["user_id"]),
+                    item_id=tf.constant(rows["item_id"]))["score"].numpy()
     np.testing.assert_allclose(np.load(tmp_path / "score.npy"), in_process, rtol=1e-6)
     np.testing.assert_allclose(np.load(tmp_path / "rank.npy"), expected_rank, rtol=1e-6)
-    # User 1's own features given: the same scores as the stored ones.
-    by_id = reader.load(second).rank(1, items)
-    np.testing.assert_allclose(np.load(tmp_path / "feat.npy"), by_id, rtol=1e-6)
-    # The signature's user features are layout's table, names and dtypes (one owner).
-    _, inputs = module.signatures["rank_with_features"].structured_input_signature
-    assert {k: v.dtype.name for k, v in inputs.items() if k not in ("user_id", "item_ids")} \
-        == layout.USER_FEATURES
+    # The user's own facts given: the same scores as the stored ones.
+    np.testing.assert_allclose(np.load(tmp_path / "feat.npy"), expected_rank, rtol=1e-6)
+    # The signature's user features are the schema's user facts.
+    _, inputs = loaded.module.signatures["rank_with_features"].structured_input_signature
+    assert set(inputs) - {"user_id", "item_ids"} == {
+        f.name for f in splits.schema.with_role("user")}
+
+
+def test_the_examples_signature_scores_serialized_examples(tiny_data, splits, tmp_path):
+    path = train_and_export(small_config(tiny_data), 1, tmp_path / "m", tmp_path / "c",
+                            prepared=splits, log=lambda m: None)
+    loaded = reader.load(path)
+    rows = eval_inputs(splits, 20)
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        name: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(rows[name][i])]))
+        for name in ("user_id", "item_id")})).SerializeToString() for i in range(20)]
+    got = loaded.module.signatures["examples"](examples=tf.constant(examples))["score"]
+    np.testing.assert_allclose(got.numpy(), loaded.score(rows), rtol=1e-6)
+    missing = tf.train.Example().SerializeToString()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="(user|item)_id.*is required"):
+        loaded.module.signatures["examples"](examples=tf.constant([missing]))
 
 
 def test_failed_export_leaves_no_version(tiny_data, splits, tmp_path, monkeypatch):
     config = small_config(tiny_data)
     result = train(config, 1, splits, log=lambda m: None)
-    module = writer.ServingModule(result.members, splits.tables, "rating")
+    module = serving_module(result.members, splits)
 
     def broken_save(*args, **kwargs):
         (tmp_path / "saving").touch()
@@ -130,22 +161,21 @@ def test_failed_export_leaves_no_version(tiny_data, splits, tmp_path, monkeypatc
 
 def test_binary_task_exports_probabilities(tiny_data, splits, tmp_path):
     config = small_config(tiny_data, model={"task": "binary"})
-    path = train_and_export(config, 1, tmp_path / "b", tmp_path / "c", splits=splits,
+    prepared = prepare_data(config)
+    path = train_and_export(config, 1, tmp_path / "b", tmp_path / "c", prepared=prepared,
                             log=lambda m: None)
     manifest = reader.load(path).manifest
     assert 0.6 < manifest["metrics"]["auc"] <= 1.0 and manifest["metrics"]["log_loss"] > 0
-    module = reader.load(path).module
-    scores = module.signatures["serving_default"](
-        user_id=tf.constant(splits.eval.user_id[:200]),
-        item_id=tf.constant(splits.eval.item_id[:200]))["score"].numpy()
+    assert 0.5 < manifest["metrics"]["calibration"] < 2.0
+    scores = reader.load(path).score(eval_inputs(prepared, 200))
     assert ((scores > 0) & (scores < 1)).all()
 
 
 def test_checkpoints_of_another_run_are_refused(tiny_data, splits, tmp_path):
     config = small_config(tiny_data)
-    train_member(config, splits, 1, tmp_path / "ck", log=lambda m: None)
+    _member(config, splits, 1, tmp_path / "ck")
     with pytest.raises(TrainError, match="different run.*seed"):
-        train_member(config, splits, 2, tmp_path / "ck", log=lambda m: None)
+        _member(config, splits, 2, tmp_path / "ck")
 
 
 def _cli(args, cwd):
@@ -180,10 +210,9 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(tiny_data, splits, 
     path = reader.load(out.strip().splitlines()[-1])
     # The same run without interruption, in this process.
     straight = train(cfg.load(config_file), 5, splits, log=lambda m: None)
-    module = writer.ServingModule(straight.members, splits.tables, "rating")
-    users, items = splits.eval.user_id[:1000], splits.eval.item_id[:1000]
-    np.testing.assert_array_equal(path.score(users, items),
-                                  score_in_batches(module.serve, users, items))
+    module = serving_module(straight.members, splits)
+    rows = eval_inputs(splits, 1000)
+    np.testing.assert_array_equal(path.score(rows), score_in_batches(module.serve, rows))
 
 
 def test_cli_train_errors_name_the_problem(tmp_path, capsys):
@@ -198,3 +227,71 @@ def test_cli_train_errors_name_the_problem(tmp_path, capsys):
                      "--set", "epochs"]) == 1
     assert "must look like section.key=value" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("load, shuffle", [("memory", "full"), ("stream", "window:700"),
+                                           ("stream", "time")])
+def test_a_run_killed_inside_an_epoch_resumes_there_with_the_same_weights(
+        tiny_data, tmp_path, monkeypatch, load, shuffle):
+    config = small_config(tiny_data, data={"load": load},
+                          train={"epochs": 2, "batch_size": 500, "shuffle": shuffle,
+                                 "checkpoint_steps": 10})
+    prepared = prepare_data(config)
+    straight = train(config, 3, prepared, log=lambda m: None).members[0]
+    saves = []
+    original = trainer._Checkpoints.on_train_batch_end
+
+    def crash_after_a_save(self, batch, logs=None):
+        before = self.consumed.numpy()
+        original(self, batch, logs)
+        if self.consumed.numpy() != before:
+            saves.append(int(self.consumed.numpy()))
+            if len(saves) == 5:  # the second epoch's first checkpoint, 5,000 rows in
+                raise _Crash()
+
+    monkeypatch.setattr(trainer._Checkpoints, "on_train_batch_end", crash_after_a_save)
+    with pytest.raises(_Crash):
+        train(config, 3, prepared, tmp_path / "ck", log=lambda m: None)
+    assert saves == [5000, 10000, 15000, 20000, 5000]  # 24,000 rows an epoch
+    monkeypatch.setattr(trainer._Checkpoints, "on_train_batch_end", original)
+    lines = []
+    resumed = train(config, 3, prepared, tmp_path / "ck", log=lines.append).members[0]
+    assert any("resuming after epoch 1, 5,000 rows into epoch 2" in line for line in lines)
+    assert resumed.optimizer.iterations.numpy() == straight.optimizer.iterations.numpy()
+    for a, b in zip(straight.trainable_variables, resumed.trainable_variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_streamed_rows_come_in_the_same_order_on_every_run(tiny_data):
+    config = small_config(tiny_data, data={"load": "stream"},
+                          train={"shuffle": "window:500", "batch_size": 700})
+    prepared = prepare_data(config)
+    data = make_input(prepared, 700, "window:500", log=lambda m: None)
+    assert not data.in_memory
+    first = [b["item_id"].numpy() for b in data.epoch(4, 1)]
+    again = [b["item_id"].numpy() for b in make_input(
+        prepared, 700, "window:500", log=lambda m: None).epoch(4, 1)]
+    assert len(first) == data.steps and sum(len(b) for b in first) == data.rows
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = np.concatenate([b["item_id"].numpy() for b in data.epoch(5, 1)])
+    assert not np.array_equal(np.concatenate(first), other)  # another order seed
+
+
+def test_full_shuffling_of_a_stream_is_refused_with_what_to_do(tiny_data, monkeypatch):
+    prepared = prepare_data(small_config(tiny_data, data={"load": "stream"}))
+    with pytest.raises(ValueError, match="train.shuffle = \"full\" needs every train row in "
+                                         "memory.*window:N"):
+        make_input(prepared, 256, "full")
+    small_budget = prepare_data(small_config(tiny_data, data={"memory_budget_mb": 1}))
+    assert make_input(small_budget, 256, "full", log=lambda m: None).in_memory  # ~0.9 MB
+    monkeypatch.setattr(inputs, "_estimate_bytes", lambda prepared: 2 << 20)  # 2 MB
+    with pytest.raises(ValueError, match="need more than data.memory_budget_mb = 1"):
+        make_input(small_budget, 256, "full")
+    lines = []
+    assert not make_input(small_budget, 256, "time", log=lines.append).in_memory
+    assert "streaming 24,000 train rows" in lines[0]

@@ -21,14 +21,17 @@ RANK = "rank"  # one user id, N candidate item ids -> N scores
 RANK_WITH_FEATURES = "rank_with_features"  # rank, with the user's features given
 CATALOG = "catalog"  # -> the item ids the model knows
 USERS = "users"  # -> the user ids the model has stored features for
-SIGNATURES = (CATALOG, RANK, RANK_WITH_FEATURES, SERVING_DEFAULT, USERS)
-REQUIRED_SIGNATURES = (SERVING_DEFAULT, RANK, CATALOG)
-
-# The user features rank_with_features takes after user_id and item_ids, in signature order,
-# each with its dtype (a scalar per request). The export's signature, the Rank API's checks
-# and its error messages are all built from this one table.
-USER_FEATURES: dict[str, str] = {"gender": "string", "occupation": "string", "zip": "string",
-                                 "age": "int64"}
+EXAMPLES = "examples"  # serialized tf.Example protos -> score, one per example
+SIGNATURES = (CATALOG, EXAMPLES, RANK, RANK_WITH_FEATURES, SERVING_DEFAULT, USERS)
+REQUIRED_SIGNATURES = (SERVING_DEFAULT,)  # every export; the others follow its schema
+RANKING_SIGNATURES = (RANK, CATALOG)  # what a model with user and item ids exports
+# Names inside the signatures that are not features of the schema.
+ITEM_IDS = "item_ids"  # rank's candidates; catalog's output
+USER_IDS = "user_ids"  # users' output
+EXAMPLES_INPUT = "examples"  # the examples signature's input
+SCORE = "score"  # serving_default's and examples' output
+SCORES = "scores"  # rank's output
+RESERVED_NAMES = (ITEM_IDS, USER_IDS, EXAMPLES_INPUT)  # no feature may take these names
 
 
 def version_folders(model_dir: str | Path) -> dict[int, Path]:

@@ -9,6 +9,7 @@ SmeLU ops, found by scanning the SavedModel's graph and function library.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,11 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from steadyrank.core.errors import SteadyRankError
 from steadyrank.model.artifact.layout import (
     CATALOG,
+    ITEM_IDS,
     MANIFEST,
     RANK,
+    SCORE,
+    SCORES,
     SERVING_DEFAULT,
     versions,
 )
@@ -82,14 +86,48 @@ def uses_custom_ops(proto: saved_model_pb2.SavedModel) -> bool:
     return bool(op_types(proto) & OP_TYPES)
 
 
-def score_in_batches(serve: Any, user_id: np.ndarray, item_id: np.ndarray,
-                     batch: int = 65536) -> np.ndarray:
-    """Scores of (user, item) pairs through ``serve(user_id=, item_id=)["score"]``, batched."""
-    user_id, item_id = np.asarray(user_id, np.int64), np.asarray(item_id, np.int64)
-    parts = [serve(user_id=tf.constant(user_id[i:i + batch]),
-                   item_id=tf.constant(item_id[i:i + batch]))["score"].numpy()
-             for i in range(0, len(user_id), batch)]
+def decoded(values: np.ndarray) -> np.ndarray:
+    """TensorFlow's bytes as str (an object array); other arrays unchanged."""
+    if values.dtype == object:
+        return np.array([v.decode() if isinstance(v, bytes) else v for v in values.tolist()],
+                        object)
+    return values
+
+
+def as_tensors(inputs: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+    """numpy (or list) inputs as tensors: object arrays of str become tf.string."""
+    return {k: tf.constant(v.tolist() if isinstance(v, np.ndarray) and v.dtype == object
+                           else v) for k, v in inputs.items()}
+
+
+def score_in_batches(serve: Any, inputs: Mapping[str, np.ndarray], batch: int = 65536
+                     ) -> np.ndarray:
+    """``serve(inputs)["score"]`` over the rows of ``inputs``, ``batch`` rows a call;
+    ``serve`` takes the inputs as one dict (a tf.function) or by name (a signature)."""
+    n = len(next(iter(inputs.values())))
+    parts = []
+    for i in range(0, n, batch):
+        part = as_tensors({k: v[i:i + batch] for k, v in inputs.items()})
+        try:
+            out = serve(**part)
+        except TypeError:  # a tf.function taking one dict
+            out = serve(part)
+        parts.append(out[SCORE].numpy())
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def id_inputs(manifest: dict[str, Any],
+              signature_defs: dict[str, meta_graph_pb2.SignatureDef]) -> tuple[str, str]:
+    """(user id input, item id input) of a ranking export: from the roles of its schema
+    record, or, for an export made before schemas, ``rank``'s one input beside ``item_ids``
+    and ``serving_default``'s other one."""
+    schema = manifest.get("schema")
+    if schema:
+        roles = {f.get("role"): f["name"] for f in schema["features"]}
+        return roles["user_id"], roles["item_id"]
+    (user,) = set(signature_defs[RANK].inputs) - {ITEM_IDS}
+    (item,) = set(signature_defs[SERVING_DEFAULT].inputs) - {user}
+    return user, item
 
 
 @dataclass
@@ -102,20 +140,45 @@ class LoadedModel:
     signature_defs: dict[str, meta_graph_pb2.SignatureDef]
 
     @property
+    def ranks(self) -> bool:
+        """Whether the export ranks items for users (it has ``rank`` and ``catalog``)."""
+        return RANK in self.signature_defs and CATALOG in self.signature_defs
+
+    @property
     def item_ids(self) -> np.ndarray:
-        """The catalog of item ids."""
-        return self.module.signatures[CATALOG]()["item_ids"].numpy()
+        """The catalog of item ids (strings decoded); ExportError without a catalog."""
+        if CATALOG not in self.signature_defs:
+            raise ExportError(f"{self.path}: no {CATALOG} signature (its schema has no "
+                              "user and item ids)")
+        return decoded(self.module.signatures[CATALOG]()[ITEM_IDS].numpy())
 
-    def score(self, user_id: np.ndarray, item_id: np.ndarray, batch: int = 65536) -> np.ndarray:
-        """serving_default scores of (user, item) pairs, float32 [B]."""
-        return score_in_batches(self.module.signatures[SERVING_DEFAULT], user_id, item_id,
-                                batch)
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The inputs of ``serving_default``: the ids and context features."""
+        return tuple(sorted(self.signature_defs[SERVING_DEFAULT].inputs))
 
-    def rank(self, user_id: int, item_ids: np.ndarray) -> np.ndarray:
-        """``rank`` signature scores of candidate items for one user."""
-        return self.module.signatures[RANK](
-            user_id=tf.constant(user_id, tf.int64),
-            item_ids=tf.constant(np.asarray(item_ids, np.int64)))["scores"].numpy()
+    def score(self, inputs: Mapping[str, np.ndarray], batch: int = 65536) -> np.ndarray:
+        """serving_default scores of rows given as arrays by input name, float32 [B]."""
+        return score_in_batches(self.module.signatures[SERVING_DEFAULT],
+                                {k: inputs[k] for k in self.input_names}, batch)
+
+    def score_pairs(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """serving_default scores of (user, item) pairs, for a ranking export without
+        context features."""
+        user, item = id_inputs(self.manifest, self.signature_defs)
+        return self.score({user: np.asarray(user_ids), item: np.asarray(item_ids)})
+
+    def rank_items(self, user_id: Any, item_ids: np.ndarray) -> np.ndarray:
+        """``rank`` scores of candidate items for one user (no context features)."""
+        user, _ = id_inputs(self.manifest, self.signature_defs)
+        return self.rank({user: user_id, ITEM_IDS: np.asarray(item_ids)})
+
+    def rank(self, request: Mapping[str, Any]) -> np.ndarray:
+        """``rank`` scores: ``request`` holds the user id and context features (scalars) by
+        name and the candidates as ``item_ids``."""
+        names = self.signature_defs[RANK].inputs
+        return self.module.signatures[RANK](**as_tensors(
+            {k: np.asarray(request[k]) for k in names}))[SCORES].numpy()
 
 
 def load(path: str | Path, saved_model: saved_model_pb2.SavedModel | None = None

@@ -1,18 +1,23 @@
 """Writing an export in TF Serving's layout (``BASE/VERSION/``), atomically.
 
-Signatures of an export:
+The signatures follow the schema (the feature names below are the schema's):
 
-- ``serving_default``: ``user_id`` int64 [B], ``item_id`` int64 [B] -> ``score`` float32 [B]
-  (the predicted rating, or the probability of a positive for the binary task).
-- ``rank``: ``user_id`` int64 [], ``item_ids`` int64 [N] -> ``scores`` float32 [N].
-- ``rank_with_features``: as ``rank`` plus the user's ``gender``, ``occupation``, ``zip``
-  (string []) and ``age`` (int64 []), used instead of the stored features (new users).
-- ``catalog``: no inputs -> ``item_ids`` int64 [M], the items the model knows.
-- ``users``: no inputs -> ``user_ids`` int64 [U], the users the model has features for.
+- ``serving_default``: the ids and the context features, one value each per row [B] (a
+  multi-hot feature [B, max_len]) -> ``score`` float32 [B]: the probability of a positive
+  for ``binary``, the predicted value for ``rating``. User and item facts are looked up by
+  id inside the model.
+- ``examples``: ``examples`` string [B], serialized ``tf.Example`` protos holding those
+  features -> ``score`` [B] (TF Serving's Regress and Classify build on it). A missing
+  feature takes its ``fill``, else the call fails naming it.
+- With both ids: ``rank`` (the user id [], ``item_ids`` [N], each context feature []) ->
+  ``scores`` [N]; ``rank_with_features`` (``rank`` plus the user facts [], for a user the
+  model has not seen); ``catalog`` (-> ``item_ids``, the items the model knows) and, with
+  user facts, ``users`` (-> ``user_ids``, the users it has facts for). A schema without ids
+  (Criteo's) exports none of these and the manifest says so.
 
-Item side features are looked up inside the model from tables saved with it. An ensemble's
-members are saved together and averaged in the graph, so it serves as one model.
-``manifest.json`` inside the version folder records config, data checksum, seeds and metrics.
+An ensemble's members are saved together and averaged in the graph, so it serves as one
+model. ``manifest.json`` inside the version folder records the config, the schema (names,
+kinds, roles, dtypes, vocabulary sizes, transforms), the data checksum, seeds and metrics.
 The version is written to a hidden temporary folder and renamed into place, so a server
 never sees half an export.
 """
@@ -32,85 +37,124 @@ import tensorflow as tf
 from steadyrank.core.fileio import atomic_write_json
 from steadyrank.model.artifact.layout import (
     CATALOG,
+    EXAMPLES,
+    EXAMPLES_INPUT,
+    ITEM_IDS,
     MANIFEST,
     RANK,
     RANK_WITH_FEATURES,
     SERVING_DEFAULT,
-    USER_FEATURES,
     USERS,
     versions,
 )
 from steadyrank.model.artifact.reader import ExportError
-from steadyrank.model.data.tables import FeatureTables
+from steadyrank.model.data.columns import PAD_INT, PAD_STRING
+from steadyrank.model.network.features import input_spec
 from steadyrank.model.network.ranking import RankingModel
+from steadyrank.model.schema import Feature, Schema
+
+
+def _example_spec(feature: Feature) -> Any:
+    """How ``tf.io.parse_example`` reads a feature: fixed-length with its fill as default,
+    or variable-length for a multi-hot list."""
+    dtype = input_spec(feature).dtype
+    if feature.kind == "multi_hot":
+        return tf.io.VarLenFeature(dtype)
+    default = None
+    if feature.fill is not None:
+        default = {tf.string: str, tf.int64: int, tf.float32: float}[dtype](feature.fill)
+    return tf.io.FixedLenFeature([], dtype, default_value=default)
 
 
 class ServingModule(tf.Module):
-    """The members of a trained model behind the serving signatures."""
+    """The members of a trained model behind the serving signatures of its schema."""
 
-    def __init__(self, members: list[RankingModel], tables: FeatureTables, task: str) -> None:
+    def __init__(self, members: list[RankingModel], schema: Schema, catalog: np.ndarray,
+                 users: np.ndarray) -> None:
         super().__init__(name="steadyrank")
         self.members = list(members)
-        self.task = task
-        self.item_ids = tf.constant(tables.item_ids, tf.int64)
-        self.user_ids = tf.constant(tables.user_ids, tf.int64)
+        self.schema = schema
+        self.task = schema.label.task
+        self.inputs = tuple(f for f in schema.features if not f.is_fact)
+        self.context = tuple(f for f in self.inputs if f.role == "context")
+        self.user_facts = schema.with_role("user")
+        self.serve = tf.function(self._serve, input_signature=[
+            {f.name: input_spec(f) for f in self.inputs}])
+        self.examples = tf.function(self._examples, input_signature=[
+            tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+        self._signatures = {SERVING_DEFAULT: self.serve, EXAMPLES: self.examples}
+        if schema.ranks:
+            user, item = schema.user_id, schema.item_id
+            ids = lambda values, feature: tf.constant(  # noqa: E731
+                values, tf.string if feature.dtype == "string" else tf.int64)
+            self.item_ids = ids(catalog, item)
+            self.user_ids = ids(users, user)
+            rank_spec = {user.name: input_spec(user, []),
+                         ITEM_IDS: tf.TensorSpec([None], input_spec(item).dtype, name=ITEM_IDS),
+                         **{f.name: input_spec(f, []) for f in self.context}}
+            self.rank = tf.function(self._rank, input_signature=[rank_spec])
+            self.catalog = tf.function(self._catalog, input_signature=[])
+            self._signatures.update({RANK: self.rank, CATALOG: self.catalog})
+            if self.user_facts:
+                self.rank_with_features = tf.function(self._rank, input_signature=[
+                    {**rank_spec, **{f.name: input_spec(f, []) for f in self.user_facts}}])
+                self.users = tf.function(self._users, input_signature=[])
+                self._signatures.update({RANK_WITH_FEATURES: self.rank_with_features,
+                                         USERS: self.users})
 
-    def score(self, user_id: tf.Tensor, item_id: tf.Tensor,
-              user_codes: tf.Tensor | None = None) -> tf.Tensor:
-        """Mean over members of the score (rating, or probability for the binary task)."""
-        inputs = {"user_id": user_id, "item_id": item_id}
-        if user_codes is not None:
-            inputs["user_codes"] = user_codes
+    def score(self, inputs: dict[str, tf.Tensor],
+              facts: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
+        """Mean over members of the score (a rating, or a probability for ``binary``)."""
         outputs = []
         for member in self.members:
-            out = tf.reshape(member(inputs), [-1])
+            out = tf.reshape(member(inputs, facts), [-1])
             outputs.append(tf.sigmoid(out) if self.task == "binary" else out)
         return tf.add_n(outputs) / len(outputs)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="user_id"),
-                                  tf.TensorSpec([None], tf.int64, name="item_id")])
-    def serve(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
-        """serving_default: scores of (user_id, item_id) pairs."""
-        return {"score": self.score(user_id, item_id)}
+    def _serve(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """serving_default: the score of each row."""
+        return {"score": self.score(inputs)}
 
-    @tf.function(input_signature=[tf.TensorSpec([], tf.int64, name="user_id"),
-                                  tf.TensorSpec([None], tf.int64, name="item_ids")])
-    def rank(self, user_id: tf.Tensor, item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Scores of candidate items for one user."""
-        return {"scores": self.score(tf.fill(tf.shape(item_ids), user_id), item_ids)}
+    def _examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The score of each serialized tf.Example."""
+        parsed = tf.io.parse_example(serialized, {f.name: _example_spec(f)
+                                                  for f in self.inputs})
+        for f in self.inputs:
+            if f.kind == "multi_hot":
+                pad = PAD_STRING if f.dtype == "string" else PAD_INT
+                dense = tf.sparse.to_dense(parsed[f.name], default_value=pad)[:, :f.max_len]
+                width = tf.shape(dense)[1]
+                parsed[f.name] = tf.pad(dense, [[0, 0], [0, f.max_len - width]],
+                                        constant_values=pad)
+        return {"score": self.score(parsed)}
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([], tf.int64, name="user_id"),
-        tf.TensorSpec([None], tf.int64, name="item_ids"),
-        *(tf.TensorSpec([], tf.as_dtype(dtype), name=name)
-          for name, dtype in USER_FEATURES.items())])
-    def rank_with_features(self, user_id: tf.Tensor, item_ids: tf.Tensor,
-                           *features: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Scores of candidate items for one user described by the given features
-        (``layout.USER_FEATURES``, in that order)."""
-        named = dict(zip(USER_FEATURES, features, strict=True))
-        codes = self.members[0].encode_user_features(named)
-        n = tf.shape(item_ids)
-        return {"scores": self.score(tf.fill(n, user_id), item_ids,
-                                     tf.tile(codes[None, :], tf.stack([n[0], 1])))}
+    def _rank(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The scores of N candidate items for one user (and, for rank_with_features, the
+        user's facts), with the request's context."""
+        n = tf.shape(inputs[ITEM_IDS])[0]
+        rows = {self.schema.item_id.name: inputs[ITEM_IDS]}
+        for f in (self.schema.user_id, *self.context):
+            rows[f.name] = _broadcast(inputs[f.name], n)
+        facts = {f.name: _broadcast(inputs[f.name], n) for f in self.user_facts
+                 if f.name in inputs}
+        return {"scores": self.score(rows, facts or None)}
 
-    @tf.function(input_signature=[])
-    def catalog(self) -> dict[str, tf.Tensor]:
+    def _catalog(self) -> dict[str, tf.Tensor]:
         """The item ids the model knows."""
         return {"item_ids": tf.identity(self.item_ids)}
 
-    @tf.function(input_signature=[])
-    def users(self) -> dict[str, tf.Tensor]:
-        """The user ids the model has stored side features for."""
+    def _users(self) -> dict[str, tf.Tensor]:
+        """The user ids the model has stored facts for."""
         return {"user_ids": tf.identity(self.user_ids)}
 
     def signatures(self) -> dict[str, Any]:
         """Concrete functions by signature name, for ``tf.saved_model.save``."""
-        return {SERVING_DEFAULT: self.serve.get_concrete_function(),
-                RANK: self.rank.get_concrete_function(),
-                RANK_WITH_FEATURES: self.rank_with_features.get_concrete_function(),
-                CATALOG: self.catalog.get_concrete_function(),
-                USERS: self.users.get_concrete_function()}
+        return {name: fn.get_concrete_function() for name, fn in self._signatures.items()}
+
+
+def _broadcast(value: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
+    """A request's scalar (or [max_len] list) repeated for n rows."""
+    return tf.repeat(value[None], n, axis=0)
 
 
 def parameter_count(members: list[RankingModel]) -> int:

@@ -1,18 +1,76 @@
-"""The named datasets of ``data.dataset``: MovieLens 100K (fetched and cached) and the
-synthetic generator's folders, loaded as :class:`Interactions`."""
+"""Where an experiment's rows come from: one reader per format, all streaming
+:class:`~steadyrank.model.data.readers.Chunk` batches.
+
+- ``parquet``, ``csv``, ``criteo``: :class:`~steadyrank.model.data.readers.FileReader` over
+  ``data.train`` (and ``data.eval``);
+- ``movielens-100k``: the fetched, verified folder (fetched first when it is not cached),
+  its ratings joined with the user and item tables (100,000 rows, held in memory);
+- ``synthetic``: a ``steadyrank data synth`` folder, one shard at a time, each joined with
+  the user and item tables.
+
+The two presets' rows carry the MovieLens-shaped columns of their preset schema.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+import pyarrow as pa
 
 from steadyrank.core.errors import DataError
-from steadyrank.model.config import DATASETS
+from steadyrank.core.fileio import combined_checksum, sha256_file
+from steadyrank.model.config import Config
 from steadyrank.model.data import movielens, synth
-from steadyrank.model.data.interactions import Interactions
+from steadyrank.model.data.presets import time_column
+from steadyrank.model.data.readers import Chunk, Column, FileReader, expand
+from steadyrank.model.schema import Schema
 
-__all__ = ["DATASETS", "fetch_movielens", "load_dataset", "load_movielens", "load_synthetic"]
+__all__ = ["Reader", "TableReader", "data_checksum", "fetch_movielens", "movielens_table",
+           "open_readers", "reader_columns"]
+
+
+class Reader(Protocol):
+    """A stream of rows: what every source gives."""
+
+    files: list
+
+    def chunks(self, batch_rows: int = 65536, start: int = 0) -> Iterator[Chunk]:
+        """The rows from ordinal ``start`` on, as batches."""
+        ...
+
+    def count_rows(self) -> int:
+        """How many rows the stream has."""
+        ...
+
+
+class TableReader:
+    """An Arrow table held in memory, streamed like a file."""
+
+    def __init__(self, table: pa.Table, name: str) -> None:
+        self.table = table
+        self.name = name
+        self.files = [name]
+
+    def chunks(self, batch_rows: int = 65536, start: int = 0) -> Iterator[Chunk]:
+        """Batches of ``batch_rows`` from row ``start``."""
+        for first in range(start, self.table.num_rows, batch_rows):
+            part = self.table.slice(first, batch_rows)
+            yield Chunk(self.name, first, first, part.combine_chunks().to_batches()[0])
+
+    def count_rows(self) -> int:
+        """The table's rows."""
+        return self.table.num_rows
+
+
+def _genre_lists(multi_hot: np.ndarray, names: tuple[str, ...]) -> pa.Array:
+    """A list<string> per row of a 0/1 matrix, naming its set columns."""
+    rows, cols = np.nonzero(multi_hot)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(multi_hot)))])
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
+                                    pa.array(np.asarray(names, object)[cols], pa.string()))
 
 
 def fetch_movielens(data_dir: str | Path = "data", source: str | Path | None = None,
@@ -21,75 +79,115 @@ def fetch_movielens(data_dir: str | Path = "data", source: str | Path | None = N
     return movielens.fetch(Path(data_dir), Path(source) if source else None, force=force)
 
 
-def load_movielens(folder: str | Path) -> Interactions:
-    """Loads a fetched MovieLens 100K folder (verified against its manifest)."""
-    tables, manifest = movielens.read_tables(Path(folder))
+def movielens_table(folder: Path) -> tuple[pa.Table, str]:
+    """The ratings of a fetched MovieLens 100K folder joined with its users and items, and
+    the dataset's checksum."""
+    tables, manifest = movielens.read_tables(folder)
+    users = {int(u["user_id"]): u for u in tables["users.tsv"]}
+    items = {int(i["item_id"]): i for i in tables["items.tsv"]}
     ratings = tables["ratings.tsv"]
-    users = sorted(tables["users.tsv"], key=lambda r: int(r["user_id"]))
-    items = sorted(tables["items.tsv"], key=lambda r: int(r["item_id"]))
-    data = Interactions(
-        user_id=np.array([int(r["user_id"]) for r in ratings], np.int64),
-        item_id=np.array([int(r["item_id"]) for r in ratings], np.int64),
-        rating=np.array([float(r["rating"]) for r in ratings], np.float32),
-        timestamp=np.array([int(r["timestamp"]) for r in ratings], np.int64),
-        user_ids=np.array([int(u["user_id"]) for u in users], np.int64),
-        users={
-            "age": np.array([int(u["age"]) for u in users], np.int64),
-            "gender": np.array([u["gender"] for u in users]),
-            "occupation": np.array([u["occupation"] for u in users]),
-            "zip": np.array([u["zip"] for u in users]),
-        },
-        item_ids=np.array([int(i["item_id"]) for i in items], np.int64),
-        items={"year": np.array([int(i["year"]) for i in items], np.int64)},
-        item_genres=_multi_hot([i["genres"].split("|") for i in items], movielens.GENRES),
-        genres=movielens.GENRES,
-        checksum=manifest["checksum"],
-        meta={"name": manifest.get("name", ""), "source": manifest.get("source", "")},
-    )
-    unknown_users = np.setdiff1d(data.user_id, data.user_ids)
-    unknown_items = np.setdiff1d(data.item_id, data.item_ids)
-    if unknown_users.size or unknown_items.size:
-        raise DataError(Path(folder) / "ratings.tsv",
-                        f"{unknown_users.size} user ids and {unknown_items.size} item ids have "
-                        "no row in users.tsv/items.tsv")
-    return data
+    user_id = [int(r["user_id"]) for r in ratings]
+    item_id = [int(r["item_id"]) for r in ratings]
+    missing = (set(user_id) - set(users)) | {-i for i in set(item_id) - set(items)}
+    if missing:
+        raise DataError(folder / "ratings.tsv", f"{len(missing)} user or item ids have no row "
+                        "in users.tsv/items.tsv")
+    user_rows = [users[u] for u in user_id]
+    item_rows = [items[i] for i in item_id]
+    table = pa.table({
+        "user_id": pa.array(user_id, pa.int64()), "item_id": pa.array(item_id, pa.int64()),
+        "rating": pa.array([float(r["rating"]) for r in ratings], pa.float64()),
+        "timestamp": pa.array([int(r["timestamp"]) for r in ratings], pa.int64()),
+        "gender": [u["gender"] for u in user_rows],
+        "occupation": [u["occupation"] for u in user_rows],
+        "age": pa.array([int(u["age"]) for u in user_rows], pa.int64()),
+        "zip": [u["zip"] for u in user_rows],
+        "genres": pa.array([[g for g in i["genres"].split("|") if g] for i in item_rows],
+                           pa.list_(pa.string())),
+        "year": pa.array([int(i["year"]) for i in item_rows], pa.int64())})
+    return table, manifest["checksum"]
 
 
-def load_synthetic(folder: str | Path) -> Interactions:
-    """Loads a folder written by ``steadyrank data synth`` (verified against its manifest)."""
-    manifest, users, items = synth.load_tables(folder)
-    shards = list(synth.iter_shards(folder, manifest))
-    column = lambda key: np.concatenate([s[key] for s in shards])  # noqa: E731
-    return Interactions(
-        user_id=column("user_id"), item_id=column("item_id"), rating=column("rating"),
-        timestamp=column("timestamp"), user_ids=users["user_id"],
-        users={k: users[k] for k in ("age", "gender", "occupation", "zip")},
-        item_ids=items["item_id"], items={"year": items["year"]},
-        item_genres=items["genres"], genres=tuple(manifest["genres"]),
-        checksum=manifest["checksum"], meta={"name": "synthetic", "spec": manifest["spec"]})
+class SynthReader:
+    """A ``steadyrank data synth`` folder, one shard at a time, joined with its tables."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.manifest, users, items = synth.load_tables(folder)
+        self.files = [str(folder / s["file"]) for s in self.manifest["shards"]]
+        # Ids are 1..N: a row's id - 1 indexes the tables.
+        self.users = pa.table({k: users[k] for k in ("gender", "occupation", "age", "zip")})
+        self.items = pa.table({
+            "genres": _genre_lists(items["genres"], tuple(self.manifest["genres"])),
+            "year": items["year"]})
+
+    def chunks(self, batch_rows: int = 65536, start: int = 0) -> Iterator[Chunk]:
+        """The shards' rows from ordinal ``start``, in batches of at most ``batch_rows``."""
+        paths = {s["file"]: p for s, p in zip(self.manifest["shards"], self.files, strict=True)}
+        starts = {}
+        first = 0
+        for s in self.manifest["shards"]:
+            starts[first] = paths[s["file"]]
+            first += s["rows"]
+        for first, shard in synth.iter_shards(self.folder, self.manifest, skip=start):
+            path, rows = starts[first], len(shard["user_id"])
+            joined = pa.table({
+                "user_id": shard["user_id"], "item_id": shard["item_id"],
+                "rating": shard["rating"].astype(np.float64),
+                "timestamp": shard["timestamp"],
+                **{k: self.users.column(k).take(shard["user_id"] - 1)
+                   for k in self.users.column_names},
+                **{k: self.items.column(k).take(shard["item_id"] - 1)
+                   for k in self.items.column_names}})
+            for offset in range(max(0, start - first), rows, batch_rows):
+                part = joined.slice(offset, batch_rows).combine_chunks().to_batches()[0]
+                yield Chunk(path, offset, first + offset, part)
+
+    def count_rows(self) -> int:
+        """Rows of all shards, from the manifest."""
+        return sum(s["rows"] for s in self.manifest["shards"])
 
 
-def load_dataset(dataset: str, data_dir: str | Path) -> Interactions:
-    """Loads a dataset by config name.
+def reader_columns(schema: Schema, time: str = "") -> list[Column]:
+    """The columns a file reader reads: every feature, the label, the time column."""
+    columns = [Column(f.name, f.value_dtype, f.kind == "multi_hot") for f in schema.features]
+    columns.append(Column(schema.label.column, "float"))
+    if time and time not in {c.name for c in columns}:
+        columns.append(Column(time, "float"))
+    return columns
 
-    ``movielens-100k`` reads ``data_dir/movielens-100k``, fetching it first when it is not
-    cached; ``synthetic`` reads the folder ``data_dir`` written by ``steadyrank data synth``.
-    """
-    if dataset == "movielens-100k":
-        folder = Path(data_dir) / movielens.NAME
+
+def open_readers(config: Config, schema: Schema, base: Path | None = None
+                 ) -> tuple[Reader, Reader | None]:
+    """(train reader, eval reader or None) of the configured data. None: the eval split is
+    carved from the train rows."""
+    d = config.data
+    if d.source == "movielens-100k":
+        folder = Path(d.data_dir) / movielens.NAME
         if movielens.read_cache_manifest(folder) is None:
-            fetch_movielens(data_dir)
-        return load_movielens(folder)
-    if dataset == "synthetic":
-        return load_synthetic(data_dir)
-    raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+            fetch_movielens(d.data_dir)
+        table, _ = movielens_table(folder)
+        return TableReader(table, str(folder / "ratings.tsv")), None
+    if d.source == "synthetic":
+        return SynthReader(Path(d.data_dir)), None
+    columns = reader_columns(schema, time_column(config))
+    train = FileReader(d.source, expand(d.train, base), columns, d.delimiter, d.header,
+                       d.columns)
+    evaluation = (FileReader(d.source, expand(d.eval, base), columns, d.delimiter, d.header,
+                             d.columns) if d.eval else None)
+    return train, evaluation
 
 
-def _multi_hot(values: list[list[str]], names: tuple[str, ...]) -> np.ndarray:
-    index = {name: j for j, name in enumerate(names)}
-    out = np.zeros((len(values), len(names)), np.uint8)
-    for row, row_values in enumerate(values):
-        for value in row_values:
-            if value:
-                out[row, index[value]] = 1
-    return out
+def data_checksum(config: Config, readers: tuple[Reader, Reader | None]) -> str:
+    """One SHA-256 over the data: a preset's own checksum, or every file's bytes."""
+    d = config.data
+    if d.source == "movielens-100k":
+        manifest = movielens.read_cache_manifest(Path(d.data_dir) / movielens.NAME)
+        return manifest["checksum"] if manifest else ""
+    if d.source == "synthetic":
+        return synth.read_dataset_manifest(Path(d.data_dir), verify=False)["checksum"]
+    digests = {}
+    for role, reader in zip(("train", "eval"), readers, strict=True):
+        for path in (reader.files if reader is not None else []):
+            digests[f"{role}:{Path(path).name}"] = sha256_file(path)
+    return combined_checksum(digests)

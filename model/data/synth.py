@@ -24,9 +24,6 @@ interrupted run leaves nothing half done.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -35,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from steadyrank.core.errors import DataError
-from steadyrank.core.fileio import combined_checksum, sha256_file
+from steadyrank.core.fileio import combined_checksum, sha256_file, staged_folder
 from steadyrank.core.log import Log, sayer
 
 KIND = "steadyrank-synthetic"
@@ -196,14 +193,9 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
     lines go to ``log``."""
     spec.check()
     out = Path(out)
-    if out.exists() and not force:
-        raise DataError(out, "already exists; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
-        tmp_path = Path(tmp) / out.name
-        tmp_path.mkdir()
+    with staged_folder(out, force) as tmp_path:
         users, items = _side_features(spec, rng)
         planted = _planted(spec, rng)
         occupation_code = np.searchsorted(np.array(OCCUPATIONS), users["occupation"])
@@ -245,9 +237,6 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
                     "shards": shards, "files": digests,
                     "checksum": combined_checksum(digests)}
         (tmp_path / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp_path, out)
     log(f"wrote {out} ({spec.rows:,} rows, {spec.users:,} users, {spec.items:,} items, "
          f"checksum {manifest['checksum'][:12]}) in {time.perf_counter() - started:.1f}s")
     return out
@@ -285,17 +274,23 @@ def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
         raise DataError(path, f"not a readable .npz file: {err}") from None
 
 
-def iter_shards(folder: str | Path, manifest: dict | None = None
-                ) -> Iterator[dict[str, np.ndarray]]:
-    """Yields the interaction shards one at a time (user_id, item_id, rating, timestamp)."""
+def iter_shards(folder: str | Path, manifest: dict | None = None, skip: int = 0
+                ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Yields (first row, arrays) of each interaction shard in turn (user_id, item_id,
+    rating, timestamp); shards wholly before row ``skip`` are not read."""
     folder = Path(folder)
     manifest = manifest or read_dataset_manifest(folder)
+    first = 0
     for shard in manifest["shards"]:
+        if first + shard["rows"] <= skip:
+            first += shard["rows"]
+            continue
         arrays = _load(folder / shard["file"], SHARD_KEYS)
         if len(arrays["user_id"]) != shard["rows"]:
             raise DataError(folder / shard["file"], f"has {len(arrays['user_id'])} rows, "
                             f"manifest says {shard['rows']}")
-        yield arrays
+        yield first, arrays
+        first += shard["rows"]
 
 
 def load_tables(folder: str | Path) -> tuple[dict, dict[str, np.ndarray],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from steadyrank.model.config import ModelConfig
+import numpy as np
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -23,19 +24,34 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def accuracy(config: ModelConfig, ratings: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """Accuracy metrics of served scores against true ratings, per task.
+def accuracy(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Accuracy metrics of served scores against the labels, per task.
 
-    ``rating``: ``rmse`` and ``mae`` of the predicted rating; ``loss`` is the RMSE.
-    ``binary``: ``auc`` and ``log_loss`` of the probability that rating >= threshold;
-    ``loss`` is the log loss.
+    ``rating``: ``rmse`` and ``mae`` of the predicted value; ``loss`` is the RMSE.
+    ``binary`` (labels 0 or 1, scores probabilities): ``auc``, ``log_loss`` and
+    ``calibration`` (mean score over mean label); ``loss`` is the log loss.
     """
-    ratings = np.asarray(ratings, np.float64)
+    labels = np.asarray(labels, np.float64)
     scores = np.asarray(scores, np.float64)
-    if config.task == "binary":
-        labels = ratings >= config.binary_threshold
+    if task == "binary":
+        positive = labels >= 0.5
         p = np.clip(scores, 1e-7, 1 - 1e-7)
-        log_loss = float(-np.mean(np.where(labels, np.log(p), np.log(1 - p))))
-        return {"auc": auc(labels, scores), "log_loss": log_loss, "loss": log_loss}
-    rmse = float(np.sqrt(np.mean((scores - ratings) ** 2)))
-    return {"rmse": rmse, "mae": float(np.mean(np.abs(scores - ratings))), "loss": rmse}
+        log_loss = float(-np.mean(np.where(positive, np.log(p), np.log(1 - p))))
+        rate = float(labels.mean())
+        return {"auc": auc(positive, scores), "log_loss": log_loss, "loss": log_loss,
+                "calibration": float(scores.mean() / rate) if rate > 0 else float("nan")}
+    rmse = float(np.sqrt(np.mean((scores - labels) ** 2)))
+    return {"rmse": rmse, "mae": float(np.mean(np.abs(scores - labels))), "loss": rmse}
+
+
+def predict(score: Callable[[dict[str, np.ndarray]], np.ndarray], batches: Iterable[Any]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, labels) of every row of ``batches`` (each with ``inputs`` and ``labels``,
+    as :class:`steadyrank.model.data.batches.Rows`), scored by ``score(inputs)``."""
+    scores, labels = [], []
+    for rows in batches:
+        scores.append(np.asarray(score(rows.inputs), np.float32))
+        labels.append(rows.labels)
+    if not scores:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(scores), np.concatenate(labels)

@@ -19,7 +19,6 @@ data checksum, split), so an interrupted comparison picks up where it stopped.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,9 +42,17 @@ from steadyrank.model.config import (
     techniques,
     validate,
 )
-from steadyrank.model.data.splits import Splits, prepare_data
+from steadyrank.model.data.splits import Prepared, prepare_data
 from steadyrank.model.evaluation import metrics
 from steadyrank.model.evaluation.accuracy import accuracy
+from steadyrank.model.evaluation.evalset import (
+    Requests,
+    eval_scores,
+    rank_all,
+    ranking_requests,
+    request_latency,
+)
+from steadyrank.model.schema import NO_RANKING
 from steadyrank.model.training.workflow import train_and_export
 
 VARIANT_RE = re.compile(r"^(?P<act>[a-z]+)(?P<ens>-ensemble)?(?::(?P<arg>[0-9.]+))?$")
@@ -209,8 +216,8 @@ def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str,
     return load(version) if same else None
 
 
-def replica(config: Config, seeds: tuple[int, int], folder: Path, splits: Splits, split: str,
-            log: Log, elsewhere: tuple[Path, ...] = ()) -> LoadedModel:
+def replica(config: Config, seeds: tuple[int, int], folder: Path, prepared: Prepared,
+            split: str, log: Log, elsewhere: tuple[Path, ...] = ()) -> LoadedModel:
     """The trained export of (config, (init seed, order seed)), cached or trained now.
 
     ``elsewhere``: other folders that may already hold the same replica (replica A of pair p
@@ -218,58 +225,39 @@ def replica(config: Config, seeds: tuple[int, int], folder: Path, splits: Splits
     deterministic, so a matching manifest there is reused instead of training it again.
     """
     for place in (folder, *elsewhere):
-        model = _cached(place, config, seeds, splits.data.checksum, split)
+        model = _cached(place, config, seeds, prepared.checksum, split)
         if model is not None:
             log(f"reusing {model.path}")
             return model
     path = train_and_export(config, seeds[0], folder, folder.parent / f".ckpt-{folder.name}",
-                            splits=splits, extra={"split": split}, log=log,
+                            prepared=prepared, extra={"split": split}, log=log,
                             order_seed=seeds[1])
     return load(path)
 
 
-def request_latency(model: LoadedModel, users: np.ndarray, items: np.ndarray,
-                    repeats: int = 30) -> float:
-    """Median seconds of one ``rank`` request scoring every item for a user."""
-    model.rank(int(users[0]), items)  # warm-up
-    times = []
-    for user in users[:repeats]:
-        started = time.perf_counter()
-        model.rank(int(user), items)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
-
-
-def rank_all(model: LoadedModel, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Scores [len(users), len(items)] of every item for each user."""
-    grid_users = np.repeat(users, len(items))
-    grid_items = np.tile(items, len(users))
-    return model.score(grid_users, grid_items).reshape(len(users), len(items))
-
-
-def replica_pair_metrics(a: LoadedModel, b: LoadedModel, splits: Splits, config: Config,
-                 users: np.ndarray, tau_users: int) -> dict[str, Any]:
-    """Accuracy of each replica and reproducibility metrics between the two."""
-    ev = splits.eval
-    pa, pb = a.score(ev.user_id, ev.item_id), b.score(ev.user_id, ev.item_id)
-    acc_a = accuracy(config.model, ev.rating, pa)
-    acc_b = accuracy(config.model, ev.rating, pb)
-    items = splits.tables.item_ids
-    ra, rb = rank_all(a, users, items), rank_all(b, users, items)
+def replica_pair_metrics(a: LoadedModel, b: LoadedModel, prepared: Prepared,
+                         requests: Requests | None, tau_users: int) -> dict[str, Any]:
+    """Accuracy of each replica and reproducibility metrics between the two: PD on every
+    eval row; top-k swap and Kendall tau of the ranking requests (when the schema ranks)."""
+    (pa, labels), (pb, _) = eval_scores(a, prepared), eval_scores(b, prepared)
+    task = prepared.schema.label.task
+    acc_a, acc_b = accuracy(task, labels, pa), accuracy(task, labels, pb)
     out: dict[str, Any] = {k: (acc_a[k] + acc_b[k]) / 2 for k in acc_a}
     out["relative_pd"] = metrics.relative_pd(pa, pb)
     out["absolute_pd"] = metrics.absolute_pd(pa, pb)
-    for k in metrics.SWAP_KS:
-        out[metrics.swap_key(k)] = metrics.topk_swap_rate(ra, rb, k)
-    out["kendall_tau"] = float(np.mean([metrics.kendall_tau(ra[i], rb[i])
-                                        for i in range(min(tau_users, len(users)))]))
+    if requests is not None and len(requests):
+        ra, rb = rank_all(a, requests), rank_all(b, requests)
+        for k in metrics.SWAP_KS:
+            out[metrics.swap_key(k)] = metrics.topk_swap_rate(ra, rb, k)
+        out["kendall_tau"] = float(np.mean([metrics.kendall_tau(ra[i], rb[i])
+                                            for i in range(min(tau_users, len(requests)))]))
     out["train_seconds"] = (a.manifest["training"]["seconds"]
                             + b.manifest["training"]["seconds"]) / 2
     out["train_examples_per_second"] = (a.manifest["training"]["examples_per_second"]
                                         + b.manifest["training"]["examples_per_second"]) / 2
     out["parameters"] = a.manifest["parameters"]
-    out["request_seconds"] = (request_latency(a, users, items)
-                              + request_latency(b, users, items)) / 2
+    out["request_seconds"] = (request_latency(a, requests, prepared)
+                              + request_latency(b, requests, prepared)) / 2
     return out
 
 
@@ -323,8 +311,8 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
         replica_seeds(source, 0)  # names a bad source before any training
         _source_config(config, source)
     split_name = "validation" if validation else "eval"
-    splits = prepare_data(config, validation=validation)
-    rank_users = np.unique(splits.eval.user_id)[:users]
+    prepared = prepare_data(config, validation=validation, log=log)
+    requests = ranking_requests(prepared, users)
     work_dir = Path(work_dir)
     sources: dict[str, Any] = {}
     for source in vary:
@@ -335,27 +323,29 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
             for n, p in enumerate(range(first_pair, first_pair + pairs)):
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
                 folder = work_dir / source / variant.slug
-                a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", splits, split_name,
+                a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", prepared, split_name,
                                 log, _siblings(vconfig, work_dir, source, variant.slug,
                                                f"pair{p}-{r}"))
                         for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
-                per_pair.append(replica_pair_metrics(a, b, splits, vconfig, rank_users, tau_users))
+                per_pair.append(replica_pair_metrics(a, b, prepared, requests, tau_users))
             summary = {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]}
             results[variant.name] = summary
             if on_variant:
                 on_variant(variant.name, summary)
+            swap = (f"top-10 swap {summary[metrics.swap_key(10)]['mean']:.4f}, "
+                    if metrics.swap_key(10) in summary else "")
             log(f"{source} / {variant.name}: relative PD {summary['relative_pd']['mean']:.4f}, "
-                f"top-10 swap {summary[metrics.swap_key(10)]['mean']:.4f}, "
-                f"{'rmse' if 'rmse' in summary else 'auc'} "
+                f"{swap}{'rmse' if 'rmse' in summary else 'auc'} "
                 f"{summary.get('rmse', summary.get('auc'))['mean']:.4f}")
         sources[source] = results
     used = [s for source in vary for p in range(first_pair, first_pair + pairs)
             for replica_pair in replica_seeds(source, p) for s in replica_pair]
     return {"split": split_name, "pairs": pairs, "first_pair": first_pair,
             "seeds": [min(used), max(used)],
-            "ranking_users": int(len(rank_users)),
-            "ranking_items": int(len(splits.tables.item_ids)),
-            "eval_rows": len(splits.eval), "data_checksum": splits.data.checksum,
+            "ranking_users": int(len(requests)) if requests is not None else 0,
+            "ranking_items": int(len(requests.items)) if requests is not None else 0,
+            "ranking": None if requests is not None else NO_RANKING,
+            "eval_rows": prepared.eval.rows, "data_checksum": prepared.checksum,
             "config": config.to_dict(), "vary": vary, "sources": sources,
             "variants": sources[vary[0]],
             "techniques": {v.name: techniques(v.apply(config)) for v in variants},

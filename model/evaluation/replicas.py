@@ -30,16 +30,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from steadyrank.core.fileio import atomic_write_json
 from steadyrank.core.log import Log, say
 from steadyrank.model.artifact import reader
 from steadyrank.model.artifact.gate import read_gate, write_gate
 from steadyrank.model.artifact.layout import MANIFEST, replica_name, versions
 from steadyrank.model.config import Config
-from steadyrank.model.data.splits import prepare_data
+from steadyrank.model.data.splits import Prepared, prepare_data
 from steadyrank.model.evaluation import compare, metrics
+from steadyrank.model.evaluation.evalset import (
+    Requests,
+    eval_scores,
+    rank_all,
+    ranking_requests,
+)
+from steadyrank.model.schema import NO_RANKING
 from steadyrank.model.training.workflow import train_and_export
 
 OFFLINE_KEYS = metrics.PAIR_KEYS  # the offline numbers a trainer writes into manifests
@@ -68,7 +73,7 @@ class Gate:
     def reasons(self, churn: dict[str, float]) -> list[str]:
         """Why ``churn`` (against the serving version) is over the bounds; [] if it is not."""
         out = []
-        if self.max_swap is not None and churn[TOP10] > self.max_swap:
+        if self.max_swap is not None and TOP10 in churn and churn[TOP10] > self.max_swap:
             out.append(f"top-10 swap {churn[TOP10]:.4f} > {self.max_swap} "
                        "(--max-churn-swap)")
         if self.max_pd is not None and churn["relative_pd"] > self.max_pd:
@@ -117,7 +122,11 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
     base = Path(base)
     gate = gate or Gate()
     started = time.perf_counter()
-    splits = prepare_data(config)
+    prepared = prepare_data(config, log=log)
+    requests = ranking_requests(prepared, users)
+    if gate.max_swap is not None and requests is None:
+        raise ValueError(f"--max-churn-swap bounds a top-10 swap rate, and {NO_RANKING}; "
+                         "bound the relative PD (--max-churn-pd) instead")
     version = next_version(base, name)
     names = (name, replica_name(name))
     seeds = compare.replica_seeds(vary, version - 1)
@@ -134,15 +143,14 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
                 learning_rate=config.train.learning_rate * warm_lr_scale)) if warm else config)
             staged.append(train_and_export(
                 run_config, seed, staging / replica, staging / f"ckpt-{replica}",
-                splits=splits, version=version, extra={"replica_of": name, "vary": vary},
+                prepared=prepared, version=version, extra={"replica_of": name, "vary": vary},
                 log=log, order_seed=order_seed, warm_start=warm))
         a, b = (reader.load(p) for p in staged)
-        rank_users = np.unique(splits.eval.user_id)[:users]
-        measured = compare.replica_pair_metrics(a, b, splits, config, rank_users, tau_users=users)
-        offline = {k: float(measured[k]) for k in OFFLINE_KEYS}
+        measured = compare.replica_pair_metrics(a, b, prepared, requests, tau_users=users)
+        offline = {k: float(measured[k]) for k in OFFLINE_KEYS if k in measured}
         for path, partner in zip(staged, reversed(names), strict=True):
             _update_manifest(path, offline_reproducibility={**offline, "partner": partner})
-        churn = _churn(base, name, a, splits, config, rank_users)
+        churn = _churn(base, name, a, prepared, requests)
         if churn is not None:
             for path in staged:
                 _update_manifest(path, churn_vs_previous=churn)
@@ -167,30 +175,34 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     seconds = time.perf_counter() - started
-    shown = (f"; churn vs version {churn['version']}: relative PD {churn['relative_pd']:.4f}, "
-             f"top-10 swap {churn[TOP10]:.3f}" if churn else "")
+    shown = (f"; churn vs version {churn['version']}: {_measures(churn)}" if churn else "")
     log(f"version {version}: published {published[0]} and {published[1]} in {seconds:.0f} s; "
-        f"offline relative PD {offline['relative_pd']:.4f}, top-10 swap "
-        f"{offline[TOP10]:.3f}{shown}")
+        f"offline {_measures(offline)}{shown}")
     return Round(version, (published[0], published[1]), offline, seconds, churn)
 
 
-def _churn(base: Path, name: str, new: reader.LoadedModel, splits: Any, config: Config,
-           rank_users: np.ndarray) -> dict[str, Any] | None:
-    """Relative PD and top-k swap of the new replica A against the serving one (eval split)."""
+def _churn(base: Path, name: str, new: reader.LoadedModel, prepared: Prepared,
+           requests: Requests | None) -> dict[str, Any] | None:
+    """Relative PD (and, when the schema ranks, top-k swap) of the new replica A against the
+    serving one, on the eval split."""
     serving = _serving(base, name)
     if serving is None:
         return None
     old = reader.load(serving)
-    ev = splits.eval
-    po, pn = old.score(ev.user_id, ev.item_id), new.score(ev.user_id, ev.item_id)
-    items = splits.tables.item_ids
-    ro, rn = compare.rank_all(old, rank_users, items), compare.rank_all(new, rank_users, items)
+    (po, _), (pn, _) = eval_scores(old, prepared), eval_scores(new, prepared)
     out: dict[str, Any] = {"version": int(serving.name),
                            "relative_pd": float(metrics.relative_pd(po, pn))}
-    for k in metrics.SWAP_KS:
-        out[metrics.swap_key(k)] = float(metrics.topk_swap_rate(ro, rn, k))
+    if requests is not None and len(requests):
+        ro, rn = rank_all(old, requests), rank_all(new, requests)
+        for k in metrics.SWAP_KS:
+            out[metrics.swap_key(k)] = float(metrics.topk_swap_rate(ro, rn, k))
     return out
+
+
+def _measures(values: dict[str, Any]) -> str:
+    """'relative PD 0.0123, top-10 swap 0.210' (the swap only where there are rankings)."""
+    swap = f", top-10 swap {values[TOP10]:.3f}" if TOP10 in values else ""
+    return f"relative PD {values['relative_pd']:.4f}{swap}"
 
 
 def _rejected(base: Path, name: str) -> int:

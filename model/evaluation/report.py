@@ -85,7 +85,7 @@ def goals(result: dict[str, Any], winner: str | None = None,
          "value": _mean(v, best, "train_seconds") / _mean(v, "relu", "train_seconds"),
          "bound": TRAIN_TIME_BOUND, "kind": "max"},
     ]
-    if ENSEMBLE in v:
+    if ENSEMBLE in v and TOP10 in v[best]:
         out.insert(0, {
             "goal": f"{best} top-10 swap rate <= {ENSEMBLE}'s",
             "value": _mean(v, best, TOP10) / _mean(v, ENSEMBLE, TOP10),
@@ -123,21 +123,32 @@ def _pair_seeds(result: dict[str, Any]) -> str:
 def _table(result: dict[str, Any], variants: dict[str, Any]) -> list[str]:
     loss = _loss_key(variants)
     on_frontier = set(frontier(variants))
-    lines = [
-        f"| variant | techniques | {loss} | relative PD | absolute PD | "
-        + " | ".join(f"top-{k} swap" for k in SWAP_KS)
-        + " | Kendall tau | train s | train ex/s | parameters | request ms | frontier |",
-        "|---" * (11 + len(SWAP_KS)) + "|",
-    ]
+    ranked = swap_key(SWAP_KS[0]) in next(iter(variants.values()))
+    ranking_heads = ([f"top-{k} swap" for k in SWAP_KS] + ["Kendall tau"]) if ranked else []
+    heads = [loss, "relative PD", "absolute PD", *ranking_heads, "train s", "train ex/s",
+             "parameters", "request ms"]
+    lines = ["| variant | techniques | " + " | ".join(heads) + " | frontier |",
+             "|---" * (len(heads) + 3) + "|"]
     for name, s in variants.items():
-        lines.append(
-            f"| {name} | {_techniques(result, name)} | {_fmt(s[loss])} | "
-            f"{_fmt(s['relative_pd'])} | {_fmt(s['absolute_pd'])} | "
-            + " | ".join(_fmt(s[swap_key(k)], digits=3) for k in SWAP_KS)
-            + f" | {_fmt(s['kendall_tau'], digits=3)} | {s['train_seconds']['mean']:.1f} | "
-            f"{s['train_examples_per_second']['mean']:,.0f} | {s['parameters']['mean']:,.0f} | "
-            f"{s['request_seconds']['mean'] * 1e3:.2f} | {'★' if name in on_frontier else ''} |")
+        ranking = ([_fmt(s[swap_key(k)], digits=3) for k in SWAP_KS]
+                   + [_fmt(s["kendall_tau"], digits=3)]) if ranked else []
+        cells = [_fmt(s[loss]), _fmt(s["relative_pd"]), _fmt(s["absolute_pd"]), *ranking,
+                 f"{s['train_seconds']['mean']:.1f}",
+                 f"{s['train_examples_per_second']['mean']:,.0f}",
+                 f"{s['parameters']['mean']:,.0f}", f"{s['request_seconds']['mean'] * 1e3:.2f}"]
+        lines.append(f"| {name} | {_techniques(result, name)} | " + " | ".join(cells)
+                     + f" | {'★' if name in on_frontier else ''} |")
     return lines
+
+
+def _ranking_note(result: dict[str, Any]) -> str:
+    """What the swap rates rank, or why there are none."""
+    if result.get("ranking"):
+        return (f"No top-k swap rates or Kendall tau: {result['ranking']}. Request time: "
+                "median of a `serving_default` call on one eval row.")
+    return (f"Top-k swap rates rank all {result['ranking_items']:,} items for "
+            f"{result['ranking_users']} users; Kendall tau over the first 100 of them. "
+            "Request time: median of a `rank` call scoring the whole catalog for one user.")
 
 
 def markdown(result: dict[str, Any], command: str, notes: str = "",
@@ -147,14 +158,12 @@ def markdown(result: dict[str, Any], command: str, notes: str = "",
     lines = [
         "# Replica reproducibility report", "",
         f"Command: `{command}`", "",
-        f"Data: {result['config']['data']['dataset']} (checksum "
+        f"Data: {_data_name(result)} (checksum "
         f"`{result['data_checksum'][:12]}`), {result['split']} split of "
         f"{result['eval_rows']:,} rows. Replicas A and B of a pair share data and config; "
         f"{result['pairs']} pairs per variant{_pair_seeds(result)}, each figure the mean ± "
-        "standard deviation over pairs. Top-k swap rates rank all "
-        f"{result['ranking_items']:,} items for {result['ranking_users']} users; Kendall tau "
-        "over the first 100 of them. Request time: median of a `rank` call scoring the whole "
-        "catalog for one user on the loaded SavedModel (this machine, 2 shared cores). "
+        f"standard deviation over pairs. {_ranking_note(result)} Requests run on the loaded "
+        "SavedModel (this machine, 2 shared cores). "
         "★ marks the Pareto frontier of relative PD against loss.",
     ]
     all_goals = {}
@@ -178,6 +187,11 @@ def markdown(result: dict[str, Any], command: str, notes: str = "",
         lines += ["", f"![relative PD against loss, --vary {source}]({image})"]
     lines.append("")
     return "\n".join(lines)
+
+
+def _data_name(result: dict[str, Any]) -> str:
+    data = result["config"]["data"]
+    return data.get("format") or data["dataset"]
 
 
 def _plot_name(source: str, sources: dict[str, Any]) -> str:

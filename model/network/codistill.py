@@ -14,21 +14,22 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from steadyrank.model.config import ModelConfig
-from steadyrank.model.data.tables import FeatureTables
+from steadyrank.model.data.stats import DataStats
 from steadyrank.model.network.ranking import RankingModel
+from steadyrank.model.schema import Schema
 
 
 class CoDistillation(tfrs.models.Model):
     """Towers A and B of one architecture; ``call`` is tower A's score."""
 
-    def __init__(self, config: ModelConfig, tables: FeatureTables, weight: float,
+    def __init__(self, config: ModelConfig, schema: Schema, stats: DataStats, weight: float,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if weight <= 0:
             raise ValueError(f"co-distillation weight must be > 0, got {weight}")
         self.weight = float(weight)
-        self.tower_a = RankingModel(config, tables, name="tower_a")
-        self.tower_b = RankingModel(config, tables, name="tower_b")
+        self.tower_a = RankingModel(config, schema, stats, name="tower_a")
+        self.tower_b = RankingModel(config, schema, stats, name="tower_b")
 
     def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         """Tower A's score, the one that is exported."""
@@ -38,7 +39,7 @@ class CoDistillation(tfrs.models.Model):
         """Per-example distance to the other tower's (stopped) scores: squared error of
         ratings, or cross-entropy to the other's click probability for the binary task."""
         target = tf.stop_gradient(target)
-        if self.tower_a.config.task == "binary":
+        if self.tower_a.task_name == "binary":
             return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.sigmoid(target),
                                                            logits=scores)
         return tf.square(scores - target)
@@ -47,7 +48,7 @@ class CoDistillation(tfrs.models.Model):
         """Both towers' label losses plus the weighted distances between them."""
         a = self.tower_a(inputs, training=training)
         b = self.tower_b(inputs, training=training)
-        labels = tf.reshape(self.tower_a.label(inputs["rating"]), tf.shape(a))
+        labels = self.tower_a.labels_of(inputs, a)
         per_example = (self.tower_a.task(labels=labels, predictions=a)
                        + self.tower_b.task(labels=labels, predictions=b)
                        + self.weight * tf.reshape(self.distance(a, b) + self.distance(b, a),

@@ -31,67 +31,66 @@ def make_activation(name: str, smelu_beta: float = 1.0,
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class IdEmbedding(keras.layers.Layer):
-    """Vocabulary lookup (with out-of-vocabulary buckets) followed by an embedding table.
+class EmbeddingTable(keras.layers.Layer):
+    """One embedding table and how values find their row: a vocabulary lookup (with
+    ``oov_buckets`` out-of-vocabulary rows first, as Keras' lookups number them) or
+    ``hash_buckets`` rows chosen by a hash of the value.
 
-    ``init_scale``: rows start uniform in [-init_scale, init_scale] (Keras' default is 0.05);
-    ``l2``: an L2 penalty on the looked-up rows, added to the model's losses.
+    ``index`` maps values (int64 or string, any shape) to rows; ``call`` maps rows to
+    embeddings. ``init_scale``: rows start uniform in [-init_scale, init_scale]; ``l2``: an
+    L2 penalty on the rows a batch uses, added to the model's losses.
     """
 
-    def __init__(self, vocabulary: Sequence[Any], dim: int, oov_buckets: int = 1,
+    def __init__(self, vocabulary: Sequence[Any] | np.ndarray, dim: int,
+                 dtype_name: str = "int64", oov_buckets: int = 1, hash_buckets: int = 0,
                  init_scale: float = 0.05, l2: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # A numpy array, not a list: Keras wraps list attributes for tracking and walks them
-        # on every save, which takes minutes for a vocabulary of millions of ids.
-        self.vocabulary = np.asarray(vocabulary)
+        # on every save, which takes minutes for a vocabulary of millions of values.
+        self.vocabulary = np.asarray(vocabulary, object if dtype_name == "string" else np.int64)
         self.dim = int(dim)
+        self.dtype_name = dtype_name
         self.oov_buckets = int(oov_buckets)
+        self.hash_buckets = int(hash_buckets)
         self.init_scale = float(init_scale)
         self.l2 = float(l2)
-        is_str = self.vocabulary.dtype.kind in "USO"
-        lookup = keras.layers.StringLookup if is_str else keras.layers.IntegerLookup
-        self.lookup = lookup(vocabulary=self.vocabulary, num_oov_indices=self.oov_buckets,
-                             name="lookup")
+        if self.hash_buckets:
+            self.lookup = None
+            self.rows = self.hash_buckets
+        else:
+            lookup = (keras.layers.StringLookup if dtype_name == "string"
+                      else keras.layers.IntegerLookup)
+            self.lookup = lookup(vocabulary=self.vocabulary if len(self.vocabulary) else None,
+                                 num_oov_indices=self.oov_buckets, name="lookup")
+            self.rows = len(self.vocabulary) + self.oov_buckets
         self.embedding = keras.layers.Embedding(
-            len(self.vocabulary) + self.oov_buckets, self.dim, name="embedding",
+            self.rows, self.dim, name="embedding",
             embeddings_initializer=keras.initializers.RandomUniform(-self.init_scale,
                                                                    self.init_scale))
 
-    def call(self, ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        """ids [...] -> embeddings [..., dim]."""
-        rows = self.embedding(self.lookup(ids))
+    def index(self, values: tf.Tensor) -> tf.Tensor:
+        """The row of each value (int64, same shape)."""
+        if self.hash_buckets:
+            if self.dtype_name == "string":
+                return tf.strings.to_hash_bucket_fast(values, self.hash_buckets)
+            return tf.math.floormod(tf.cast(values, tf.int64), self.hash_buckets)
+        return tf.cast(self.lookup(values), tf.int64)
+
+    def call(self, rows: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """rows [...] -> embeddings [..., dim]."""
+        found = self.embedding(rows)
         if self.l2 > 0 and training:
             # On the rows a batch uses (as sparse-embedding L2 is applied in practice), not
-            # the whole table: rare ids are pulled to 0 only when they are seen.
-            self.add_loss(self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(rows), axis=-1)))
-        return rows
+            # the whole table: rare values are pulled to 0 only when they are seen.
+            self.add_loss(self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(found), axis=-1)))
+        return found
 
     def get_config(self) -> dict[str, Any]:
         """Layer config."""
-        return {**super().get_config(), "vocabulary": self.vocabulary.tolist(), "dim": self.dim,
-                "oov_buckets": self.oov_buckets, "init_scale": self.init_scale, "l2": self.l2}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class MultiHotEmbedding(keras.layers.Layer):
-    """Mean-pooled embedding of a multi-hot feature (e.g. an item's genres)."""
-
-    def __init__(self, num_values: int, dim: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.num_values = int(num_values)
-        self.dim = int(dim)
-        self.table = self.add_weight(name="table", shape=(self.num_values, self.dim),
-                                     initializer="uniform")
-
-    def call(self, multi_hot: tf.Tensor) -> tf.Tensor:
-        """multi_hot [..., num_values] (0/1) -> mean of the set values' embeddings."""
-        weights = tf.cast(multi_hot, self.table.dtype)
-        count = tf.maximum(tf.reduce_sum(weights, axis=-1, keepdims=True), 1.0)
-        return tf.matmul(weights, self.table) / count
-
-    def get_config(self) -> dict[str, Any]:
-        """Layer config."""
-        return {**super().get_config(), "num_values": self.num_values, "dim": self.dim}
+        return {**super().get_config(), "vocabulary": self.vocabulary.tolist(),
+                "dim": self.dim, "dtype_name": self.dtype_name,
+                "oov_buckets": self.oov_buckets, "hash_buckets": self.hash_buckets,
+                "init_scale": self.init_scale, "l2": self.l2}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -1,13 +1,14 @@
-"""Deterministic training with epoch checkpoints, for one model or a K-seed ensemble.
+"""Deterministic training with resumable checkpoints, for one model or a K-seed ensemble.
 
 A run is fixed by (config, init seed, order seed, data): TensorFlow op determinism is on,
 weights are initialised from the init seed, and each epoch's row order is drawn from (order
 seed, epoch) as ``train.shuffle`` says. The order seed defaults to the init seed; replicas
 differ by one or both (``steadyrank compare --vary``).
 
-After every epoch the model and optimizer state are checkpointed; a killed run started again
-with the same checkpoint folder resumes after the last finished epoch and ends with exactly
-the weights an uninterrupted run would have.
+The model, the optimizer, the epoch and the rows it has consumed are checkpointed after every
+epoch and, inside an epoch, every ``train.checkpoint_minutes`` (or ``checkpoint_steps``); a
+killed run started again with the same checkpoint folder resumes at the last checkpoint,
+inside the pass, and ends with exactly the weights an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ import tf_keras as keras
 
 from steadyrank.core.errors import SteadyRankError
 from steadyrank.core.fileio import atomic_write_json
-from steadyrank.core.log import Log, say
+from steadyrank.core.log import Log, Progress, say
 from steadyrank.model.config import Config, parse_averaging, parse_decay
-from steadyrank.model.data.interactions import Interactions
-from steadyrank.model.data.order import epoch_order
-from steadyrank.model.data.splits import Splits
-from steadyrank.model.data.tables import FeatureTables
+from steadyrank.model.data.batches import LABEL
+from steadyrank.model.data.splits import Prepared
 from steadyrank.model.network.codistill import CoDistillation
+from steadyrank.model.network.features import input_spec
 from steadyrank.model.network.ranking import RankingModel
+from steadyrank.model.schema import Schema
 from steadyrank.model.training.averaging import AveragingAdam, make_optimizer
 from steadyrank.model.training.distributed import (
     is_parameter_server,
@@ -42,6 +43,7 @@ from steadyrank.model.training.distributed import (
     per_worker_dataset_fn,
     shard_layout,
 )
+from steadyrank.model.training.inputs import TrainInput, make_input
 from steadyrank.model.training.warmstart import copy_weights, previous_members
 
 
@@ -87,28 +89,41 @@ class TrainResult:
 
 
 class _Progress(keras.callbacks.Callback):
-    """Prints the batch position every ``every`` seconds during long epochs."""
+    """Progress lines of a long epoch: rows done, rows per second, ETA and the loss."""
 
-    def __init__(self, log: Log, prefix: str, steps: int, every: float = 15.0) -> None:
+    def __init__(self, log: Log, prefix: str, rows: int, batch_size: int, skip: int,
+                 every: float = 15.0) -> None:
         super().__init__()
-        self.log, self.prefix, self.steps, self.every = log, prefix, steps, every
+        self.progress = Progress(prefix, rows, log, every)
+        self.batch_size, self.skip, self.rows = batch_size, skip, rows
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        done = min(self.rows, self.skip + (batch + 1) * self.batch_size)
+        loss = (logs or {}).get("loss", float("nan"))
+        self.progress.update(done - self.skip, f"loss {loss:.4f}")
+
+
+class _Checkpoints(keras.callbacks.Callback):
+    """Checkpoints inside an epoch: every ``steps`` steps, or at the first step after
+    ``minutes`` minutes, with the rows of the epoch consumed so far."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, consumed: tf.Variable,
+                 optimizer: Any, skip: int, batch_size: int, rows: int, steps: int,
+                 minutes: float) -> None:
+        super().__init__()
+        self.manager, self.consumed, self.optimizer = manager, consumed, optimizer
+        self.skip, self.batch_size, self.rows = skip, batch_size, rows
+        self.steps, self.seconds = steps, minutes * 60
         self.last = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        now = time.perf_counter()
-        if now - self.last >= self.every:
-            self.last = now
-            loss = (logs or {}).get("loss", float("nan"))
-            self.log(f"{self.prefix}: batch {batch + 1}/{self.steps}, loss {loss:.4f}")
-
-
-def epoch_dataset(train: Interactions, seed: int, epoch: int,
-                  batch_size: int, shuffle: str = "full") -> tf.data.Dataset:
-    """The training batches of one epoch, in the order ``shuffle`` draws from (seed, epoch)."""
-    order = epoch_order(train.timestamp, shuffle, seed, epoch)
-    return tf.data.Dataset.from_tensor_slices({
-        "user_id": train.user_id[order], "item_id": train.item_id[order],
-        "rating": train.rating[order]}).batch(batch_size).prefetch(2)
+        done = min(self.rows, self.skip + (batch + 1) * self.batch_size)
+        due = ((batch + 1) % self.steps == 0 if self.steps
+               else time.perf_counter() - self.last >= self.seconds)
+        if due and done < self.rows:
+            self.consumed.assign(done)
+            self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
+            self.last = time.perf_counter()
 
 
 def _check_run_identity(folder: Path, identity: dict) -> None:
@@ -125,22 +140,33 @@ def _check_run_identity(folder: Path, identity: dict) -> None:
         atomic_write_json(marker, identity)
 
 
-def build_model(config: Config, tables: FeatureTables) -> RankingModel | CoDistillation:
+def build_model(config: Config, prepared: Prepared) -> RankingModel | CoDistillation:
     """The model training optimises: one ranking model, or two co-distilled towers."""
     if config.train.codistill > 0:
-        return CoDistillation(config.model, tables, config.train.codistill)
-    return RankingModel(config.model, tables)
+        return CoDistillation(config.model, prepared.schema, prepared.stats,
+                              config.train.codistill)
+    return RankingModel(config.model, prepared.schema, prepared.stats)
 
 
-def build_variables(model: RankingModel | CoDistillation, train: Interactions) -> None:
-    """Creates the model's variables (every tower's) by calling it on one training row."""
-    row = {"user_id": tf.constant(train.user_id[:1]), "item_id": tf.constant(train.item_id[:1])}
+def example_row(schema: Schema, names: tuple[str, ...]) -> dict[str, tf.Tensor]:
+    """One row of placeholder values (0, 0.0, "") for the named inputs."""
+    row = {}
+    for name in names:
+        spec = input_spec(schema.feature(name), 1)
+        row[name] = tf.zeros(spec.shape, spec.dtype) if spec.dtype != tf.string else \
+            tf.fill(spec.shape, "")
+    return row
+
+
+def build_variables(model: RankingModel | CoDistillation, prepared: Prepared) -> None:
+    """Creates the model's variables (every tower's) by calling it on a placeholder row."""
+    row = example_row(prepared.schema, prepared.model_inputs)
     model(row)
     if isinstance(model, CoDistillation):
         model.tower_b(row)
 
 
-def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path | None,
+def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Path | None,
                  log: Log = say, prefix: str = "", order_seed: int | None = None,
                  warm_from: Any = None) -> tuple[RankingModel, float, int,
                                                  list[dict[str, float]]]:
@@ -158,9 +184,10 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
     keras.utils.set_random_seed(seed)
     strategy = make_strategy(config.train.strategy)
     epochs, batch_size = config.train.epochs, config.train.batch_size
-    steps = -(-len(splits.train) // batch_size)
+    steps, rows = data.steps, data.rows
+    prepared = data.prepared
     with strategy.scope() if strategy else contextlib.nullcontext():
-        model = build_model(config, splits.tables)
+        model = build_model(config, prepared)
         optimizer = make_optimizer(config.train.learning_rate,
                                    parse_averaging(config.train.weight_averaging),
                                    config.train.clip_norm, total_steps=epochs * steps,
@@ -169,23 +196,27 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
         model.compile(optimizer=optimizer,
                       steps_per_execution=10 if is_parameter_server(strategy) else 1)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    consumed = tf.Variable(0, dtype=tf.int64, trainable=False, name="rows_consumed")
     manager = None
     if checkpoint_dir is not None:
         _check_run_identity(checkpoint_dir, {
             "config": config.to_dict(), "seed": seed, "order_seed": order_seed,
-            "data": splits.data.checksum})
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+            "data": prepared.checksum})
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
+                                         rows_consumed=consumed)
         manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
         if manager.latest_checkpoint:
             # Build the model's and optimizer's variables so the restore is immediate.
-            build_variables(model, splits.train)
+            build_variables(model, prepared)
             optimizer.build(model.trainable_variables)
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            log(f"{prefix}resuming after epoch {int(epoch.numpy())} from "
+            inside = (f", {int(consumed.numpy()):,} rows into epoch {int(epoch.numpy()) + 1}"
+                      if int(consumed.numpy()) else "")
+            log(f"{prefix}resuming after epoch {int(epoch.numpy())}{inside} from "
                 f"{manager.latest_checkpoint}")
             warm_from = None  # the checkpoint already holds the run's state
     if warm_from is not None:
-        build_variables(model, splits.train)
+        build_variables(model, prepared)
         towers = [model.tower_a, model.tower_b] if isinstance(model, CoDistillation) else [model]
         copied = sum(copy_weights(t, warm_from) for t in towers)
         log(f"{prefix}warm start: {copied} variables from the previous version")
@@ -193,36 +224,41 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
     # Under parameter servers Keras reports the last scheduled step's metrics, not the
     # epoch's; the loss on a fixed sample of training rows, measured by the chief, is the
     # trustworthy progress signal there.
-    sample = (_loss_sample(splits.train, seed) if is_parameter_server(strategy) else None)
+    sample = (_loss_sample(data.columns(), seed) if is_parameter_server(strategy) else None)
     if sample is not None and int(epoch.numpy()) == 0:
         with strategy.scope():  # the first call builds the variables: on the PS
             history.append({"epoch": 0, "sample_loss": _sample_loss(model, sample)})
-    shuffle = config.train.shuffle
     for e in range(int(epoch.numpy()), epochs):
         label = f"{prefix}epoch {e + 1}/{epochs}"
+        skip = int(consumed.numpy())
         started = time.perf_counter()
         if is_parameter_server(strategy):
-            columns = {"user_id": splits.train.user_id, "item_id": splits.train.item_id,
-                       "rating": splits.train.rating}
-            order = epoch_order(splits.train.timestamp, shuffle, order_seed, e)
-            data = keras.utils.experimental.DatasetCreator(
-                per_worker_dataset_fn(columns, order, batch_size))
-            fit = model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+            creator = keras.utils.experimental.DatasetCreator(per_worker_dataset_fn(
+                data.columns(), data.order(order_seed, e), batch_size))
+            fit = model.fit(creator, epochs=1, steps_per_epoch=steps, verbose=0)
         else:
-            fit = model.fit(epoch_dataset(splits.train, order_seed, e, batch_size, shuffle),
-                            epochs=1, verbose=0, callbacks=[_Progress(log, label, steps)])
+            callbacks: list[keras.callbacks.Callback] = [
+                _Progress(log, label, rows, batch_size, skip)]
+            if manager is not None:
+                callbacks.append(_Checkpoints(manager, consumed, optimizer, skip, batch_size,
+                                              rows, config.train.checkpoint_steps,
+                                              config.train.checkpoint_minutes))
+            fit = model.fit(data.epoch(order_seed, e, skip), epochs=1, verbose=0,
+                            callbacks=callbacks)
         took = time.perf_counter() - started
         seconds += took
-        examples += len(splits.train)
+        examples += rows - skip
         logs = {k: float(v[-1]) for k, v in fit.history.items()}
         if sample is not None:
             logs["sample_loss"] = _sample_loss(model, sample)
         history.append({"epoch": e + 1, **logs})
         epoch.assign(e + 1)
-        saved = f", checkpoint {manager.save(checkpoint_number=e + 1)}" if manager else ""
+        consumed.assign(0)
+        saved = (f", checkpoint {manager.save(checkpoint_number=int(optimizer.iterations))}"
+                 if manager else "")
         shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items()
                           if k not in ("regularization_loss", "total_loss"))
-        log(f"{label}: {shown} ({took:.1f}s, {len(splits.train) / took:,.0f} ex/s{saved})")
+        log(f"{label}: {shown} ({took:.1f}s, {(rows - skip) / took:,.0f} ex/s{saved})")
     if isinstance(optimizer, AveragingAdam):
         # Read under the strategy's scope: the averages may live on parameter servers.
         with strategy.scope() if strategy else contextlib.nullcontext():
@@ -231,54 +267,56 @@ def train_member(config: Config, splits: Splits, seed: int, checkpoint_dir: Path
             f"({config.train.weight_averaging}{_momentum_note(optimizer)})")
     if strategy is not None:
         ranking = model.tower_a if isinstance(model, CoDistillation) else model
-        shards = {"user_id": shard_layout(ranking.user_embedding.embedding.embeddings),
-                  "item_id": shard_layout(ranking.item_embedding.embedding.embeddings)}
-        shown = ", ".join(f"{s['device']} {s['rows']:,} rows" for s in shards["item_id"])
-        log(f"{prefix}item table shards: {shown}")
+        shards = {name: shard_layout(table.embedding.embeddings)
+                  for name, table in ranking.encoder.tables.items()}
+        largest = max(shards, key=lambda name: sum(s["rows"] for s in shards[name]))
+        shown = ", ".join(f"{s['device']} {s['rows']:,} rows" for s in shards[largest])
+        log(f"{prefix}{largest} table shards: {shown}")
         history.append({"shards": shards})
-        model = _to_local(model, config, splits)
+        model = _to_local(model, config, prepared)
     if isinstance(model, CoDistillation):
         model = model.tower_a
     return model, seconds, examples, history
 
 
-def _to_local(model: RankingModel | CoDistillation, config: Config, splits: Splits
+def _to_local(model: RankingModel | CoDistillation, config: Config, prepared: Prepared
               ) -> RankingModel | CoDistillation:
     """The trained weights in a model outside any strategy (sharded variables joined), for
     evaluation and export: a checkpoint written from the distributed model is read back
     into a fresh one, which TensorFlow re-partitions on restore."""
-    local = build_model(config, splits.tables)
-    build_variables(local, splits.train)
+    local = build_model(config, prepared)
+    build_variables(local, prepared)
     with tempfile.TemporaryDirectory(prefix="steadyrank-unshard-") as tmp:
         path = tf.train.Checkpoint(model=model).write(f"{tmp}/model")
         tf.train.Checkpoint(model=local).read(path).assert_existing_objects_matched()
     return local
 
 
-def _loss_sample(train: Interactions, seed: int, size: int = 20_000) -> dict[str, np.ndarray]:
-    rows = np.random.default_rng([seed, 7]).choice(len(train), min(size, len(train)),
-                                                  replace=False)
-    return {"user_id": train.user_id[rows], "item_id": train.item_id[rows],
-            "rating": train.rating[rows]}
+def _loss_sample(columns: dict[str, np.ndarray], seed: int, size: int = 20_000
+                 ) -> dict[str, np.ndarray]:
+    n = len(columns[LABEL])
+    rows = np.random.default_rng([seed, 7]).choice(n, min(size, n), replace=False)
+    return {k: v[rows] for k, v in columns.items()}
 
 
 def _sample_loss(model: RankingModel, sample: dict[str, np.ndarray], batch: int = 8192
                  ) -> float:
     """The training loss (the task's mean per-example loss) on a fixed sample of rows."""
-    total = 0.0
-    for start in range(0, len(sample["rating"]), batch):
+    total, n = 0.0, len(sample[LABEL])
+    for start in range(0, n, batch):
         part = {k: tf.constant(v[start:start + batch]) for k, v in sample.items()}
-        total += float(tf.reduce_sum(model.example_loss(
-            tf.reshape(model.label(part["rating"]), (-1, 1)), model(part))))
-    return total / len(sample["rating"])
+        scores = model(part)
+        total += float(tf.reduce_sum(model.example_loss(model.labels_of(part, scores),
+                                                        scores)))
+    return total / n
 
 
-def train(config: Config, seed: int, splits: Splits,
+def train(config: Config, seed: int, prepared: Prepared,
           checkpoint_dir: str | Path | None = None, log: Log = say,
           order_seed: int | None = None, warm_start: str | Path | None = None) -> TrainResult:
     """Trains the configured model (``config.train.ensemble`` members): weights initialised
     from ``seed`` (or from the export ``warm_start``), rows ordered from ``order_seed``
-    (default: ``seed``). ``splits``: the prepared data
+    (default: ``seed``). ``prepared``: the data
     (:func:`steadyrank.model.data.splits.prepare_data`)."""
     order_seed = seed if order_seed is None else order_seed
     seeds = member_seeds(seed, config.train.ensemble)
@@ -290,7 +328,8 @@ def train(config: Config, seed: int, splits: Splits,
         raise TrainError(f"cannot warm start from {warm_start}: it has {len(previous)} "
                          f"member(s), this config trains {len(seeds)}")
     shown = f"seed {seed}" + (f", order seed {order_seed}" if order_seed != seed else "")
-    log(f"training {len(seeds)} model(s) on {len(splits.train):,} rows "
+    data = make_input(prepared, config.train.batch_size, config.train.shuffle, log)
+    log(f"training {len(seeds)} model(s) on {data.rows:,} rows "
         f"({config.model.activation}, {shown})")
     for i, (member_seed, member_order) in enumerate(zip(seeds, orders, strict=True)):
         folder = None
@@ -298,7 +337,7 @@ def train(config: Config, seed: int, splits: Splits,
             folder = Path(checkpoint_dir) / (f"member-{i}" if len(seeds) > 1 else "model")
         prefix = f"member {i + 1}/{len(seeds)} " if len(seeds) > 1 else ""
         model, took, n, logs = train_member(
-            config, splits, member_seed, folder, log, prefix, order_seed=member_order,
+            config, data, member_seed, folder, log, prefix, order_seed=member_order,
             warm_from=previous[i] if previous is not None else None)
         members.append(model)
         seconds += took

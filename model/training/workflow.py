@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from steadyrank.core.log import Log, say
 from steadyrank.model.artifact.reader import score_in_batches
 from steadyrank.model.artifact.writer import ServingModule, export, parameter_count
 from steadyrank.model.config import Config, techniques
-from steadyrank.model.data.splits import Splits, prepare_data
-from steadyrank.model.evaluation.accuracy import accuracy
+from steadyrank.model.data.splits import Prepared, prepare_data
+from steadyrank.model.evaluation.accuracy import accuracy, predict
+from steadyrank.model.schema import NO_RANKING
 from steadyrank.model.training.trainer import remove_checkpoints, train
 
 
@@ -19,8 +22,35 @@ def default_checkpoint_dir(export_dir: str | Path, seed: int) -> Path:
     return Path("checkpoints") / f"{Path(export_dir).name}-seed-{seed}"
 
 
+def serving_module(members: list[Any], prepared: Prepared) -> ServingModule:
+    """The members behind the schema's signatures, with the catalog and the users that have
+    stored facts."""
+    facts = prepared.stats.facts
+    empty = np.array([], np.int64)
+    return ServingModule(members, prepared.schema,
+                         facts["item_id"].ids if "item_id" in facts else empty,
+                         facts["user_id"].ids if "user_id" in facts else empty)
+
+
+def schema_record(prepared: Prepared) -> dict[str, Any]:
+    """The manifest's record of the schema: each feature's declaration and table size, the
+    label, and the statistics of the train rows."""
+    stats = prepared.stats
+    features = []
+    for f in prepared.schema.features:
+        entry = f.to_dict()
+        if f.embedded and f.table in stats.vocabularies:
+            entry["distinct_values"] = int(len(stats.vocabularies[f.table].values))
+        if f.name in stats.numeric:
+            entry["statistics"] = stats.numeric[f.name].to_dict()
+        features.append(entry)
+    return {**prepared.schema.to_dict(), "features": features,
+            "time_column": prepared.time_column, "statistics": stats.to_dict()}
+
+
 def train_and_export(config: Config, seed: int, export_dir: str | Path,
-                     checkpoint_dir: str | Path | None = None, splits: Splits | None = None,
+                     checkpoint_dir: str | Path | None = None,
+                     prepared: Prepared | None = None,
                      keep_checkpoints: bool = False, version: int | None = None,
                      extra: dict[str, Any] | None = None, log: Log = say,
                      order_seed: int | None = None,
@@ -33,18 +63,21 @@ def train_and_export(config: Config, seed: int, export_dir: str | Path,
     """
     order_seed = seed if order_seed is None else order_seed
     checkpoint_dir = Path(checkpoint_dir or default_checkpoint_dir(export_dir, seed))
-    splits = splits or prepare_data(config)
-    result = train(config, seed, splits, checkpoint_dir, log, order_seed=order_seed,
+    prepared = prepared or prepare_data(config, log=log)
+    result = train(config, seed, prepared, checkpoint_dir, log, order_seed=order_seed,
                    warm_start=warm_start)
-    module = ServingModule(result.members, splits.tables, config.model.task)
-    scores = score_in_batches(module.serve, splits.eval.user_id, splits.eval.item_id)
-    metrics = accuracy(config.model, splits.eval.rating, scores)
+    module = serving_module(result.members, prepared)
+    scores, labels = predict(lambda inputs: score_in_batches(module.serve, inputs),
+                             prepared.eval_batches())
+    metrics = accuracy(prepared.schema.label.task, labels, scores)
     manifest = {
         "config": config.to_dict(), "seed": seed, "order_seed": order_seed,
         "member_seeds": result.seeds, "techniques": techniques(config),
         "warm_start": str(warm_start) if warm_start is not None else None,
-        "data": {"dataset": config.data.dataset, "checksum": splits.data.checksum,
-                 "train_rows": len(splits.train), "eval_rows": len(splits.eval)},
+        "schema": schema_record(prepared),
+        "ranking": None if prepared.schema.ranks else NO_RANKING,
+        "data": {"dataset": config.data.source, "checksum": prepared.checksum,
+                 "train_rows": prepared.train.rows, "eval_rows": prepared.eval.rows},
         "metrics": metrics, "parameters": parameter_count(result.members),
         "training": {"seconds": result.seconds, "examples": result.examples,
                      "examples_per_second": result.examples_per_second,

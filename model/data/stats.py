@@ -1,0 +1,261 @@
+"""What a model learns about its data before training: one streaming pass over the train rows.
+
+- a vocabulary per embedding table: each value's training-row count (the keys the model
+  looks up: a numeric category's bucket, a truncated string), kept in memory as Arrow
+  tables merged in C++, so high-cardinality columns cost bytes per distinct value, not per
+  row;
+- each numeric feature's count, mean, standard deviation, minimum and maximum (Chan's
+  parallel update, exact in float64);
+- the fact tables: for each user (item) id, the latest value of every user (item) fact, by
+  ``time_column`` when there is one, else by row order;
+- the label's mean.
+
+Nothing here holds the rows themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from steadyrank.model.data.columns import PAD_INT, PAD_STRING
+from steadyrank.model.schema import FACT_ROLES, Feature, Schema
+
+COMPACT_ROWS = 1_000_000  # value counts (per table) gathered before they are merged
+
+
+def bucketize(values: np.ndarray, boundaries: tuple[float, ...]) -> np.ndarray:
+    """The bucket of each value among ascending ``boundaries`` (0 below the first), as
+    ``tf.raw_ops.Bucketize`` computes it inside the model."""
+    return np.searchsorted(np.asarray(boundaries, np.float64), np.asarray(values, np.float64),
+                           side="right").astype(np.int64)
+
+
+def truncated(values: np.ndarray, length: int) -> np.ndarray:
+    """The first ``length`` characters of each string (as the model cuts them)."""
+    arr = pc.utf8_slice_codeunits(pa.array(values, pa.string()), 0, length)
+    return arr.to_numpy(zero_copy_only=False).astype(object)
+
+
+def lookup_keys(feature: Feature, values: np.ndarray) -> np.ndarray:
+    """The keys the model looks up for a feature's values: a bucket for a numeric category,
+    the truncated string, else the value itself (multi-hot pads dropped, flattened)."""
+    if feature.boundaries:
+        return bucketize(values, feature.boundaries)
+    if feature.kind == "multi_hot":
+        values = values.reshape(-1)
+        values = values[values != (PAD_STRING if feature.dtype == "string" else PAD_INT)]
+    if feature.truncate:
+        return truncated(values, feature.truncate)
+    return values
+
+
+class ValueCounter:
+    """Counts values (int64 or str) in C++ hash tables, merging batches as it goes."""
+
+    def __init__(self, dtype: str) -> None:
+        self.type = pa.string() if dtype == "string" else pa.int64()
+        self.parts: list[pa.Table] = []
+        self.pending = 0
+
+    def add(self, values: np.ndarray) -> None:
+        """Counts ``values``."""
+        if len(values) == 0:
+            return
+        counted = pc.value_counts(pa.array(values, self.type))
+        self.parts.append(pa.table({"value": counted.field("values"),
+                                    "count": counted.field("counts")}))
+        self.pending += len(counted)
+        if self.pending > COMPACT_ROWS:
+            self._compact()
+
+    def _compact(self) -> None:
+        if len(self.parts) > 1:
+            merged = pa.concat_tables(self.parts).group_by("value").aggregate(
+                [("count", "sum")]).rename_columns(["value", "count"])
+            self.parts = [merged]
+        self.pending = sum(len(p) for p in self.parts)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, counts) ordered by count (most first), then value."""
+        self._compact()
+        if not self.parts:
+            empty = np.array([], object if self.type == pa.string() else np.int64)
+            return empty, np.array([], np.int64)
+        table = self.parts[0].sort_by([("count", "descending"), ("value", "ascending")])
+        values = table.column("value").to_numpy()
+        if self.type == pa.string():
+            values = values.astype(object)
+        return values, table.column("count").to_numpy().astype(np.int64)
+
+
+@dataclass
+class Vocabulary:
+    """A table's values with their training-row counts, most frequent first."""
+
+    values: np.ndarray
+    counts: np.ndarray
+
+    def kept(self, min_count: int = 1, max_size: int = 0) -> np.ndarray:
+        """The values that get their own embedding row: seen >= ``min_count`` times, at most
+        ``max_size`` of them (the most frequent; 0: no cap)."""
+        keep = self.values[self.counts >= min_count]
+        return keep[:max_size] if max_size else keep
+
+    def to_dict(self) -> dict[str, int]:
+        """Sizes, for the manifest."""
+        return {"values": int(len(self.values)), "rows": int(self.counts.sum())}
+
+
+@dataclass
+class Moments:
+    """Count, mean, spread and range of a numeric feature (float64, merged exactly)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    minimum: float = float("inf")
+    maximum: float = float("-inf")
+
+    def add(self, values: np.ndarray) -> None:
+        """Merges a batch of values (Chan et al.'s parallel update)."""
+        values = np.asarray(values, np.float64)
+        n = len(values)
+        if n == 0:
+            return
+        mean = float(values.mean())
+        m2 = float(((values - mean) ** 2).sum())
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+        self.minimum = min(self.minimum, float(values.min()))
+        self.maximum = max(self.maximum, float(values.max()))
+
+    @property
+    def std(self) -> float:
+        """The population standard deviation (0 for fewer than two values)."""
+        return float(np.sqrt(self.m2 / self.count)) if self.count > 1 else 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        """For the manifest."""
+        return {"count": self.count, "mean": self.mean, "std": self.std,
+                "min": self.minimum, "max": self.maximum}
+
+
+@dataclass
+class FactTable:
+    """The facts of one id (user or item): each id's latest value of each fact."""
+
+    ids: np.ndarray  # sorted
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # fact name -> per id
+
+
+class _Latest:
+    """Keeps each id's latest row (by time, then row order) of some columns."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+        self.pending = 0
+
+    def add(self, ids: np.ndarray, time: np.ndarray, order: np.ndarray,
+            values: dict[str, np.ndarray]) -> None:
+        last = _last_per_id(ids, time, order)
+        self.parts.append((ids[last], time[last], order[last],
+                           {k: v[last] for k, v in values.items()}))
+        self.pending += len(last)
+        if self.pending > COMPACT_ROWS:
+            self._compact()
+
+    def _compact(self) -> None:
+        if len(self.parts) > 1:
+            ids = np.concatenate([p[0] for p in self.parts])
+            time = np.concatenate([p[1] for p in self.parts])
+            order = np.concatenate([p[2] for p in self.parts])
+            values = {k: np.concatenate([p[3][k] for p in self.parts]) for k in self.names}
+            last = _last_per_id(ids, time, order)
+            self.parts = [(ids[last], time[last], order[last],
+                           {k: v[last] for k, v in values.items()})]
+        self.pending = sum(len(p[0]) for p in self.parts)
+
+    def result(self) -> FactTable:
+        self._compact()
+        if not self.parts:
+            return FactTable(np.array([], np.int64), {})
+        ids, _, _, values = self.parts[0]
+        order = np.argsort(ids, kind="stable")
+        return FactTable(ids[order], {k: v[order] for k, v in values.items()})
+
+
+def _last_per_id(ids: np.ndarray, time: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Indices of each distinct id's latest row: the greatest (time, order)."""
+    by = np.lexsort((order, time, ids))
+    sorted_ids = ids[by]
+    is_last = np.ones(len(by), bool)
+    is_last[:-1] = sorted_ids[1:] != sorted_ids[:-1]
+    return by[is_last]
+
+
+@dataclass
+class DataStats:
+    """What the statistics pass learnt from the train rows."""
+
+    rows: int = 0
+    label_mean: float = 0.0
+    vocabularies: dict[str, Vocabulary] = field(default_factory=dict)  # table -> counts
+    numeric: dict[str, Moments] = field(default_factory=dict)  # feature -> moments
+    facts: dict[str, FactTable] = field(default_factory=dict)  # user_id | item_id -> table
+
+    def to_dict(self) -> dict[str, Any]:
+        """A summary for the manifest."""
+        return {"rows": self.rows, "label_mean": self.label_mean,
+                "vocabularies": {k: v.to_dict() for k, v in self.vocabularies.items()},
+                "numeric": {k: v.to_dict() for k, v in self.numeric.items()},
+                "facts": {k: int(len(v.ids)) for k, v in self.facts.items()}}
+
+
+class StatsBuilder:
+    """Accumulates :class:`DataStats` over converted batches of train rows."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.counters = {}
+        for f in schema.features:
+            if f.embedded and not f.hash_buckets and f.table not in self.counters:
+                self.counters[f.table] = ValueCounter("int64" if f.boundaries else f.dtype)
+        self.moments = {f.name: Moments() for f in schema.features if f.kind == "numeric"}
+        self.latest = {role: _Latest([f.name for f in schema.features
+                                      if f.is_fact and FACT_ROLES[f.role] == role])
+                       for role in ("user_id", "item_id") if schema.with_role(role)}
+        self.rows = 0
+        self.label_sum = 0.0
+
+    def add(self, columns: dict[str, np.ndarray], labels: np.ndarray, time: np.ndarray,
+            order: np.ndarray) -> None:
+        """Adds a batch of rows: every feature's values (facts included), the labels, each
+        row's time (or its ordinal when there is no time column) and ordinal."""
+        self.rows += len(labels)
+        self.label_sum += float(np.sum(labels, dtype=np.float64))
+        for f in self.schema.features:
+            if f.table in self.counters and f.embedded:
+                self.counters[f.table].add(lookup_keys(f, columns[f.name]))
+            if f.kind == "numeric":
+                self.moments[f.name].add(columns[f.name])
+        for role, latest in self.latest.items():
+            id_feature = self.schema.with_role(role)[0]
+            latest.add(columns[id_feature.name], time, order,
+                       {name: columns[name] for name in latest.names})
+
+    def result(self) -> DataStats:
+        """The statistics of every row added."""
+        return DataStats(
+            rows=self.rows, label_mean=self.label_sum / self.rows if self.rows else 0.0,
+            vocabularies={t: Vocabulary(*c.result()) for t, c in self.counters.items()},
+            numeric=self.moments,
+            facts={role: latest.result() for role, latest in self.latest.items()})
