@@ -1,10 +1,12 @@
 """SteadyRank model: what trains, measures and writes a model, in five rooms.
 
 - ``config``: the experiment's settings (``[data]``, ``[model]``, ``[train]`` of a TOML
-  file), validated; every room reads them.
-- ``data/``: the sources (MovieLens 100K, the synthetic generator), splits, row orders and
-  the feature tables built from the training rows.
-- ``network/``: the Keras layers, the TFRS ranking model and co-distillation.
+  file), validated; every room reads them. ``schema``: the declared feature schema
+  (``[label]``, ``[[features]]``).
+- ``data/``: readers that stream (Parquet, CSV, Criteo TSV; MovieLens 100K and the
+  synthetic generators as presets), splits, the statistics pass and row orders.
+- ``network/``: the schema's input layer, the Keras layers, the TFRS ranking model and
+  co-distillation.
 - ``training/``: the trainer (checkpoints, ensembles, warm start, weight averaging, the
   distribution strategies) and the train-evaluate-export workflow.
 - ``evaluation/``: reproducibility metrics, accuracy, ``steadyrank compare`` and its report,
@@ -12,7 +14,8 @@
 - ``artifact/``: the export in TF Serving's layout: its layout facts, the writer, the reader
   (which loads an export with TensorFlow alone) and the churn gate record.
 
-Imports run one way: ``evaluation`` -> ``training`` -> ``network`` -> ``data`` -> ``config``,
+Imports run one way: ``evaluation`` -> ``training`` -> ``network`` -> ``data`` -> ``config``
+-> ``schema``,
 with ``artifact``'s writer below ``training`` and its reader, layout and gate record on
 ``core`` and ``ops`` only, so a server can read exports without any training code.
 Evaluation's two measures, ``metrics`` and ``accuracy``, are leaves (numpy and the config):
