@@ -155,9 +155,12 @@ def test_model_learns_on_movielens(ml100k, task, metric):
     model = RankingModel(config.model, prepared.schema, prepared.stats)
     model.compile(optimizer=keras.optimizers.Adam(0.005))
     train = make_input(prepared, 1024, "full", log=lambda _: None)
-    evaluation = tf.data.Dataset.from_generator(
+    from steadyrank.model.network.features import input_spec
+
+    spec = {name: input_spec(prepared.schema.feature(name)) for name in prepared.model_inputs}
+    evaluation = tf.data.Dataset.from_generator(  # raw values: the model looks them up
         lambda: ({**r.inputs, "sr_label": r.labels} for r in prepared.eval_batches()),
-        output_signature=train.signature())
+        output_signature={**spec, "sr_label": tf.TensorSpec([None], tf.float32)})
     before = model.evaluate(evaluation, return_dict=True, verbose=0)[metric]
     for epoch in range(2):
         model.fit(train.epoch(0, epoch), epochs=1, verbose=0)
@@ -190,3 +193,40 @@ def test_config_errors_name_the_key(tmp_path):
     loaded = cfg.load(path)
     assert loaded.model.deep_layers == (64, 32) and loaded.train.epochs == 2
     assert cfg.from_dict(loaded.to_dict()) == loaded
+
+
+def test_rows_looked_up_by_the_pipeline_are_the_models_own():
+    import pyarrow as pa
+
+    from steadyrank.model.data import columns
+    from steadyrank.model.data.batches import FACT_ROWS, ROWS
+    from steadyrank.model.data.readers import Chunk
+    from steadyrank.model.network.features import lookups, table_specs
+
+    config = cfg.ModelConfig(embedding_dim=2)
+    encoder = FeatureEncoder(SCHEMA, _stats(), config)
+    both = lookups(SCHEMA, table_specs(SCHEMA, _stats(), config), _stats(),
+                   ("user", "item", "hour"))
+    found = both.tables
+    assert set(found) == {"user", "item"} == set(both.facts)  # "hour" is numeric
+    batch = pa.RecordBatch.from_pydict({"user": ["u2", "nobody", "u1"], "item": [8, 7, 99],
+                                        "hour": [1.0, 2.0, 3.0]})
+    chunk = Chunk("f", 0, 0, batch)
+    raw = {"user": tf.constant(["u2", "nobody", "u1"]), "item": tf.constant([8, 7, 99]),
+           "hour": tf.constant([1.0, 2.0, 3.0])}
+    rows = {ROWS + name: tf.constant(columns.feature_rows(chunk, SCHEMA.feature(name), vocab))
+            for name, vocab in found.items()}
+    rows.update({FACT_ROWS + name: tf.constant(columns.feature_rows(
+        chunk, SCHEMA.feature(name), ids)) for name, ids in both.facts.items()})
+    for name in found:
+        np.testing.assert_array_equal(rows[ROWS + name].numpy(),
+                                      encoder.rows(SCHEMA.feature(name), raw[name]).numpy())
+    np.testing.assert_array_equal(encoder({**rows, "hour": raw["hour"]}).numpy(),
+                                  encoder(raw).numpy())
+    tags = SCHEMA.feature("tags")
+    listed = Chunk("f", 0, 0, pa.RecordBatch.from_pydict(
+        {"tags": pa.array([["z", "x"], [], ["nope", "y"]], pa.list_(pa.string()))}))
+    vocab = pa.array(encoder.tables["tags"].vocabulary.tolist())
+    np.testing.assert_array_equal(
+        columns.feature_rows(listed, tags, vocab),
+        encoder.rows(tags, tf.constant([["z", "x", ""], ["", "", ""], ["nope", "y", ""]])))

@@ -8,9 +8,10 @@ from steadyrank.model import config as cfg
 from steadyrank.model.artifact import layout
 from steadyrank.model.data import columns, presets
 from steadyrank.model.data.batches import LABEL, Rows, rebatch, window_shuffled
+from steadyrank.model.data.columns import bucketize, truncated
 from steadyrank.model.data.order import epoch_order
 from steadyrank.model.data.readers import Chunk
-from steadyrank.model.data.stats import Moments, ValueCounter, bucketize, truncated
+from steadyrank.model.data.stats import Moments, ValueCounter
 from steadyrank.model.schema import (
     RESERVED_NAMES,
     Feature,

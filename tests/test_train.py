@@ -272,13 +272,14 @@ def test_streamed_rows_come_in_the_same_order_on_every_run(tiny_data):
     prepared = prepare_data(config)
     data = make_input(prepared, 700, "window:500", log=lambda m: None)
     assert not data.in_memory
-    first = [b["item_id"].numpy() for b in data.epoch(4, 1)]
-    again = [b["item_id"].numpy() for b in make_input(
+    key = "sr_rows.item_id"  # looked up by the pipeline
+    first = [b[key].numpy() for b in data.epoch(4, 1)]
+    again = [b[key].numpy() for b in make_input(
         prepared, 700, "window:500", log=lambda m: None).epoch(4, 1)]
     assert len(first) == data.steps and sum(len(b) for b in first) == data.rows
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
-    other = np.concatenate([b["item_id"].numpy() for b in data.epoch(5, 1)])
+    other = np.concatenate([b[key].numpy() for b in data.epoch(5, 1)])
     assert not np.array_equal(np.concatenate(first), other)  # another order seed
 
 
@@ -287,10 +288,10 @@ def test_full_shuffling_of_a_stream_is_refused_with_what_to_do(tiny_data, monkey
     with pytest.raises(ValueError, match="train.shuffle = \"full\" needs every train row in "
                                          "memory.*window:N"):
         make_input(prepared, 256, "full")
-    small_budget = prepare_data(small_config(tiny_data, data={"memory_budget_mb": 1}))
-    assert make_input(small_budget, 256, "full", log=lambda m: None).in_memory  # ~0.9 MB
-    monkeypatch.setattr(inputs, "_estimate_bytes", lambda prepared: 2 << 20)  # 2 MB
-    with pytest.raises(ValueError, match="need more than data.memory_budget_mb = 1"):
+    small_budget = prepare_data(small_config(tiny_data, data={"memory_budget_mb": 2}))
+    assert make_input(small_budget, 256, "full", log=lambda m: None).in_memory  # ~1.3 MB
+    monkeypatch.setattr(inputs, "_estimate_bytes", lambda prepared, found: 3 << 20)  # 3 MB
+    with pytest.raises(ValueError, match="need more than data.memory_budget_mb = 2"):
         make_input(small_budget, 256, "full")
     lines = []
     assert not make_input(small_budget, 256, "time", log=lines.append).in_memory

@@ -8,16 +8,29 @@ Conversion is vectorised per batch (Arrow to numpy), never per row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from steadyrank.model.data import columns
 from steadyrank.model.data.readers import Chunk
 from steadyrank.model.schema import Schema
 
 LABEL = "sr_label"  # the label's key in a training batch (beside the model inputs)
+ROWS = "sr_rows."  # + a feature's name: its table rows, looked up before the model
+FACT_ROWS = "sr_facts."  # + an id's name: its row in the fact table, looked up before it
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """Vocabularies the data pipeline looks values up in, so the model is fed rows: each
+    feature's table vocabulary (rows: position + 1, 0 out of vocabulary) and each id's fact
+    table ids (rows: position + 1, 0 for an id without facts)."""
+
+    tables: Mapping[str, pa.Array] = field(default_factory=dict)
+    facts: Mapping[str, pa.Array] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,13 +69,28 @@ def concat(parts: list[Rows]) -> Rows:
                 np.concatenate([p.ordinals for p in parts]))
 
 
-def convert(chunk: Chunk, schema: Schema, names: Iterable[str], time_column: str = ""
-            ) -> Rows:
+def convert(chunk: Chunk, schema: Schema, names: Iterable[str], time_column: str = "",
+            lookups: Lookups | None = None) -> Rows:
     """A chunk's rows converted: the named features, the label, the time (or the stream
-    ordinal); ``ordinals`` are the chunk's stream ordinals (the caller renumbers them)."""
+    ordinal); ``ordinals`` are the chunk's stream ordinals (the caller renumbers them).
+
+    ``lookups``: features whose table rows (``sr_rows.NAME``) and ids whose fact rows
+    (``sr_facts.NAME``) are looked up here, in Arrow, as the model's own lookups would; a
+    feature with table rows is given without its values, so no Python object per value is
+    made.
+    """
     n = chunk.batch.num_rows
     ordinals = np.arange(chunk.start, chunk.start + n, dtype=np.int64)
-    inputs = {name: columns.feature_values(chunk, schema.feature(name)) for name in names}
+    lookups = lookups or Lookups()
+    inputs = {}
+    for name in names:
+        feature = schema.feature(name)
+        if name in lookups.tables:
+            inputs[ROWS + name] = columns.feature_rows(chunk, feature, lookups.tables[name])
+        else:
+            inputs[name] = columns.feature_values(chunk, feature)
+        if name in lookups.facts:
+            inputs[FACT_ROWS + name] = columns.feature_rows(chunk, feature, lookups.facts[name])
     times = (columns.time_values(chunk, time_column) if time_column
              else ordinals.astype(np.float64))
     return Rows(inputs, columns.label_values(chunk, schema.label), times, ordinals)

@@ -24,6 +24,19 @@ ARROW = {"int64": pa.int64(), "float": pa.float64(), "string": pa.string()}
 NUMPY = {"int64": np.int64, "float": np.float32}
 
 
+def bucketize(values: np.ndarray, boundaries: tuple[float, ...]) -> np.ndarray:
+    """The bucket of each value among ascending ``boundaries`` (0 below the first), as
+    ``tf.raw_ops.Bucketize`` computes it inside the model."""
+    return np.searchsorted(np.asarray(boundaries, np.float64), np.asarray(values, np.float64),
+                           side="right").astype(np.int64)
+
+
+def truncated(values: np.ndarray, length: int) -> np.ndarray:
+    """The first ``length`` characters of each string (as the model cuts them)."""
+    arr = pc.utf8_slice_codeunits(pa.array(values, pa.string()), 0, length)
+    return arr.to_numpy(zero_copy_only=False).astype(object)
+
+
 def _fail(chunk: Chunk, name: str, index: int, problem: str) -> DataError:
     return DataError(chunk.where(index), f"column {name!r}: {problem}")
 
@@ -90,9 +103,9 @@ def scalar_values(chunk: Chunk, name: str, dtype: str, fill: object = None) -> n
     return values.to_numpy(zero_copy_only=False).astype(NUMPY[dtype])
 
 
-def list_values(chunk: Chunk, feature: Feature) -> np.ndarray:
-    """A multi-hot column as ``[rows, max_len]`` values, padded; a list column, or (in
-    CSV) a string of values joined by ``separator``. A missing list is an empty one."""
+def _list_parts(chunk: Chunk, feature: Feature) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """A multi-hot column's values (pads and empties dropped, cast to the dtype) with each
+    value's row and place in its row."""
     array = chunk.batch.column(feature.name)
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
@@ -106,29 +119,65 @@ def list_values(chunk: Chunk, feature: Feature) -> np.ndarray:
     if pa.types.is_string(flat.type) or pa.types.is_large_string(flat.type):
         flat = pc.if_else(pc.equal(flat, ""), pa.scalar(None, flat.type), flat)  # no value
     flat = cast(chunk, feature.name, flat, feature.dtype)
-    if feature.dtype == "string":
-        flat = flat.fill_null(PAD_STRING)
-        values = flat.to_numpy(zero_copy_only=False).astype(object)
-        pad: object = PAD_STRING
-        keep = values != PAD_STRING
-    else:
-        flat = flat.fill_null(PAD_INT)
-        values = flat.to_numpy(zero_copy_only=False).astype(np.int64)
-        pad = PAD_INT
-        keep = values != PAD_INT
+    if feature.dtype != "string":
+        flat = pc.if_else(pc.equal(flat, PAD_INT), pa.scalar(None, flat.type), flat)
+    keep = flat.is_valid().to_numpy(zero_copy_only=False)
     offsets = array.offsets.to_numpy()
     offsets = offsets - offsets[0]
     rows = len(array)
     row_of = np.repeat(np.arange(rows), np.diff(offsets))[keep]
-    values = values[keep]
     # Each kept value's place in its row, counting only kept values.
     starts = np.searchsorted(row_of, np.arange(rows))
-    place = np.arange(len(values)) - starts[row_of] if len(values) else row_of
-    out = np.full((rows, feature.max_len), pad, dtype=object if feature.dtype == "string"
-                  else np.int64)
-    fits = place < feature.max_len
+    place = np.arange(len(row_of)) - starts[row_of] if len(row_of) else row_of
+    return flat.filter(pa.array(keep)), row_of, place
+
+
+def _padded(values: np.ndarray, row_of: np.ndarray, place: np.ndarray, rows: int,
+            width: int, pad: object) -> np.ndarray:
+    out = np.full((rows, width), pad, dtype=object if isinstance(pad, str) else np.int64)
+    fits = place < width
     out[row_of[fits], place[fits]] = values[fits]
     return out
+
+
+def list_values(chunk: Chunk, feature: Feature) -> np.ndarray:
+    """A multi-hot column as ``[rows, max_len]`` values, padded; a list column, or (in
+    CSV) a string of values joined by ``separator``. A missing list is an empty one."""
+    flat, row_of, place = _list_parts(chunk, feature)
+    if feature.dtype == "string":
+        values, pad = flat.to_numpy(zero_copy_only=False).astype(object), PAD_STRING
+    else:
+        values, pad = flat.to_numpy(zero_copy_only=False).astype(np.int64), PAD_INT
+    return _padded(values, row_of, place, chunk.batch.num_rows, feature.max_len, pad)
+
+
+def keys(chunk: Chunk, feature: Feature) -> pa.Array:
+    """A categorical feature's lookup keys, in Arrow: the value's bucket for a numeric
+    category, the truncated string, or the value itself."""
+    values = filled(chunk, feature.name, feature.value_dtype, feature.fill)
+    if feature.boundaries:
+        return pa.array(bucketize(values.to_numpy(zero_copy_only=False), feature.boundaries))
+    if feature.truncate:
+        return pc.utf8_slice_codeunits(values, 0, feature.truncate)
+    return values
+
+
+def _rows(found: pa.Array, oov: int) -> np.ndarray:
+    """Vocabulary positions (null: not in it) as table rows: position + oov, else row 0."""
+    return np.where(found.is_null().to_numpy(zero_copy_only=False), 0,
+                    found.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64) + oov)
+
+
+def feature_rows(chunk: Chunk, feature: Feature, vocabulary: pa.Array, oov: int = 1
+                 ) -> np.ndarray:
+    """A categorical or multi-hot feature's embedding-table rows, looked up in Arrow (no
+    Python objects per value): ``[B]``, or ``[B, max_len]`` with -1 for an empty place. The
+    rows of the model's own lookup with one out-of-vocabulary row first (``oov`` = 1)."""
+    if feature.kind == "multi_hot":
+        flat, row_of, place = _list_parts(chunk, feature)
+        rows = _rows(pc.index_in(flat, value_set=vocabulary), oov)
+        return _padded(rows, row_of, place, chunk.batch.num_rows, feature.max_len, -1)
+    return _rows(pc.index_in(keys(chunk, feature), value_set=vocabulary), oov)
 
 
 def feature_values(chunk: Chunk, feature: Feature) -> np.ndarray:

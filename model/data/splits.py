@@ -18,7 +18,7 @@ import numpy as np
 
 from steadyrank.core.log import Log, Progress, quiet
 from steadyrank.model.config import Config
-from steadyrank.model.data.batches import Rows, convert
+from steadyrank.model.data.batches import Lookups, Rows, convert
 from steadyrank.model.data.presets import resolve_schema, time_column
 from steadyrank.model.data.sources import Reader, data_checksum, open_readers
 from steadyrank.model.data.stats import DataStats, StatsBuilder
@@ -36,9 +36,11 @@ class RowSet:
     rows: int
 
     def batches(self, schema: Schema, names: tuple[str, ...], time: str = "",
-                start: int = 0) -> Iterator[Rows]:
+                start: int = 0, lookups: Lookups | None = None
+                ) -> Iterator[Rows]:
         """The split's rows from its ``start``-th on, converted (``names``: the model
-        inputs to convert), ``ordinals`` numbering the split's rows."""
+        inputs to convert; ``lookups``: see :func:`~steadyrank.model.data.batches.convert`),
+        ``ordinals`` numbering the split's rows."""
         if self.mask is None:
             first = start
         else:  # the stream ordinal of the split's start-th row
@@ -46,7 +48,7 @@ class RowSet:
             first = int(selected[start]) if start < len(selected) else len(self.mask)
         seen = start
         for chunk in self.reader.chunks(READ_ROWS, first):
-            rows = convert(chunk, schema, names, time)
+            rows = convert(chunk, schema, names, time, lookups)
             if self.mask is not None:
                 rows = rows.take(self.mask[chunk.start:chunk.start + len(rows)])
             rows.ordinals = np.arange(seen, seen + len(rows), dtype=np.int64)
@@ -76,9 +78,11 @@ class Prepared:
         """The eval rows, converted, in order."""
         return self.eval.batches(self.schema, names or self.model_inputs, self.time_column)
 
-    def train_batches(self, start: int = 0) -> Iterator[Rows]:
+    def train_batches(self, start: int = 0, lookups: Lookups | None = None
+                      ) -> Iterator[Rows]:
         """The train rows in stream order, converted, from the ``start``-th on."""
-        return self.train.batches(self.schema, self.model_inputs, self.time_column, start)
+        return self.train.batches(self.schema, self.model_inputs, self.time_column, start,
+                                  lookups)
 
 
 def _times(reader: Reader, schema: Schema, column: str) -> np.ndarray:

@@ -22,23 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from steadyrank.model.data.columns import PAD_INT, PAD_STRING
+from steadyrank.model.data.columns import PAD_INT, PAD_STRING, bucketize, truncated
 from steadyrank.model.schema import FACT_ROLES, Feature, Schema
 
 COMPACT_ROWS = 1_000_000  # value counts (per table) gathered before they are merged
-
-
-def bucketize(values: np.ndarray, boundaries: tuple[float, ...]) -> np.ndarray:
-    """The bucket of each value among ascending ``boundaries`` (0 below the first), as
-    ``tf.raw_ops.Bucketize`` computes it inside the model."""
-    return np.searchsorted(np.asarray(boundaries, np.float64), np.asarray(values, np.float64),
-                           side="right").astype(np.int64)
-
-
-def truncated(values: np.ndarray, length: int) -> np.ndarray:
-    """The first ``length`` characters of each string (as the model cuts them)."""
-    arr = pc.utf8_slice_codeunits(pa.array(values, pa.string()), 0, length)
-    return arr.to_numpy(zero_copy_only=False).astype(object)
 
 
 def lookup_keys(feature: Feature, values: np.ndarray) -> np.ndarray:

@@ -17,15 +17,18 @@ ids' out-of-vocabulary rows.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import tensorflow as tf
 import tf_keras as keras
 
 from steadyrank.model.config import ModelConfig
-from steadyrank.model.data.columns import PAD_INT, PAD_STRING
-from steadyrank.model.data.stats import DataStats, bucketize, truncated
+from steadyrank.model.data.batches import FACT_ROWS, ROWS, Lookups
+from steadyrank.model.data.columns import PAD_INT, PAD_STRING, bucketize, truncated
+from steadyrank.model.data.stats import DataStats
 from steadyrank.model.network.layers import PACKAGE, EmbeddingTable
 from steadyrank.model.schema import FACT_ROLES, ID_ROLES, Feature, Schema
 
@@ -40,6 +43,63 @@ def input_spec(feature: Feature, batch: int | None = None) -> tf.TensorSpec:
     if feature.kind == "multi_hot":
         shape = [*shape, feature.max_len]
     return tf.TensorSpec(shape, dtype, name=feature.name)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What an embedding table holds: its vocabulary (or hash buckets) and its settings."""
+
+    vocabulary: np.ndarray
+    dim: int
+    dtype_name: str
+    oov_buckets: int
+    hash_buckets: int
+    init_scale: float
+    l2: float
+
+
+def table_specs(schema: Schema, stats: DataStats, config: ModelConfig) -> dict[str, TableSpec]:
+    """Each embedding table of the schema: the values seen often enough (most frequent
+    first) or hash buckets, its width, its out-of-vocabulary rows and, for the primary
+    tables (the ids', or every one without ids), the stabilising settings."""
+    has_ids = any(f.role in ID_ROLES for f in schema.features)
+    specs: dict[str, TableSpec] = {}
+    for f in schema.features:
+        if not f.embedded or f.table in specs:
+            continue
+        primary = f.role in ID_ROLES or not has_ids
+        min_count = max(f.min_count, config.min_id_count if primary else 1)
+        vocab = stats.vocabularies.get(f.table)
+        kept = vocab.kept(min_count, f.max_size) if vocab is not None else np.array([])
+        dtype = "int64" if f.boundaries else f.dtype
+        specs[f.table] = TableSpec(
+            np.asarray(kept, object if dtype == "string" else np.int64),
+            f.embedding_dim or config.embedding_dim, dtype,
+            config.oov_buckets if f.role in ID_ROLES else 1, f.hash_buckets,
+            config.embedding_init_scale if primary else SIDE_INIT_SCALE,
+            config.embedding_l2 if primary else 0.0)
+    return specs
+
+
+def lookups(schema: Schema, specs: dict[str, TableSpec], stats: DataStats,
+            names: tuple[str, ...]) -> Lookups:
+    """What the data pipeline can look up itself for the inputs ``names``: the table rows
+    of a feature with a vocabulary and one out-of-vocabulary row (the model then takes its
+    rows, not its values), and each id's row in its fact table."""
+    tables, facts = {}, {}
+    for name in names:
+        f = schema.feature(name)
+        spec = specs.get(f.table) if f.embedded else None
+        if spec is not None and not spec.hash_buckets and spec.oov_buckets == 1:
+            tables[name] = _arrow(spec.vocabulary, spec.dtype_name)
+        if f.role in ID_ROLES and f.role in stats.facts:
+            facts[name] = _arrow(stats.facts[f.role].ids, f.dtype)
+    return Lookups(tables, facts)
+
+
+def _arrow(values: np.ndarray, dtype_name: str) -> pa.Array:
+    return pa.array(np.asarray(values).tolist(),
+                    pa.string() if dtype_name == "string" else pa.int64())
 
 
 def _vocabulary_rows(vocabulary: np.ndarray, keys: np.ndarray, oov: int) -> np.ndarray:
@@ -68,22 +128,11 @@ class FeatureEncoder(keras.layers.Layer):
         super().__init__(**kwargs)
         self.schema = schema
         self.config = config
-        has_ids = any(f.role in ID_ROLES for f in schema.features)
-        self.tables: dict[str, EmbeddingTable] = {}
-        for f in schema.features:
-            if not f.embedded or f.table in self.tables:
-                continue
-            primary = f.role in ID_ROLES or not has_ids
-            min_count = max(f.min_count, config.min_id_count if primary else 1)
-            vocab = stats.vocabularies.get(f.table)
-            kept = vocab.kept(min_count, f.max_size) if vocab is not None else np.array([])
-            self.tables[f.table] = EmbeddingTable(
-                kept, f.embedding_dim or config.embedding_dim,
-                "int64" if f.boundaries else f.dtype,
-                oov_buckets=config.oov_buckets if f.role in ID_ROLES else 1,
-                hash_buckets=f.hash_buckets,
-                init_scale=config.embedding_init_scale if primary else SIDE_INIT_SCALE,
-                l2=config.embedding_l2 if primary else 0.0, name=f"table_{f.table}")
+        self.tables: dict[str, EmbeddingTable] = {
+            name: EmbeddingTable(spec.vocabulary, spec.dim, spec.dtype_name,
+                                 oov_buckets=spec.oov_buckets, hash_buckets=spec.hash_buckets,
+                                 init_scale=spec.init_scale, l2=spec.l2, name=f"table_{name}")
+            for name, spec in table_specs(schema, stats, config).items()}
         self.moments = {f.name: (stats.numeric[f.name].mean, max(stats.numeric[f.name].std,
                                                                    1e-6))
                         for f in schema.features if f.kind == "numeric"}
@@ -172,23 +221,31 @@ class FeatureEncoder(keras.layers.Layer):
         found = table(tf.maximum(rows, 0), training=training) * valid
         return tf.reduce_sum(found, axis=-2) / tf.maximum(tf.reduce_sum(valid, axis=-2), 1.0)
 
-    def fact_rows(self, role: str, ids: tf.Tensor) -> tf.Tensor:
-        """Each id's row in its fact table (0: unknown)."""
-        return tf.cast(self.fact_lookups[role](ids), tf.int64)
+    def fact_rows(self, role: str, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Each row's id's row in its fact table (0: unknown), looked up here or given by
+        the training pipeline (``sr_facts.NAME``)."""
+        name = self.schema.with_role(role)[0].name
+        if FACT_ROWS + name in inputs:
+            return tf.cast(inputs[FACT_ROWS + name], tf.int64)
+        return tf.cast(self.fact_lookups[role](inputs[name]), tf.int64)
 
     def call(self, inputs: Mapping[str, tf.Tensor], facts: Mapping[str, tf.Tensor] | None = None,
              training: bool | None = None) -> tf.Tensor:
-        """``inputs``: the ids and context features [B, ...]; ``facts``: user or item facts
-        given for these rows (raw values [B, ...]) instead of the stored ones."""
+        """``inputs``: the ids and context features [B, ...] (or, from the training pipeline,
+        ``sr_rows.NAME``: a feature's table rows); ``facts``: user or item facts given for
+        these rows (raw values [B, ...]) instead of the stored ones."""
         facts = facts or {}
-        fact_rows = {role: self.fact_rows(role, inputs[self.schema.with_role(role)[0].name])
-                     for role in self.fact_lookups}
+        fact_rows = {role: self.fact_rows(role, inputs) for role in self.fact_lookups}
         parts, dense = [], []
         for f in self.schema.features:
             stored = f.is_fact and f.name not in facts
             if f.embedded:
-                rows = (tf.gather(self.fact_values[f.name], fact_rows[FACT_ROLES[f.role]])
-                        if stored else self.rows(f, facts.get(f.name, inputs.get(f.name))))
+                if stored:
+                    rows = tf.gather(self.fact_values[f.name], fact_rows[FACT_ROLES[f.role]])
+                elif ROWS + f.name in inputs:  # looked up by the training pipeline
+                    rows = tf.cast(inputs[ROWS + f.name], tf.int64)
+                else:
+                    rows = self.rows(f, facts.get(f.name, inputs.get(f.name)))
                 parts.append(self.embed(f, rows, training))
             else:
                 value = (tf.gather(self.fact_values[f.name], fact_rows[FACT_ROLES[f.role]])

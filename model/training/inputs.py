@@ -12,6 +12,10 @@ Both paths give, for an order seed and an epoch, the same batches on every run:
   them in time order), ``window:N`` shuffles that stream within a window of N rows, and
   ``full`` is refused: it needs every row at once.
 
+Categorical features with a vocabulary are looked up here, in Arrow, as the batches are
+read: the model takes their table rows (``sr_rows.NAME``, int64) and no Python string is
+made per value. The exported model looks the values up itself, with the same vocabulary.
+
 A run resumed inside an epoch skips the rows the checkpoint had consumed: the stream is
 read again to that point (Parquet skips whole row groups when the order is ``time``).
 """
@@ -19,17 +23,26 @@ read again to that point (Parquet skips whole row groups when the order is ``tim
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
 from steadyrank.core.log import Log, say
 from steadyrank.model.config import parse_shuffle
-from steadyrank.model.data.batches import LABEL, Rows, concat, rebatch, window_shuffled
+from steadyrank.model.data.batches import (
+    FACT_ROWS,
+    LABEL,
+    ROWS,
+    Lookups,
+    Rows,
+    concat,
+    rebatch,
+    window_shuffled,
+)
 from steadyrank.model.data.order import epoch_order
 from steadyrank.model.data.splits import Prepared
-from steadyrank.model.network.features import input_spec
+from steadyrank.model.network.features import input_spec, lookups, table_specs
 
 
 class InputError(ValueError):
@@ -48,6 +61,7 @@ class TrainInput:
     batch_size: int
     shuffle: str
     in_memory: bool
+    lookups: Lookups = field(default_factory=Lookups)  # rows looked up by the pipeline
     held: dict[str, tf.Tensor] | None = None  # the rows, when held in memory
     times: np.ndarray | None = None
 
@@ -62,9 +76,19 @@ class TrainInput:
         return -(-self.rows // self.batch_size)
 
     def signature(self) -> dict[str, tf.TensorSpec]:
-        """The element spec of a batch: the model inputs and the label."""
+        """The element spec of a batch: the model inputs (a looked-up feature's table rows,
+        int64, as ``sr_rows.NAME``) and the label."""
         schema = self.prepared.schema
-        specs = {name: input_spec(schema.feature(name)) for name in self.prepared.model_inputs}
+        specs = {}
+        for name in self.prepared.model_inputs:
+            spec = input_spec(schema.feature(name))
+            if name in self.lookups.tables:
+                specs[ROWS + name] = tf.TensorSpec(spec.shape, tf.int64, name=ROWS + name)
+            else:
+                specs[name] = spec
+            if name in self.lookups.facts:
+                specs[FACT_ROWS + name] = tf.TensorSpec(spec.shape, tf.int64,
+                                                        name=FACT_ROWS + name)
         return {**specs, LABEL: tf.TensorSpec([None], tf.float32, name=LABEL)}
 
     def columns(self) -> dict[str, np.ndarray]:
@@ -97,10 +121,10 @@ class TrainInput:
     def _stream(self, seed: int, epoch: int, skip: int) -> Iterator[dict[str, np.ndarray]]:
         kind, window = parse_shuffle(self.shuffle)
         if kind == "window":
-            parts = window_shuffled(self.prepared.train_batches(), window,
+            parts = window_shuffled(self.prepared.train_batches(lookups=self.lookups), window,
                                     np.random.default_rng([seed, epoch]))
         else:  # time: the stream's own order, which can start anywhere
-            parts, skip = self.prepared.train_batches(start=skip), 0
+            parts, skip = self.prepared.train_batches(start=skip, lookups=self.lookups), 0
         if skip:
             parts = _dropped(parts, skip)
         for rows in rebatch(parts, self.batch_size):
@@ -117,9 +141,9 @@ def _dropped(parts: Iterator[Rows], count: int) -> Iterator[Rows]:
         count = 0
 
 
-def _estimate_bytes(prepared: Prepared) -> int:
+def _estimate_bytes(prepared: Prepared, lookups: Lookups) -> int:
     """The train rows' memory when held, from the first batch."""
-    first = next(prepared.train_batches(), None)
+    first = next(prepared.train_batches(lookups=lookups), None)
     if first is None or not len(first):
         return 0
     return int(first.nbytes / len(first) * prepared.train.rows)
@@ -131,9 +155,12 @@ def make_input(prepared: Prepared, batch_size: int, shuffle: str, log: Log = say
     ``full`` shuffling of rows that are streamed."""
     load = prepared.config.data.load
     budget = prepared.config.data.memory_budget_mb << 20
+    found = lookups(prepared.schema, table_specs(prepared.schema, prepared.stats,
+                                                  prepared.config.model),
+                    prepared.stats, prepared.model_inputs)
     in_memory = load == "memory"
     if load == "auto":
-        in_memory = _estimate_bytes(prepared) <= budget
+        in_memory = _estimate_bytes(prepared, found) <= budget
     kind, _ = parse_shuffle(shuffle)
     if kind == "full" and not in_memory:
         why = ("data.load = \"stream\"" if load == "stream" else
@@ -145,7 +172,7 @@ def make_input(prepared: Prepared, batch_size: int, shuffle: str, log: Log = say
     if not in_memory:
         log(f"streaming {prepared.train.rows:,} train rows from "
             f"{len(prepared.train.reader.files)} file(s) ({shuffle} order)")
-        return TrainInput(prepared, batch_size, shuffle, False)
-    rows = concat(list(prepared.train_batches()))
+        return TrainInput(prepared, batch_size, shuffle, False, found)
+    rows = concat(list(prepared.train_batches(lookups=found)))
     held = {k: tf.constant(v) for k, v in _dict(rows).items()}
-    return TrainInput(prepared, batch_size, shuffle, True, held, rows.times)
+    return TrainInput(prepared, batch_size, shuffle, True, found, held, rows.times)
