@@ -37,8 +37,9 @@ test-compose: install
 	$(PY) -m pytest -q -m compose tests/test_compose.py
 
 # The stack as local processes (no Docker): data, trainer, server, traffic, Prometheus.
+# CONFIG=path/to/schema.toml trains and serves another schema (default configs/smelu.toml).
 up: install
-	$(PY) -m steadyrank.cli up
+	$(PY) -m steadyrank.cli up $(if $(CONFIG),--config $(CONFIG))
 
 lint: install
 	$(PY) -m ruff check .

@@ -1,6 +1,13 @@
 """Serving benchmark: the batching server against a naive one, side by side in one run.
 
     python bench/serve_bench.py [--repeats 3] [--duration 10] [--json FILE]
+    python bench/serve_bench.py --schema criteo --modes batched,naive --no-c1
+
+With ``--schema criteo`` the model is a Criteo-shaped click model (``data synth --schema
+criteo``, 200,000 rows as Criteo TSV, configs/smelu.toml's network, seeds 1 and 2 as
+``clicks`` and ``clicks-b``) and the load is ``Predict`` on ``serving_default`` with
+``--candidates`` random rows per request (its 39 inputs drawn from the schema): the generic
+batcher's gain on a model with many inputs and no ids.
 
 Trains the MovieLens SmeLU replicas once (configs/smelu.toml, seeds 1 and 2) into
 bench/out/serve/models/{ml,ml-b} unless ``--models`` points at a model base folder. Each
@@ -43,19 +50,35 @@ MODES = {"batched": ["--shadow-rate", "0"],
          "shadow": ["--shadow-rate", "0.1"]}
 
 
-def ensure_models(base: Path) -> Path:
-    """SmeLU MovieLens replicas under ``base/ml`` (seed 1), ``base/ml-b`` (seed 2)."""
+def ensure_models(base: Path, schema: str = "movielens") -> Path:
+    """SmeLU replicas under ``base/NAME`` (seed 1) and ``base/NAME-b`` (seed 2): MovieLens
+    (``ml``), or Criteo-shaped (``clicks``, from generated Criteo TSV)."""
     from steadyrank.model.artifact import layout
 
-    for name, seed in (("ml", 1), ("ml-b", 2)):
-        if layout.versions(base / name):
+    cli = [sys.executable, "-m", "steadyrank.cli"]
+    extra: list[str] = []
+    if schema == "criteo":
+        data = base.parent / "criteo-tsv"
+        if not data.exists():
+            subprocess.run([*cli, "data", "synth", "--schema", "criteo", "--format", "criteo",
+                            "--rows", "200000", "--out", str(data)], check=True, cwd=REPO)
+        extra = ["--set", "data.format=criteo", "--set", f"data.train=['{data}/*.tsv']",
+                 "--set", "model.task=binary", "--set", "train.epochs=1",
+                 "--set", "train.batch_size=1024"]
+    name = model_name(schema)
+    for replica, seed in ((name, 1), (f"{name}-b", 2)):
+        if layout.versions(base / replica):
             continue
-        subprocess.run([sys.executable, "-m", "steadyrank.cli", "train", "--config",
-                        str(REPO / "configs" / "smelu.toml"), "--seed", str(seed),
-                        "--export-dir", str(base / name),
-                        "--checkpoint-dir", str(base.parent / f"ckpt-{name}")],
+        subprocess.run([*cli, "train", "--config", str(REPO / "configs" / "smelu.toml"),
+                        "--seed", str(seed), "--export-dir", str(base / replica),
+                        "--checkpoint-dir", str(base.parent / f"ckpt-{replica}"), *extra],
                        check=True, cwd=REPO)
     return base
+
+
+def model_name(schema: str) -> str:
+    """The served model's name for a benchmark schema."""
+    return "clicks" if schema == "criteo" else "ml"
 
 
 class Served:
@@ -128,16 +151,16 @@ def server_rss(served: Served) -> dict[str, float]:
 
 
 def measure(base: Path, flags: list[str], concurrency: int, duration: float, pool: list,
-            log: Path, processes: int = 1, pin: str | None = None) -> dict:
+            log: Path, processes: int = 1, pin: str | None = None, model: str = "ml") -> dict:
     """One server, one warm-up, one measured load test (from ``processes`` client
     processes), and the server's memory after it."""
     from steadyrank.service import client
 
     served = Served(base, flags, log, pin)
     try:
-        client.parallel_loadtest(served.address, "ml", concurrency, 2.0, processes,
+        client.parallel_loadtest(served.address, model, concurrency, 2.0, processes,
                                  warmup=0.5, pool=pool)
-        result = client.parallel_loadtest(served.address, "ml", concurrency, duration,
+        result = client.parallel_loadtest(served.address, model, concurrency, duration,
                                           processes, warmup=0.5, pool=pool)
         memory = server_rss(served)
     finally:
@@ -148,33 +171,41 @@ def measure(base: Path, flags: list[str], concurrency: int, duration: float, poo
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark; prints a table and writes JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default=str(REPO / "bench" / "out" / "serve" / "models"))
+    parser.add_argument("--models", default=None,
+                        help="model base folder (default bench/out/serve[-criteo]/models)")
+    parser.add_argument("--schema", default="movielens", choices=["movielens", "criteo"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--candidates", type=int, default=100,
+                        help="candidates per Rank, or rows per Predict for criteo")
     parser.add_argument("--modes", default="batched,naive,shadow",
                         help=f"comma-separated, from {', '.join(MODES)} (batched required)")
     parser.add_argument("--no-c1", action="store_true", help="skip the concurrency-1 part")
-    parser.add_argument("--json", default=str(REPO / "bench" / "results" /
-                                             "serve_bench.json"))
+    parser.add_argument("--json", default=None,
+                        help="default bench/results/serve_bench[_criteo].json")
     args = parser.parse_args(argv)
+    suffix = "-criteo" if args.schema == "criteo" else ""
+    args.models = args.models or str(REPO / "bench" / "out" / f"serve{suffix}" / "models")
+    args.json = args.json or str(REPO / "bench" / "results" /
+                                 f"serve_bench{suffix.replace('-', '_')}.json")
+    if args.schema == "criteo":
+        args.no_c1 = True  # the in-process reference calls ``rank``, which it has not
+    name = model_name(args.schema)
     modes = {m: MODES[m] for m in args.modes.split(",")}
     if "batched" not in modes:
         parser.error("--modes must include batched (the reference of every ratio)")
-    base = ensure_models(Path(args.models))
+    base = ensure_models(Path(args.models), args.schema)
     logs = Path(args.models).parent
     logs.mkdir(parents=True, exist_ok=True)
 
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from steadyrank.service import client
 
     probe = Served(base, [], logs / "probe.log")
     try:
         with client.channel(probe.address) as chan:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
-            pool = client.request_pool(stub, "ml", args.candidates, 10)
+            pool = client.request_pool(chan, name, args.candidates, 10)
     finally:
         probe.stop()
 
@@ -185,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         order = names[repeat % len(names):] + names[:repeat % len(names)]
         for mode in order:
             row = measure(base, modes[mode], args.concurrency, args.duration, pool,
-                          logs / f"{mode}.log")
+                          logs / f"{mode}.log", model=name)
             rows[mode].append(row)
             print(f"repeat {repeat + 1} {mode:8s} c={args.concurrency}: "
                   f"{row['throughput_rps']:7.1f} req/s, p50 {row['p50_ms']:.2f} ms, "

@@ -56,16 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(args.models).parent
     logs.mkdir(parents=True, exist_ok=True)
 
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from steadyrank.service import client
 
     probe = Served(base, ["--workers", "1"], logs / "probe.log")
     try:
         with client.channel(probe.address) as chan:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
-            single = client.request_pool(stub, "ml", args.candidates, 10)
-            batched = client.request_pool(stub, "ml", args.candidates, 10,
+            single = client.request_pool(chan, "ml", args.candidates, 10)
+            batched = client.request_pool(chan, "ml", args.candidates, 10,
                                           size=2000 * args.queries // 4, queries=args.queries)
     finally:
         probe.stop()

@@ -44,28 +44,23 @@ def _rpc_error(err: Exception, server: str) -> int:
     raise err
 
 
-def _parse_features(pairs: list[str]) -> dict[str, object]:
-    features: dict[str, object] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--feature {pair!r}: expected NAME=VALUE")
-        features[name] = int(value) if name == "age" and value.lstrip("-").isdigit() else value
-    return features
-
-
 def _rank(args: argparse.Namespace) -> int:
     from steadyrank.service import client
+    from steadyrank.service.requests import ModelInputs
 
-    candidates = ([int(c) for c in args.candidates.split(",") if c.strip()]
-                  if args.candidates else None)
-    features = _parse_features(args.features)
-    request = client.rank_request(args.model, args.user, args.k, candidates, features,
-                                  args.version)
     try:
         with client.channel(args.server) as chan:
+            inputs = ModelInputs.read(chan, args.model, timeout=args.timeout)
+            user = inputs.parse_id(args.user, "user")
+            candidates = ([inputs.parse_id(c.strip(), "item") for c in args.candidates.split(",")
+                           if c.strip()] if args.candidates else None)
+            context, features = inputs.parse_features(args.features)
+            request = client.rank_request(args.model, user, args.k, candidates, features,
+                                          args.version, context=context, inputs=inputs)
             response = client.ranking_pb2_grpc.RankingServiceStub(chan).Rank(
                 request, timeout=args.timeout)
+    except ValueError:
+        raise
     except Exception as err:  # noqa: BLE001  (grpc.RpcError, reported by _rpc_error)
         return _rpc_error(err, args.server)
     print(client.format_ranking(response))
@@ -114,13 +109,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help=f"default {settings.DEFAULT_SERVER}")
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--version", type=int, default=None, help="model version (default: served)")
-    p.add_argument("--user", type=int, required=True, help="user id")
+    p.add_argument("--user", required=True, help="user id (an int64 or a string, as the "
+                   "model's ids are)")
     p.add_argument("--k", type=int, default=10, help="items to return (default 10)")
     p.add_argument("--candidates", default=None,
                    help="comma-separated item ids to rank (default: the whole catalog)")
     p.add_argument("--feature", dest="features", action="append", default=[],
-                   metavar="NAME=VALUE", help="user feature for a new user: gender, "
-                   "occupation, zip, age (all four; repeatable)")
+                   metavar="NAME=VALUE", help="a context feature (every one the model "
+                   "declares), or a user feature for a user the model has not seen (all of "
+                   "them); parsed by its declared dtype, a multi-hot list comma-separated; "
+                   "repeatable")
     p.add_argument("--timeout", type=arguments.positive(float), default=10.0,
                    help="deadline in seconds (default 10)")
     p.set_defaults(handler=_rank)

@@ -1,12 +1,15 @@
 """Model calls off the event loop, with server-side batching across concurrent requests.
 
 The server runs on one asyncio event loop; model calls run in worker threads (TensorFlow
-releases the GIL while it computes). :class:`Batcher` queues each request's (user, item)
-pairs and lets ``threads`` workers take as many queued requests as fit in ``max_batch_rows``
-pairs (after waiting up to ``max_wait`` for more), scoring each model version's share with
-one model call. While a call runs, new requests queue up, so batches grow with load without
-any wait being configured. A full queue refuses a request with RESOURCE_EXHAUSTED; a request
-whose deadline passes while queued is dropped before the model sees it.
+releases the GIL while it computes). :class:`Batcher` queues each request's rows (the inputs
+of a row-wise signature, ``serving_default`` or ``examples``, by name) and lets ``threads``
+workers take as many queued requests as fit in ``max_batch_rows`` rows (after waiting up to
+``max_wait`` for more). Requests of the same model version, signature and inputs (names,
+dtypes and the shape of one row) are coalesced by concatenating every input tensor, scored
+by one model call, and each gets its own rows of every output back. While a call runs, new
+requests queue up, so batches grow with load without any wait being configured. A full queue
+refuses a request with RESOURCE_EXHAUSTED; a request whose deadline passes while queued is
+dropped before the model sees it.
 
 :class:`DirectScorer` has the same interface and makes one model call per request
 (``steadyrank serve --no-batching``, the naive baseline of the benchmark).
@@ -22,8 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import grpc
 import numpy as np
 
+from steadyrank.model.artifact.layout import SCORE, SERVING_DEFAULT
 from steadyrank.service.servable import Servable
 from steadyrank.service.settings import ServerConfig
 from steadyrank.service.status import ServiceError, deadline, exhausted, unavailable
@@ -32,11 +37,30 @@ from steadyrank.service.telemetry import ServerMetrics
 log = logging.getLogger("steadyrank.batching")
 
 
+def batch_key(servable: Servable, signature: str, inputs: dict[str, np.ndarray]
+              ) -> tuple[Any, ...]:
+    """Requests with equal keys can share a model call: the same model version and
+    signature, and inputs of the same names, dtypes and row shapes."""
+    return (id(servable), signature,
+            tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(inputs.items())))
+
+
+def row_count(inputs: dict[str, np.ndarray]) -> int:
+    """The number of rows of a request's inputs; ValueError unless every input has it."""
+    sizes = {len(a) for a in inputs.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"inputs of one request must have the same number of rows, got "
+                         f"{ {k: len(a) for k, a in inputs.items()} }")
+    return sizes.pop()
+
+
 @dataclass(eq=False)
 class _Task:
     servable: Servable
-    user_ids: np.ndarray
-    item_ids: np.ndarray
+    signature: str
+    inputs: dict[str, np.ndarray]
+    rows: int
+    key: tuple[Any, ...]
     deadline: float | None  # time.monotonic() value
     future: asyncio.Future
 
@@ -80,15 +104,29 @@ class _Runner:
         self._admit()
         return await self._in_thread(servable.call, signature, inputs)
 
-    def _score(self, servable: Servable, users: np.ndarray, items: np.ndarray,
-               requests: int) -> np.ndarray:
+    def _rows(self, servable: Servable, signature: str, inputs: dict[str, np.ndarray],
+              rows: int, requests: int) -> dict[str, np.ndarray]:
         started = time.perf_counter()
-        scores = servable.score(users, items)
+        outputs = servable.call(signature, inputs)
         self.metrics.model_call_seconds.labels(servable.name).observe(
             time.perf_counter() - started)
         self.metrics.batch_requests.observe(requests)
-        self.metrics.batch_rows.observe(items.size)
-        return scores
+        self.metrics.batch_rows.observe(rows)
+        wrong = {k: v.shape for k, v in outputs.items() if v.shape[:1] != (rows,)}
+        if wrong:
+            raise RuntimeError(f"model {servable.name} version {servable.version} signature "
+                               f"{signature} returned {wrong} for {rows} rows")
+        return outputs
+
+    async def score(self, servable: Servable, inputs: dict[str, np.ndarray],
+                    until: float | None = None) -> np.ndarray:
+        """``serving_default`` scores of rows given by input name, float32 [rows]."""
+        return (await self.rows(servable, SERVING_DEFAULT, inputs, until))[SCORE]
+
+    async def rows(self, servable: Servable, signature: str, inputs: dict[str, np.ndarray],
+                   until: float | None = None) -> dict[str, np.ndarray]:
+        """Runs a row-wise signature; every output has one row per input row."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Stops the model threads (after the calls in progress)."""
@@ -99,9 +137,16 @@ class _Runner:
 class Scorer(Protocol):
     """What the request handlers score with: :class:`Batcher` or :class:`DirectScorer`."""
 
-    async def score(self, servable: Servable, user_ids: np.ndarray, item_ids: np.ndarray,
+    async def score(self, servable: Servable, inputs: dict[str, np.ndarray],
                     until: float | None = None) -> np.ndarray:
-        """Scores of (user, item) pairs on ``servable`` (``until``: a monotonic deadline)."""
+        """``serving_default`` scores of rows given by input name (``until``: a monotonic
+        deadline)."""
+        ...
+
+    async def rows(self, servable: Servable, signature: str, inputs: dict[str, np.ndarray],
+                   until: float | None = None) -> dict[str, np.ndarray]:
+        """Runs a row-wise signature (one output row per input row), batched if the scorer
+        batches."""
         ...
 
     async def call(self, servable: Servable, signature: str,
@@ -128,17 +173,18 @@ class DirectScorer(_Runner):
         """Waits for the calls in progress."""
         self.close()
 
-    async def score(self, servable: Servable, user_ids: np.ndarray, item_ids: np.ndarray,
-                    until: float | None = None) -> np.ndarray:
-        """Scores of (user, item) pairs."""
+    async def rows(self, servable: Servable, signature: str, inputs: dict[str, np.ndarray],
+                   until: float | None = None) -> dict[str, np.ndarray]:
+        """Runs a row-wise signature in one model call of its own."""
         # gRPC cancels the handler when the client's deadline passes; the call in progress
         # finishes in its thread.
         self._admit()
-        return await self._in_thread(self._score, servable, user_ids, item_ids, 1)
+        return await self._in_thread(self._rows, servable, signature, inputs,
+                                     row_count(inputs), 1)
 
 
 class Batcher(_Runner):
-    """Merges concurrent scoring requests into few model calls."""
+    """Merges concurrent requests of a row-wise signature into few model calls."""
 
     def __init__(self, metrics: ServerMetrics, max_batch_rows: int = ServerConfig.max_batch_rows,
                  max_queue: int = ServerConfig.max_queue, max_wait: float = 0.0,
@@ -171,16 +217,17 @@ class Batcher(_Runner):
         await asyncio.gather(*self._workers)
         self.close()
 
-    async def score(self, servable: Servable, user_ids: np.ndarray, item_ids: np.ndarray,
-                    until: float | None = None) -> np.ndarray:
-        """Scores of (user, item) pairs, batched with other requests."""
+    async def rows(self, servable: Servable, signature: str, inputs: dict[str, np.ndarray],
+                   until: float | None = None) -> dict[str, np.ndarray]:
+        """Runs a row-wise signature, batched with other requests of the same key."""
         if self._closing or self._ready is None:
             raise unavailable("the server is shutting down")
         self._admit()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        task = _Task(servable, np.asarray(user_ids, np.int64), np.asarray(item_ids, np.int64),
-                     until, future)
+        inputs = {k: np.asarray(v) for k, v in inputs.items()}
+        task = _Task(servable, signature, inputs, row_count(inputs),
+                     batch_key(servable, signature, inputs), until, future)
         self._queue.append(task)
         self.metrics.queue_depth.set(len(self._queue))
         self._ready.set()
@@ -206,11 +253,11 @@ class Batcher(_Runner):
 
     def _take(self) -> list[_Task]:
         batch = [self._queue.popleft()]
-        rows = batch[0].item_ids.size
-        while self._queue and rows + self._queue[0].item_ids.size <= self.max_batch_rows:
+        rows = batch[0].rows
+        while self._queue and rows + self._queue[0].rows <= self.max_batch_rows:
             task = self._queue.popleft()
             batch.append(task)
-            rows += task.item_ids.size
+            rows += task.rows
         self.metrics.queue_depth.set(len(self._queue))
         return batch
 
@@ -227,26 +274,39 @@ class Batcher(_Runner):
                 if not self._queue:
                     continue
             now = time.monotonic()
-            groups: dict[int, list[_Task]] = {}
+            groups: dict[tuple[Any, ...], list[_Task]] = {}
             for task in self._take():
                 if task.future.done():
                     continue  # the caller's deadline passed while it was queued
                 if task.deadline is not None and task.deadline <= now:
                     task.future.set_exception(deadline("deadline exceeded in the batch queue"))
                     continue
-                groups.setdefault(id(task.servable), []).append(task)
+                groups.setdefault(task.key, []).append(task)
             for tasks in groups.values():
                 await self._run(tasks)
 
     async def _run(self, tasks: list[_Task]) -> None:
-        servable = tasks[0].servable
-        users = np.concatenate([t.user_ids for t in tasks])
-        items = np.concatenate([t.item_ids for t in tasks])
+        servable, signature = tasks[0].servable, tasks[0].signature
+        inputs = (tasks[0].inputs if len(tasks) == 1 else
+                  {k: np.concatenate([t.inputs[k] for t in tasks]) for k in tasks[0].inputs})
+        rows = sum(t.rows for t in tasks)
         try:
-            scores = await self._in_thread(self._score, servable, users, items, len(tasks))
+            outputs = await self._in_thread(self._rows, servable, signature, inputs, rows,
+                                            len(tasks))
+        except ServiceError as err:
+            if err.code == grpc.StatusCode.INVALID_ARGUMENT and len(tasks) > 1:
+                # One request's rows the model refuses (a malformed tf.Example) must not fail
+                # the others it was batched with: each runs again on its own.
+                for task in tasks:
+                    await self._run([task])
+                return
+            for task in tasks:
+                if not task.future.done():
+                    task.future.set_exception(err)
+            return
         except Exception as err:  # noqa: BLE001  (every waiting request gets the error)
-            log.exception("model call failed (%s version %d, %d pairs)", servable.name,
-                          servable.version, items.size)
+            log.exception("model call failed (%s version %d, %s, %d rows)", servable.name,
+                          servable.version, signature, rows)
             error = err if isinstance(err, ServiceError) else RuntimeError(
                 f"model call failed: {type(err).__name__}: {err}")
             for task in tasks:
@@ -255,7 +315,7 @@ class Batcher(_Runner):
             return
         offset = 0
         for task in tasks:
-            n = task.item_ids.size
             if not task.future.done():
-                task.future.set_result(scores[offset:offset + n])
-            offset += n
+                task.future.set_result({k: v[offset:offset + task.rows]
+                                        for k, v in outputs.items()})
+            offset += task.rows

@@ -19,8 +19,17 @@ import grpc
 import numpy as np
 
 from steadyrank.model.artifact import layout
+from steadyrank.service.requests import (
+    ModelInputs,
+    catalog_and_users,
+    random_value,
+    rank_request,
+    sample_rows,
+)
 from steadyrank.service.rpc import MAX_MESSAGE_BYTES
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
+
+__all__ = ["rank_request"]  # built in steadyrank.service.requests, used from here
 
 # The read-only methods are safe to send again. A call that reaches a server process just as
 # it drains can be answered CANCELLED by gRPC core before any handler saw it
@@ -45,24 +54,6 @@ def channel(server: str) -> grpc.Channel:
         ("grpc.service_config", RETRY_SERVICE_CONFIG)])
 
 
-def rank_request(model: str, user: int, k: int, candidates: Any = None,
-                 features: dict[str, Any] | None = None, version: int | None = None,
-                 request_id: str = "") -> Any:
-    """A ``RankRequest``; string features go as strings, ``age`` as int64."""
-    request = ranking_pb2.RankRequest(user_id=user, k=k, request_id=request_id)
-    request.model_spec.name = model
-    if version is not None:
-        request.model_spec.version.value = version
-    if candidates is not None:
-        request.candidate_item_ids.extend(int(i) for i in candidates)
-    for name, value in (features or {}).items():
-        if isinstance(value, int | np.integer):
-            request.user_features[name].int64_value = int(value)
-        else:
-            request.user_features[name].string_value = str(value)
-    return request
-
-
 def batched_request(model: str, queries: list[Any], version: int | None = None,
                     request_id: str = "") -> Any:
     """A batched ``RankRequest`` of single-query requests (from :func:`rank_request`): each
@@ -73,10 +64,13 @@ def batched_request(model: str, queries: list[Any], version: int | None = None,
         request.model_spec.version.value = version
     for single in queries:
         query = request.queries.add(user_id=single.user_id, k=single.k,
+                                    string_user_id=single.string_user_id,
                                     request_id=single.request_id)
         query.candidate_item_ids.extend(single.candidate_item_ids)
-        for name, value in single.user_features.items():
-            query.user_features[name].CopyFrom(value)
+        query.string_candidate_item_ids.extend(single.string_candidate_item_ids)
+        for features in ("user_features", "context_features"):
+            for name, value in getattr(single, features).items():
+                getattr(query, features)[name].CopyFrom(value)
     return request
 
 
@@ -92,7 +86,8 @@ def format_ranking(response: Any) -> str:
             lines.append(title)
         lines.append(f"{'rank':>4}  {'item':>8}  {'score':>9}")
         for i, item in enumerate(items, 1):
-            lines.append(f"{i:>4}  {item.item_id:>8}  {item.score:>9.4f}")
+            shown = item.string_item_id or item.item_id
+            lines.append(f"{i:>4}  {shown:>8}  {item.score:>9.4f}")
     return "\n".join(lines)
 
 
@@ -176,29 +171,70 @@ class LoadResult:
             f"max {d['max_ms']:.2f}"])
 
 
-def request_pool(stub: Any, model: str, candidates: int, k: int, size: int = 2000,
+def request_pool(chan: grpc.Channel, model: str, candidates: int, k: int, size: int = 2000,
                  seed: int = 0, queries: int = 1) -> list[Any]:
-    """Random Rank requests: known users, ``candidates`` random catalog items each (0: all).
+    """Random requests drawn from the model's schema (:mod:`steadyrank.service.requests`).
 
-    With ``queries`` > 1 each request is a batched one of that many such users.
+    A ranking model: Rank requests of known users, ``candidates`` random catalog items each
+    (0: all), random values for the context features; with ``queries`` > 1 each request is a
+    batched one of that many such users. A model without ids: Predict requests of
+    ``candidates`` random rows (at least 1) on ``serving_default``.
     """
     if queries < 1:
         raise ValueError(f"--queries {queries}: must be >= 1")
     rng = np.random.default_rng(seed)
-    catalog = predict_signature(stub, model, layout.CATALOG)["item_ids"]
-    users = predict_signature(stub, model, layout.USERS)["user_ids"]
+    inputs = ModelInputs.read(chan, model)
+    if not inputs.ranks:
+        return predict_pool(chan, model, max(1, candidates), min(size, 200), seed, inputs)
+    catalog, users = catalog_and_users(chan, model)
     if candidates > catalog.size:
         raise ValueError(f"--candidates {candidates}: the model has only {catalog.size} items")
+    if users is None:  # no stored user facts: any id is a user
+        users = np.array([random_value(rng, inputs.user) for _ in range(100)], object)
     pool = []
     for i in range(size):
         items = (rng.choice(catalog, candidates, replace=False) if candidates else None)
         n = candidates or catalog.size
-        pool.append(rank_request(model, int(rng.choice(users)), min(k, n), items,
-                                 request_id=f"load-{i}"))
+        context = {name: random_value(rng, spec) for name, spec in inputs.context.items()}
+        pool.append(rank_request(model, _plain(rng.choice(users)), min(k, n),
+                                 None if items is None else [_plain(v) for v in items],
+                                 request_id=f"load-{i}", context=context, inputs=inputs))
     if queries > 1:
         pool = [batched_request(model, pool[i:i + queries], request_id=f"load-batch-{i}")
                 for i in range(0, len(pool) - queries + 1, queries)]
     return pool
+
+
+def predict_pool(chan: grpc.Channel, model: str, rows: int = 10, size: int = 200,
+                 seed: int = 0, inputs: ModelInputs | None = None) -> list[Any]:
+    """Random ``Predict`` requests of ``rows`` rows each on ``serving_default``: known ids
+    for a ranking model, random values of each declared dtype for everything else."""
+    rng = np.random.default_rng(seed)
+    inputs = inputs or ModelInputs.read(chan, model)
+    known = catalog_and_users(chan, model) if inputs.ranks else None
+    return [predict_request(model, sample_rows(rng, inputs, rows, known))
+            for _ in range(size)]
+
+
+def _plain(value: Any) -> Any:
+    """A numpy id as a Python int or str."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.item() if hasattr(value, "item") else value
+
+
+def predict_request(model: str, rows: dict[str, np.ndarray],
+                    signature: str = layout.SERVING_DEFAULT) -> Any:
+    """A ``PredictRequest`` of rows given by input name."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    for name, values in rows.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(values))
+    return request
 
 
 def loadtest(server: str, model: str, concurrency: int, duration: float,
@@ -211,16 +247,16 @@ def loadtest(server: str, model: str, concurrency: int, duration: float,
     """
     if concurrency < 1 or duration <= 0:
         raise ValueError("concurrency must be >= 1 and duration > 0")
-    with channel(server) as chan:
-        stub = ranking_pb2_grpc.RankingServiceStub(chan)
-        if pool is None:
-            from tensorflow_serving.apis import prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-            pool = request_pool(prediction_service_pb2_grpc.PredictionServiceStub(chan), model,
-                                candidates, k, seed=seed)
+    with channel(server) as chan:
+        rank_stub = ranking_pb2_grpc.RankingServiceStub(chan)
+        predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
+        if pool is None:
+            pool = request_pool(chan, model, candidates, k, seed=seed)
         slots = threading.Semaphore(concurrency)
         lock = threading.Lock()
-        queries = max(1, len(pool[0].queries)) if pool else 1
+        queries = max(1, len(getattr(pool[0], "queries", []))) if pool else 1
         result = LoadResult(seconds=duration, concurrency=concurrency, queries=queries)
         started = time.monotonic()
         count_from = started + warmup
@@ -229,7 +265,9 @@ def loadtest(server: str, model: str, concurrency: int, duration: float,
         def send(request: Any) -> None:
             sent = time.perf_counter()
             counted = time.monotonic() >= count_from
-            future = stub.Rank.future(request, timeout=timeout)
+            method = (rank_stub.Rank if isinstance(request, ranking_pb2.RankRequest)
+                      else predict_stub.Predict)
+            future = method.future(request, timeout=timeout)
 
             def done(f: grpc.Future) -> None:
                 elapsed = time.perf_counter() - sent
@@ -260,8 +298,13 @@ def loadtest(server: str, model: str, concurrency: int, duration: float,
 
 def _loadtest_part(args: tuple[Any, ...]) -> LoadResult:
     """One client process of :func:`parallel_loadtest` (its pool arrives serialized)."""
-    server, model, concurrency, duration, k, timeout, warmup, blobs = args
-    pool = [ranking_pb2.RankRequest.FromString(b) for b in blobs]
+    server, model, concurrency, duration, k, timeout, warmup, blobs, rank = args
+    if rank:
+        pool = [ranking_pb2.RankRequest.FromString(b) for b in blobs]
+    else:
+        from tensorflow_serving.apis import predict_pb2
+
+        pool = [predict_pb2.PredictRequest.FromString(b) for b in blobs]
     return loadtest(server, model, concurrency, duration, k=k, timeout=timeout, warmup=warmup,
                     pool=pool)
 
@@ -277,10 +320,9 @@ def parallel_loadtest(server: str, model: str, concurrency: int, duration: float
         raise ValueError(f"--processes {processes}: must be in [1, --concurrency "
                          f"{concurrency}]")
     if pool is None:
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         with channel(server) as chan:
-            pool = request_pool(prediction_service_pb2_grpc.PredictionServiceStub(chan), model,
+            pool = request_pool(chan, model,
                                 candidates, k, seed=seed, queries=queries)
     if processes == 1:
         return loadtest(server, model, concurrency, duration, k=k, timeout=timeout,
@@ -290,7 +332,8 @@ def parallel_loadtest(server: str, model: str, concurrency: int, duration: float
     blobs = [r.SerializeToString() for r in pool]
     shares = [concurrency // processes + (i < concurrency % processes)
               for i in range(processes)]
-    jobs = [(server, model, share, duration, k, timeout, warmup, blobs[i::processes] or blobs)
-            for i, share in enumerate(shares)]
+    rank = isinstance(pool[0], ranking_pb2.RankRequest)
+    jobs = [(server, model, share, duration, k, timeout, warmup, blobs[i::processes] or blobs,
+             rank) for i, share in enumerate(shares)]
     with multiprocessing.get_context("spawn").Pool(processes) as workers:
         return LoadResult.merge(workers.map(_loadtest_part, jobs))

@@ -1,9 +1,16 @@
 """TensorFlow Serving's ``PredictionService`` and ``ModelService`` over our model manager.
 
-Any stock TF Serving client works unchanged: ``Predict`` runs any signature of the export
-(``serving_default`` and ``rank`` go through the batcher), ``GetModelMetadata`` returns the
-SignatureDefs, ``Regress`` scores ``tf.Example`` inputs holding ``user_id`` and ``item_id``
-(rating models), and ``GetModelStatus`` reports versions and their states.
+Any stock TF Serving client works unchanged:
+
+- ``Predict`` runs any signature of the export. The row-wise ones (``serving_default``,
+  ``examples``, and ``rank``, scored as ``serving_default`` rows) go through the batcher.
+- ``Classify`` (a ``binary`` model: class "0" and "1" with their probabilities) and
+  ``Regress`` (a ``rating`` model) run the export's ``examples`` signature on an
+  ``ExampleList``, or an ``ExampleListWithContext`` whose context is merged into each
+  example, as ``input.proto`` specifies (a key in both is refused: its meaning is undefined).
+- ``GetModelMetadata`` returns the SignatureDefs (``RankingService.GetRequestSchema`` the
+  features, by name and dtype); ``GetModelStatus`` reports versions and
+  their states. ``MultiInference`` answers UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import grpc
 import numpy as np
 from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
@@ -23,11 +31,20 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from steadyrank.model.artifact.layout import ITEM_IDS, RANK, SERVING_DEFAULT
+from steadyrank.model.artifact.layout import (
+    EXAMPLES,
+    EXAMPLES_INPUT,
+    ITEM_IDS,
+    RANK,
+    SCORE,
+    SCORES,
+    SERVING_DEFAULT,
+)
 from steadyrank.service.batching import Scorer
 from steadyrank.service.manager import ModelManager
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
+from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.status import invalid, not_found, shown, unimplemented
 from steadyrank.service.telemetry import ServerMetrics
 from steadyrank.service.tensors import (
@@ -63,33 +80,34 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``tensorflow.serving.PredictionService``."""
 
     def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, shadow: ShadowScorer | None = None) -> None:
         self.manager = manager
         self.scorer = scorer
         self.metrics = metrics
         self.limits = limits or Limits()
+        self.shadow = shadow
 
     def _servable(self, spec: Any) -> Servable:
         return self.manager.get(spec.name, requested_version(spec))
 
     async def run(self, servable: Servable, signature: str, inputs: dict[str, np.ndarray],
                   until: float | None) -> dict[str, np.ndarray]:
-        """Runs a signature; the scoring signatures check ids and go through the scorer."""
-        user, item = servable.user_input, servable.item_input
-        if signature == DEFAULT_SIGNATURE:
-            servable.check_users(f"inputs[{user!r}]", inputs[user])
-            servable.check_items(f"inputs[{item!r}]", inputs[item])
-            return {"score": await self.scorer.score(servable, inputs[user], inputs[item],
-                                                     until)}
-        if signature == RANK:
-            users = np.asarray(inputs[user], np.int64).reshape(1)
-            servable.check_users(f"inputs[{user!r}]", users)
+        """Runs a signature; the row-wise ones check ids and go through the batcher."""
+        if signature in (DEFAULT_SIGNATURE, EXAMPLES):
+            servable.check_row_ids(inputs)
+            outputs = await self.scorer.rows(servable, signature, inputs, until)
+            if self.shadow is not None:
+                self.shadow.offer(servable, signature, inputs, outputs[SCORE], ranked=False,
+                                  replica=self.manager.replica_label(servable.name) == "a")
+            return outputs
+        if signature == RANK and servable.ranking is not None:
+            user = servable.user_input
+            servable.check_users(f"inputs[{user!r}]", np.asarray(inputs[user]).reshape(1))
             servable.check_items(f"inputs[{ITEM_IDS!r}]", inputs[ITEM_IDS])
-            users = np.repeat(users, inputs[ITEM_IDS].size)
-            return {"scores": await self.scorer.score(servable, users, inputs[ITEM_IDS],
-                                                      until)}
-        if "item_ids" in inputs:
-            servable.check_items("inputs['item_ids']", inputs["item_ids"])
+            return {SCORES: await self.scorer.score(servable, servable.rank_rows(inputs),
+                                                    until)}
+        if ITEM_IDS in inputs:
+            servable.check_items(f"inputs[{ITEM_IDS!r}]", inputs[ITEM_IDS])
         return await self.scorer.call(servable, signature, inputs)
 
     @rpc("Predict")
@@ -125,8 +143,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise invalid("metadata_field: empty; ask for \"signature_def\"")
         unsupported = [f for f in request.metadata_field if f != "signature_def"]
         if unsupported:
-            raise invalid(f"metadata_field: unsupported field {unsupported[0]!r}; "
-                          "supported: \"signature_def\"")
+            raise invalid(f"metadata_field: unsupported field {shown(unsupported[0])!r}; "
+                          "supported: \"signature_def\" (RankingService.GetRequestSchema "
+                          "describes the features)")
         servable = self._servable(request.model_spec)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
@@ -137,74 +156,108 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].Pack(signatures)
         return response
 
+    def _examples(self, request: Any, method: str, task: str) -> tuple[Servable, np.ndarray]:
+        """The model and the request's serialized examples (context merged in), checked."""
+        servable = self._servable(request.model_spec)
+        name = request.model_spec.signature_name
+        if name not in ("", DEFAULT_SIGNATURE, EXAMPLES):
+            raise invalid(f"model_spec.signature_name: {method} runs the model's tf.Example "
+                          f"signature {EXAMPLES!r} (or say {DEFAULT_SIGNATURE!r}), got "
+                          f"{shown(name)!r}")
+        if servable.task != task:
+            other = "Classify" if servable.task == "binary" else "Regress"
+            raise unimplemented(f"{method}: model {servable.name!r} has task "
+                                f"{servable.task!r}; use {other} (or Predict)")
+        if EXAMPLES not in servable.signature_defs:
+            raise unimplemented(f"{method}: model {servable.name!r} version "
+                                f"{servable.version} has no {EXAMPLES!r} signature (exported "
+                                "before it existed); use Predict")
+        return servable, serialized_examples(request.input, self.limits)
+
+    async def _score_examples(self, servable: Servable, examples: np.ndarray,
+                              context: grpc.aio.ServicerContext) -> np.ndarray:
+        return (await self.run(servable, EXAMPLES, {EXAMPLES_INPUT: examples},
+                               deadline_of(context)))[SCORE]
+
     @rpc("Regress")
     async def Regress(  # noqa: N802
             self, request: regression_pb2.RegressionRequest,
             context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
-        """Predicted ratings of ``tf.Example`` inputs with int64 ``user_id`` and ``item_id``."""
-        servable = self._servable(request.model_spec)
-        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        if name != DEFAULT_SIGNATURE:
-            raise invalid(f"model_spec.signature_name: Regress runs {DEFAULT_SIGNATURE!r}, "
-                          f"got {name!r}")
-        if servable.task != "rating":
-            raise unimplemented(f"Regress: model {servable.name!r} predicts probabilities "
-                                f"(task {servable.task!r}); use Predict")
-        users, items = examples_to_pairs(request.input, self.limits.max_elements)
-        outputs = await self.run(servable, DEFAULT_SIGNATURE,
-                                 {servable.user_input: users, servable.item_input: items},
-                                 deadline_of(context))
+        """A ``rating`` model's prediction for each tf.Example."""
+        servable, examples = self._examples(request, "Regress", "rating")
+        scores = await self._score_examples(servable, examples, context)
         response = regression_pb2.RegressionResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = name
-        for value in outputs["score"]:
+        _answering(response.model_spec, servable)
+        for value in scores:
             response.result.regressions.add(value=float(value))
         return response
 
     @rpc("Classify")
     async def Classify(  # noqa: N802
-            self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        """Not offered: ranking models have no classes; use Predict or Rank."""
-        raise unimplemented("Classify: SteadyRank models are rankers, not classifiers; use "
-                            "Predict (signature serving_default) or RankingService.Rank")
+            self, request: classification_pb2.ClassificationRequest,
+            context: grpc.aio.ServicerContext) -> classification_pb2.ClassificationResponse:
+        """A ``binary`` model's class scores for each tf.Example: class "0" with 1 - p and
+        class "1" with p, the probability of a positive."""
+        servable, examples = self._examples(request, "Classify", "binary")
+        scores = await self._score_examples(servable, examples, context)
+        response = classification_pb2.ClassificationResponse()
+        _answering(response.model_spec, servable)
+        for p in scores.astype(np.float64):
+            classes = response.result.classifications.add().classes
+            classes.add(label="0", score=float(1.0 - p))
+            classes.add(label="1", score=float(p))
+        return response
 
     @rpc("MultiInference")
     async def MultiInference(  # noqa: N802
             self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        """Not offered; use Predict or Regress."""
-        raise unimplemented("MultiInference: not supported; use Predict or Regress")
+        """Not offered; use Classify, Regress or Predict."""
+        raise unimplemented("MultiInference: not supported; send Classify, Regress or "
+                            "Predict calls")
 
 
-def _int64_feature(example: Any, context: Any, key: str, where: str) -> int:
-    for source in (example, context):
-        if source is not None and key in source.features.feature:
-            values = source.features.feature[key].int64_list.value
-            if len(values) != 1:
-                raise invalid(f"{where}: feature {key!r} must hold exactly one int64 value, "
-                              f"got {len(values)}")
-            return int(values[0])
-    raise invalid(f"{where}: missing int64 feature {key!r}")
+def _answering(spec: Any, servable: Servable) -> None:
+    """Fills a response's model_spec with the version that answered."""
+    spec.name = servable.name
+    spec.version.value = servable.version
+    spec.signature_name = EXAMPLES
 
 
-def examples_to_pairs(data: Any, max_examples: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
-    """(user_id, item_id) arrays from a TF Serving ``Input`` of tf.Examples."""
+def serialized_examples(data: Any, limits: Limits) -> np.ndarray:
+    """The serialized tf.Examples of a TF Serving ``Input``, the context merged into each.
+
+    Protobuf merges concatenated messages, so ``context + example`` is the merged example.
+    Sizes are checked before anything is built: at most ``limits.max_elements`` examples
+    and ``limits.max_string_bytes`` bytes of merged examples (server flags
+    --max-request-elements, --max-string-bytes). A feature key in both the context and an
+    example is refused (``input.proto`` leaves its meaning undefined).
+    """
     kind = data.WhichOneof("kind")
     if kind is None:
         raise invalid("input: empty; send example_list or example_list_with_context")
     block = getattr(data, kind)
-    context = block.context if kind == "example_list_with_context" else None
+    where = f"input.{kind}"
     if not block.examples:
-        raise invalid(f"input.{kind}.examples: empty")
-    if len(block.examples) > max_examples:
-        raise invalid(f"input.{kind}.examples: {len(block.examples)} examples, at most "
-                      f"{max_examples} (server flag --max-request-elements)")
-    users, items = [], []
+        raise invalid(f"{where}.examples: empty")
+    if len(block.examples) > limits.max_elements:
+        raise invalid(f"{where}.examples: {len(block.examples)} examples, at most "
+                      f"{limits.max_elements} (server flag --max-request-elements)")
+    context = block.context if kind == "example_list_with_context" else None
+    shared = context.SerializeToString() if context is not None else b""
+    total = sum(e.ByteSize() for e in block.examples) + len(shared) * len(block.examples)
+    if total > limits.max_string_bytes:
+        raise invalid(f"{where}: {total} bytes of examples with the context merged in, at "
+                      f"most {limits.max_string_bytes} (server flag --max-string-bytes)")
+    keys = set(context.features.feature) if context is not None else set()
+    out = np.empty(len(block.examples), object)
     for i, example in enumerate(block.examples):
-        where = f"input.{kind}.examples[{i}]"
-        users.append(_int64_feature(example, context, "user_id", where))
-        items.append(_int64_feature(example, context, "item_id", where))
-    return np.array(users, np.int64), np.array(items, np.int64)
+        if keys:
+            both = keys.intersection(example.features.feature)
+            if both:
+                raise invalid(f"{where}.examples[{i}]: feature {shown(min(both))!r} is also "
+                              "in the context (a key may be in one of them)")
+        out[i] = shared + example.SerializeToString()
+    return out
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):

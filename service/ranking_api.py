@@ -1,84 +1,63 @@
-"""``steadyrank.RankingService``: the top k candidates for a user, from the primary replica."""
+"""``steadyrank.RankingService``: the top k candidates for a user, from the primary replica.
+
+A request carries what the model's schema declares (:mod:`steadyrank.service.request_schema`):
+the user id (``user_id`` or ``string_user_id``, as the model's ids are), the candidates,
+every context feature in ``context_features``, and, for a user the model has not seen,
+every user feature in ``user_features``. A model without user and item ids (a Criteo-style
+click model) has nothing to rank: its Rank answers UNIMPLEMENTED.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import numpy as np
 
-from steadyrank.model.artifact.layout import ITEM_IDS, RANK_WITH_FEATURES
+from steadyrank.model.artifact.layout import ITEM_IDS, RANK_WITH_FEATURES, SCORES, SERVING_DEFAULT
 from steadyrank.model.evaluation.metrics import topk_indices
 from steadyrank.service.batching import Scorer
 from steadyrank.service.manager import ModelManager
+from steadyrank.service.request_schema import InputSpec, RankSchema, parse_features, read_ids
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
 from steadyrank.service.settings import ServerConfig
 from steadyrank.service.shadow import ShadowScorer
-from steadyrank.service.status import ServiceError, invalid, shown
+from steadyrank.service.status import ServiceError, invalid, unimplemented
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.telemetry import ServerMetrics
 
-MAX_FEATURE_CHARS = 256  # a feature value is a word or a code, not a text
 # The fields of a single-query RankRequest, left unset in a batched one (request_id stays
 # the caller's id of the whole call).
-SINGLE_QUERY_FIELDS = ("user_id", "user_features", "candidate_item_ids", "k")
-def new_user_hint(expected: Mapping[str, str]) -> str:
+SINGLE_QUERY_FIELDS = ("user_id", "string_user_id", "user_features", "context_features",
+                       "candidate_item_ids", "string_candidate_item_ids", "k")
+
+
+def new_user_hint(schema: RankSchema) -> str:
     """What to send to rank for a user the model has not seen."""
-    if not expected:
+    if not schema.user_features:
         return ""
-    return f"; send user_features ({', '.join(expected)}) to rank for a new user"
-
-
-def parse_user_features(features: Mapping[str, Any], expected: Mapping[str, str]
-                        ) -> dict[str, Any] | None:
-    """The user's features as signature inputs, or None when none were sent.
-
-    ``expected``: the model's user facts, name -> int64, float or string (its
-    ``rank_with_features`` signature). INVALID_ARGUMENT names an unknown feature, a missing
-    one, or a value of the wrong type (an int64 is taken for a float).
-    """
-    if not features:
-        return None
-    if not expected:
-        raise invalid("user_features: this model takes no user features (it has no "
-                      "rank_with_features signature)")
-    unknown = sorted(set(features) - set(expected))
-    if unknown:
-        raise invalid(f"user_features: unknown feature {shown(unknown[0])!r}; "
-                      f"known: {', '.join(expected)}")
-    missing = [f for f in expected if f not in features]
-    if missing:
-        raise invalid(f"user_features: missing feature {missing[0]!r} (send all of "
-                      f"{', '.join(expected)}, or none)")
-    values: dict[str, Any] = {}
-    for name, dtype in expected.items():
-        got = features[name].WhichOneof("kind")  # FeatureValue's field: DTYPE_value
-        accepted = {"float": ("int64_value",)}.get(dtype, ())
-        if got != f"{dtype}_value" and got not in accepted:
-            raise invalid(f"user_features[{name!r}]: expected {dtype}, "
-                          f"got {got.split('_')[0] if got else 'no value'}")
-        value = getattr(features[name], got)
-        if dtype == "string" and len(value) > MAX_FEATURE_CHARS:
-            raise invalid(f"user_features[{name!r}]: {len(value)} characters, at most "
-                          f"{MAX_FEATURE_CHARS}")
-        values[name] = {"int64": np.int64, "float": np.float32}.get(
-            dtype, lambda v: np.bytes_(v.encode()))(value)
-    return values
+    return f"; send user_features ({', '.join(schema.user_features)}) to rank for a new user"
 
 
 @dataclass(frozen=True)
 class _Query:
-    """One checked query: the user, the candidates, the features (None: stored), k."""
+    """One checked query: the user, the candidates, the context and the user's features
+    (None: the stored ones), k."""
 
-    user_id: int
+    user: Any  # np.int64 or bytes
     items: np.ndarray
+    context: dict[str, Any]
     features: dict[str, Any] | None
     k: int
     request_id: str
+
+    def rank_inputs(self, schema: RankSchema) -> dict[str, Any]:
+        """The ``rank`` (or ``rank_with_features``) signature's inputs."""
+        return {schema.user.name: self.user, ITEM_IDS: self.items, **self.context,
+                **(self.features or {})}
 
 
 class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
@@ -97,19 +76,25 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         self.max_candidates = max_candidates
         self.shadow = shadow
 
-    def candidates(self, servable: Servable, requested: Any) -> np.ndarray:
+    def candidates(self, servable: Servable, query: Any) -> np.ndarray:
         """The candidate item ids: the request's (checked), or the whole catalog."""
-        if not requested:
+        assert servable.ranking is not None and servable.catalog is not None
+        count = len(query.candidate_item_ids) + len(query.string_candidate_item_ids)
+        if not count:
             return servable.catalog
-        if len(requested) > self.max_candidates:
-            raise invalid(f"candidate_item_ids: {len(requested)} candidates, at most "
+        if count > self.max_candidates:
+            raise invalid(f"candidate_item_ids: {count} candidates, at most "
                           f"{self.max_candidates} (server flag --max-candidates)")
-        items = np.fromiter(requested, np.int64, count=len(requested))
-        ordered = np.sort(items)
+        items = read_ids("", servable.ranking.item, query.candidate_item_ids,
+                         query.string_candidate_item_ids, "candidate_item_ids",
+                         "string_candidate_item_ids")
+        ordered = np.sort(items.astype("S") if items.dtype == object else items)
         repeated = ordered[1:][ordered[1:] == ordered[:-1]]
         if repeated.size:
-            raise invalid(f"candidate_item_ids: item {int(repeated[0])} is listed more than "
-                          "once")
+            item = repeated[0]
+            shown_item = repr(item.decode(errors="replace")) if isinstance(item, bytes) \
+                else int(item)
+            raise invalid(f"candidate_item_ids: item {shown_item} is listed more than once")
         servable.check_items("candidate_item_ids", items)
         return items
 
@@ -138,56 +123,99 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
                           f"{self.max_rank_pairs} (server flag --max-rank-pairs); send fewer "
                           "or smaller queries per call")
 
+    def _user(self, schema: RankSchema, query: Any) -> Any:
+        ids = read_ids("", schema.user, [query.user_id] if query.user_id else [],
+                       [query.string_user_id] if query.string_user_id else [],
+                       "user_id", "string_user_id")
+        if schema.user.dtype == "string":
+            if ids.size == 0:
+                raise invalid(f"string_user_id: empty; this model's {schema.user.name} ids "
+                              "are strings")
+            return ids[0]
+        return np.int64(query.user_id)
+
     def _checked(self, servable: Servable, query: Any, field: str) -> _Query:
-        """A query's candidates and features, checked (error messages start with ``field``)."""
+        """A query's ids, candidates and features, checked (error messages start with
+        ``field``)."""
+        schema = servable.ranking
+        assert schema is not None
         try:
-            items = self.candidates(servable, query.candidate_item_ids)
+            user = self._user(schema, query)
+            items = self.candidates(servable, query)
             if not 1 <= query.k <= items.size:
                 raise invalid(f"k: {query.k} is out of range [1, {items.size}] (1 to the "
                               "number of candidates)")
-            expected = servable.user_feature_types
-            features = parse_user_features(query.user_features, expected)
-            if features is None:
-                servable.check_users("user_id", np.array([query.user_id], np.int64),
-                                     new_user_hint(expected))
-            elif RANK_WITH_FEATURES not in servable.signature_defs:
-                raise invalid(f"user_features: model {servable.name!r} version "
-                              f"{servable.version} has no {RANK_WITH_FEATURES} signature")
+            context = parse_features("context_features", query.context_features,
+                                     schema.context,
+                                     dict.fromkeys(schema.user_features, "user_features"))
+            features = None
+            if query.user_features:
+                if not schema.user_features:
+                    raise invalid(f"user_features: model {servable.name!r} version "
+                                  f"{servable.version} takes no user features (it has no "
+                                  f"{RANK_WITH_FEATURES} signature)")
+                features = parse_features("user_features", query.user_features,
+                                          schema.user_features,
+                                          dict.fromkeys(schema.context, "context_features"))
+            else:
+                servable.check_users("user_id", np.array([user]), new_user_hint(schema))
         except ServiceError as err:
             raise ServiceError(err.code, f"{field}{err.message}") from None
-        return _Query(query.user_id, items, features, query.k, query.request_id)
+        return _Query(user, items, context, features, query.k, query.request_id)
 
     async def _score_all(self, servable: Servable, queries: list[_Query],
                          until: float | None) -> list[np.ndarray]:
-        """Each query's candidate scores: the stored-feature queries in one scoring call
-        (batched with other requests), those with user features by ``rank_with_features``."""
-        stored = [q for q in queries if q.features is None]
-        jobs = [self.scorer.call(servable, RANK_WITH_FEATURES,
-                                 {servable.user_input: np.int64(q.user_id), ITEM_IDS: q.items,
-                                  **q.features})
-                for q in queries if q.features is not None]
-        if stored:
-            users = np.concatenate([np.full(q.items.shape, q.user_id, np.int64)
-                                    for q in stored])
-            jobs.append(self.scorer.score(servable, users,
-                                          np.concatenate([q.items for q in stored]), until))
-        results = list(await asyncio.gather(*jobs))
-        parts = (np.split(results.pop(), np.cumsum([q.items.size for q in stored])[:-1])
-                 if stored else [])
-        featured = iter(r["scores"] for r in results)
-        stored_parts = iter(parts)
-        out = [next(stored_parts) if q.features is None else next(featured) for q in queries]
+        """Each query's candidate scores: the stored-feature queries as ``serving_default``
+        rows (batched with other requests), those with user features by
+        ``rank_with_features``."""
+        schema = servable.ranking
+        assert schema is not None
+
+        async def one(query: _Query) -> np.ndarray:
+            if query.features is not None:
+                out = await self.scorer.call(servable, RANK_WITH_FEATURES,
+                                             query.rank_inputs(schema))
+                return out[SCORES]
+            return await self.scorer.score(servable, servable.rank_rows(
+                query.rank_inputs(schema)), until)
+
+        out = list(await asyncio.gather(*(one(q) for q in queries)))
         for q, scores in zip(queries, out, strict=True):
             if scores.shape != q.items.shape:
                 raise RuntimeError(f"model returned {scores.shape} scores for {q.items.size} "
                                    "items")
         return out
 
+    @rpc("GetRequestSchema")
+    async def GetRequestSchema(  # noqa: N802
+            self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """What the model's requests carry: ids, context and user features, Predict rows."""
+        servable = self.manager.get(request.model_spec.name,
+                                    requested_version(request.model_spec))
+        response = ranking_pb2.RequestSchemaResponse(task=servable.task)
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        schema = servable.ranking
+        if schema is not None:
+            _input(response.user_id, schema.user)
+            _input(response.item_id, InputSpec(servable.item_input, schema.item.dtype))
+            for spec in schema.context.values():
+                _input(response.context_features.add(), spec)
+            for spec in schema.user_features.values():
+                _input(response.user_features.add(), spec)
+        for spec in servable.row_specs().values():
+            _input(response.rows.add(), spec)
+        return response
+
     @rpc("Rank")
     async def Rank(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         """The k best candidates for the user (or for each query), best first."""
         servable = self.manager.get(request.model_spec.name,
                                     requested_version(request.model_spec))
+        if servable.ranking is None:
+            raise unimplemented(f"Rank: model {servable.name!r} has no user and item ids in "
+                                "its schema, so there is nothing to rank; score rows with "
+                                f"Predict ({SERVING_DEFAULT}) or Classify/Regress")
         queries = self.check_batch(request)
         batched = bool(request.queries)
         checked = [self._checked(servable, q, f"queries[{i}]." if batched else "")
@@ -199,15 +227,26 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         response = ranking_pb2.RankResponse(request_id=request.request_id, replica=replica)
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
+        strings = servable.ranking.item.dtype == "string"
         for query, query_scores in zip(checked, scores, strict=True):
             if self.shadow is not None and query.features is None:
-                self.shadow.offer(servable, query.user_id, query.items, query_scores,
-                                  replica == "a")
+                self.shadow.offer(servable, SERVING_DEFAULT,
+                                  servable.rank_rows(query.rank_inputs(servable.ranking)),
+                                  query_scores, ranked=True, replica=replica == "a")
             target = (response.results.add(request_id=query.request_id) if batched
                       else response)
             for i in topk_indices(query_scores, query.k):
-                target.items.add(item_id=int(query.items[i]), score=float(query_scores[i]))
+                item = query.items[i]
+                if strings:
+                    target.items.add(string_item_id=item.decode(errors="replace"),
+                                     score=float(query_scores[i]))
+                else:
+                    target.items.add(item_id=int(item), score=float(query_scores[i]))
         return response
+
+
+def _input(message: Any, spec: InputSpec) -> None:
+    message.name, message.dtype, message.max_len = spec.name, spec.dtype, spec.max_len or 0
 
 
 def _is_set(message: Any, field: str) -> bool:

@@ -11,17 +11,34 @@ from typing import Any, TypeVar
 
 import grpc
 
-from steadyrank.service.status import ServiceError, invalid
+from steadyrank.service.status import ServiceError, invalid, unavailable
 
 log = logging.getLogger("steadyrank.rpc")
 MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving's gRPC message limit: INT_MAX, both directions
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+DRAINING = ("the server is shutting down; send the call again (another server process or "
+            "replica will answer it)")
+
+
+class Drain:
+    """Whether a server still admits calls, how many it is answering, and when the last one
+    arrived: what a graceful stop waits on (event loop only)."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.in_flight = 0
+        self.last_arrival = time.monotonic()
+
+    def quiet_for(self) -> float:
+        """Seconds since the last call arrived."""
+        return time.monotonic() - self.last_arrival
 
 
 def rpc(method: str) -> Callable[[Handler], Handler]:
     """Decorates an async servicer method: a :class:`ServiceError` becomes its gRPC status,
     any other exception INTERNAL (logged); each call is counted by code and timed on
-    ``self.metrics``.
+    ``self.metrics``. While ``self.drain`` (a :class:`Drain`, if the servicer has one) is
+    draining, a call is answered UNAVAILABLE, which stock clients retry, before any work.
     """
 
     def wrap(fn: Handler) -> Handler:
@@ -29,7 +46,13 @@ def rpc(method: str) -> Callable[[Handler], Handler]:
         async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
+            drain: Drain | None = getattr(self, "drain", None)
+            if drain is not None:
+                drain.last_arrival = time.monotonic()
+                drain.in_flight += 1
             try:
+                if drain is not None and drain.draining:
+                    raise unavailable(DRAINING)
                 return await fn(self, request, context)
             except ServiceError as err:
                 code = err.code
@@ -43,6 +66,8 @@ def rpc(method: str) -> Callable[[Handler], Handler]:
                 await context.abort(code, f"internal error in {method}: "
                                           f"{type(err).__name__}: {err}")
             finally:
+                if drain is not None:
+                    drain.in_flight -= 1
                 self.metrics.requests.labels(method, code.name).inc()
                 self.metrics.request_seconds.labels(method).observe(
                     time.perf_counter() - started)

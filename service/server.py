@@ -33,12 +33,15 @@ from steadyrank.service.batching import Batcher, DirectScorer
 from steadyrank.service.manager import ModelManager, has_versions
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
 from steadyrank.service.ranking_api import RankingServicer, ranking_pb2
+from steadyrank.service.rpc import Drain
 from steadyrank.service.settings import ServerConfig, body_limits
 from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.telemetry import ServerMetrics
 from steadyrank.service.tensors import Limits
 from steadyrank.service.wire import Admission, Wire
 
+# A stop waits until no call has arrived for this long before it stops the gRPC server.
+DRAIN_QUIET_SECONDS = 0.25
 log = logging.getLogger("steadyrank.server")
 SERVICES = (
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
@@ -68,6 +71,7 @@ class Server:
         self.shadow = ShadowScorer(self.manager, self.metrics, config.shadow_rate,
                                    config.shadow_queue, churn_rate=config.churn_rate)
         self.health = health.aio.HealthServicer()
+        self.drain = Drain()
         self.port = 0
         self.metrics_port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -115,7 +119,7 @@ class Server:
         limits = Limits(self.config.max_request_elements, self.config.max_string_bytes)
         services = [
             (prediction_service_pb2, "PredictionService",
-             PredictionServicer(self.manager, self.scorer, self.metrics, limits)),
+             PredictionServicer(self.manager, self.scorer, self.metrics, limits, self.shadow)),
             (model_service_pb2, "ModelService", ModelServicer(self.manager, self.metrics)),
             (ranking_pb2, "RankingService",
              RankingServicer(self.manager, self.scorer, self.metrics,
@@ -126,6 +130,7 @@ class Server:
                 (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME))),
         ]
         for module, service, servicer in services:
+            servicer.drain = self.drain  # read by the rpc wrapper of every handler
             self.wire.add_service(self._grpc, module.DESCRIPTOR.services_by_name[service],
                                   servicer)
         address = f"{self.config.host}:{self.config.port}"
@@ -179,17 +184,29 @@ class Server:
             await asyncio.sleep(1.0)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Graceful stop: NOT_SERVING, no new RPCs, in-flight ones finish, queue drained."""
+        """Graceful stop: new calls answered UNAVAILABLE and health NOT_SERVING, then, once
+        the calls in flight are done and clients have gone quiet (or ``grace`` is over), the
+        gRPC server stops and the batch queue drains."""
         if self._stopping:
             return
         self._stopping = True
         if self._gate is not None:
             self._gate.cancel()
         grace = self.config.shutdown_grace if grace is None else grace
-        log.info("shutting down: finishing in-flight requests (up to %.0f s)", grace)
+        log.info("shutting down: answering new calls UNAVAILABLE, finishing in-flight ones "
+                 "(up to %.0f s)", grace)
+        self.drain.draining = True
         await self.health.enter_graceful_shutdown()
+        until = time.monotonic() + grace
+        # Calls the gRPC core has taken in but no handler has yet would be CANCELLED when it
+        # stops (grpc/grpc#41785): wait until the calls in flight are done and none has
+        # arrived for a moment (clients that read the health status have gone), or the grace
+        # period is over.
+        while time.monotonic() < until and (self.drain.in_flight > 0 or
+                                            self.drain.quiet_for() < DRAIN_QUIET_SECONDS):
+            await asyncio.sleep(0.02)
         if self._grpc is not None:
-            await self._grpc.stop(grace)
+            await self._grpc.stop(max(0.0, until - time.monotonic()))
         await self.scorer.stop()
         self.wire.close()
         loop = asyncio.get_running_loop()

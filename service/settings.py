@@ -16,6 +16,8 @@ import textwrap
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+MAX_VALUE_CHARS = 256  # a feature value or an id in a Rank request is a word or a code
+
 DEFAULT_PORT = 8500  # gRPC, as TF Serving's
 DEFAULT_METRICS_PORT = 8502  # Prometheus /metrics (TF Serving's REST port 8501 stays free)
 DEFAULT_SERVER = f"localhost:{DEFAULT_PORT}"  # where clients look by default
@@ -86,12 +88,12 @@ class ServerConfig:
     shutdown_grace: float = 30.0
     """seconds in-flight requests get to finish on SIGTERM"""
     shadow_rate: float = 0.1
-    """fraction of Rank requests also scored by the second replica NAME-b to measure replica
-    disagreement (0: off)"""
+    """fraction of requests (Rank, and the rows of Predict, Classify and Regress) also scored
+    by the second replica NAME-b to measure replica disagreement (0: off)"""
     shadow_queue: int = 256
     """sampled requests waiting for shadow scoring before drops"""
     churn_rate: float = 0.1
-    """fraction of Rank requests also scored by the replaced version during the churn window
+    """fraction of requests also scored by the replaced version during the churn window
     after a version switch (0: off)"""
     churn_window: float = 600.0
     """seconds the replaced version is kept after a switch to measure churn (0: off)"""
@@ -183,20 +185,24 @@ def body_limits(config: ServerConfig) -> dict[str, tuple[int, str]]:
     slack = 64 << 10
     per_input = config.max_request_elements * 11 + config.max_string_bytes
     return {
-        # Candidates: at most max(--max-candidates, --max-rank-pairs) in all; user ids and
-        # features: under 4 KiB per query.
-        "Rank": (max(config.max_candidates, config.max_rank_pairs) * 11
-                 + config.max_queries * (4 << 10) + slack,
+        # Candidates: at most max(--max-candidates, --max-rank-pairs) in all, each an int64
+        # varint or a string id of up to 256 characters; user ids and features: under
+        # 16 KiB per query.
+        "Rank": (max(config.max_candidates, config.max_rank_pairs) * (MAX_VALUE_CHARS + 3)
+                 + config.max_queries * (16 << 10) + slack,
                  f"at most {config.max_candidates} candidates, or {config.max_rank_pairs} in "
                  f"{config.max_queries} queries: server flags --max-candidates, "
                  "--max-rank-pairs, --max-queries"),
         "Predict": (8 * per_input + slack,
                     f"at most {config.max_request_elements} elements per input: server flag "
                     "--max-request-elements"),
-        "Regress": (config.max_request_elements * 128 + slack,
-                    f"at most {config.max_request_elements} examples: server flag "
-                    "--max-request-elements"),
+        # Examples: at most --max-string-bytes of them in all (what the examples signature
+        # takes as one input), a few bytes of framing each.
+        **{m: (config.max_string_bytes + config.max_request_elements * 8 + slack,
+               f"at most {config.max_string_bytes} bytes of examples: server flag "
+               "--max-string-bytes") for m in ("Regress", "Classify")},
         **{m: (slack, "it names a model") for m in ("GetModelMetadata", "GetModelStatus",
-                                                    "Classify", "MultiInference",
+                                                    "GetRequestSchema",
+                                                    "MultiInference",
                                                     "HandleReloadConfigRequest")},
     }

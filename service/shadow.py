@@ -1,6 +1,7 @@
 """Shadow scoring: a sample of live Rank requests is also scored by the second replica.
 
-After the primary has answered, :meth:`ShadowScorer.offer` samples the request at
+After the primary has answered, :meth:`ShadowScorer.offer` samples the request (its rows of
+a row-wise signature, any schema, and the primary's scores) at
 ``rate`` and puts it on a bounded queue (a full queue drops it and counts the drop). A
 background thread takes what is queued, scores it with the replica ``NAME-b`` in one model
 call, and records, per request pair, the reproducibility metrics of
@@ -20,11 +21,13 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from steadyrank.model.artifact.layout import SCORE
 from steadyrank.model.evaluation import metrics as repro
+from steadyrank.service.batching import batch_key
 from steadyrank.service.servable import Servable
 from steadyrank.service.settings import ServerConfig
 from steadyrank.service.telemetry import PairHistograms, ServerMetrics
@@ -49,30 +52,43 @@ class ModelSource(Protocol):
 
 @dataclass(frozen=True)
 class ShadowJob:
-    """A primary answer to compare with another model: its scored pairs and scores.
+    """A primary answer to compare with another model: its rows and scores.
 
     ``kind`` is "replica" (compare with the second replica, found when scored) or "churn"
-    (compare with ``other``, the version the primary replaced).
+    (compare with ``other``, the version the primary replaced). ``signature``: the row-wise
+    signature that scored ``inputs`` (``serving_default`` or ``examples``). ``ranked``:
+    whether the rows are one user's candidates (a Rank request), so that top-k swap and
+    Kendall tau mean something; otherwise only the prediction differences are measured.
     """
 
     kind: str
     primary: Servable
-    user_id: int
-    item_ids: np.ndarray
+    signature: str
+    inputs: dict[str, np.ndarray]
     scores: np.ndarray
+    ranked: bool
     other: Servable | None = None
 
+    @property
+    def rows(self) -> int:
+        """The number of scored rows."""
+        return int(self.scores.size)
 
-def request_metrics_rows(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, np.ndarray]:
+
+def request_metrics_rows(scores_a: np.ndarray, scores_b: np.ndarray, ranked: bool = True
+                         ) -> dict[str, np.ndarray]:
     """Reproducibility metrics of each request (row) of [requests, candidates] score arrays.
 
     Computed with :mod:`steadyrank.model.evaluation.metrics`, vectorised over the requests.
-    Top-k swap only for k below the number of candidates (with k or fewer, both top-k sets
-    are all of them and cannot differ); Kendall tau for 2 to 2,000 candidates.
+    With ``ranked``: top-k swap only for k below the number of candidates (with k or fewer,
+    both top-k sets are all of them and cannot differ); Kendall tau for 2 to 2,000
+    candidates. Without: the prediction differences only.
     """
     n = scores_a.shape[1]
     out = {"relative_pd": repro.relative_pd_per_example(scores_a, scores_b).mean(axis=1),
            "absolute_pd": repro.absolute_pd_per_example(scores_a, scores_b).mean(axis=1)}
+    if not ranked:
+        return out
     for k in repro.SWAP_KS:
         if k < n:
             out[repro.swap_key(k)] = repro.topk_swap(scores_a, scores_b, k)
@@ -88,17 +104,18 @@ def request_metrics(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, flo
 
 
 def observe(family: PairHistograms, labels: list[tuple[str, ...]], scores_a: list[np.ndarray],
-            scores_b: list[np.ndarray]) -> None:
+            scores_b: list[np.ndarray], ranked: list[bool] | None = None) -> None:
     """Records each request pair's metrics in a family of histograms (one label set each).
 
-    Requests with the same number of candidates are measured together.
+    Requests with the same number of candidates (and ``ranked`` flag) are measured together.
     """
-    by_size: dict[int, list[int]] = {}
+    flags = ranked or [True] * len(scores_a)
+    by_size: dict[tuple[int, bool], list[int]] = {}
     for i, scores in enumerate(scores_a):
-        by_size.setdefault(scores.size, []).append(i)
-    for members in by_size.values():
+        by_size.setdefault((scores.size, flags[i]), []).append(i)
+    for (_, is_ranked), members in by_size.items():
         values = request_metrics_rows(np.stack([scores_a[i] for i in members]),
-                                   np.stack([scores_b[i] for i in members]))
+                                      np.stack([scores_b[i] for i in members]), is_ranked)
         for row, i in enumerate(members):
             family.pd_relative.labels(*labels[i]).observe(values["relative_pd"][row])
             family.pd_absolute.labels(*labels[i]).observe(values["absolute_pd"][row])
@@ -156,23 +173,26 @@ class ShadowScorer:
         self._thread.join()
         self._thread = None
 
-    def offer(self, primary: Servable, user_id: int, item_ids: np.ndarray,
-              scores: np.ndarray, replica: bool = True) -> int:
+    def offer(self, primary: Servable, signature: str, inputs: dict[str, np.ndarray],
+              scores: np.ndarray, ranked: bool, replica: bool = True) -> int:
         """Samples an answer of ``primary`` for comparison; never blocks.
 
-        ``replica``: whether to sample it for the replica comparison (False for a request
-        answered by the second replica itself). The number of comparisons queued.
+        ``inputs``: the rows ``signature`` scored (``scores``); ``ranked``: whether they are
+        one user's candidates. ``replica``: whether to sample it for the replica comparison
+        (False for a request answered by the second replica itself). The number of
+        comparisons queued.
         """
-        if self._thread is None:
+        if self._thread is None or np.size(scores) == 0:
             return 0
         queued = 0
         if replica and self.rate > 0 and self._random.random() < self.rate:
-            queued += self._put(ShadowJob("replica", primary, user_id, item_ids, scores))
+            queued += self._put(ShadowJob("replica", primary, signature, inputs, scores,
+                                          ranked))
         if self.churn_rate > 0:
             old = self.models.previous(primary.name)
             if old is not None and self._random.random() < self.churn_rate:
-                queued += self._put(ShadowJob("churn", primary, user_id, item_ids, scores,
-                                              old))
+                queued += self._put(ShadowJob("churn", primary, signature, inputs, scores,
+                                              ranked, old))
         return queued
 
     def _put(self, job: ShadowJob) -> bool:
@@ -206,10 +226,12 @@ class ShadowScorer:
             self._score(jobs)
 
     def _score(self, jobs: list[ShadowJob]) -> None:
-        groups: dict[tuple[str, str, int], list[ShadowJob]] = {}
+        groups: dict[tuple[Any, ...], list[ShadowJob]] = {}
         for job in jobs:
-            groups.setdefault((job.kind, job.primary.name, id(job.other)), []).append(job)
-        for (kind, model, _), group in groups.items():
+            key = (job.kind, job.primary.name, id(job.other),
+                   batch_key(job.primary, job.signature, job.inputs)[1:])
+            groups.setdefault(key, []).append(job)
+        for (kind, model, _, _), group in groups.items():
             try:
                 if kind == "replica":
                     self._score_replica(model, group)
@@ -234,7 +256,7 @@ class ShadowScorer:
         m.replica_up.labels(model).set(1)
         m.shadow_seconds.labels(model).observe(time.perf_counter() - started)
         observe(m.replica, [(model, str(j.primary.version), str(replica.version)) for j in jobs],
-                [j.scores for j in jobs], scores)
+                [j.scores for j in jobs], scores, [j.ranked for j in jobs])
         m.shadow_pairs.labels(model).inc(len(jobs))
 
     def _score_churn(self, model: str, jobs: list[ShadowJob]) -> None:
@@ -246,20 +268,20 @@ class ShadowScorer:
             m.churn_dropped.labels(model, "version_failed").inc(len(jobs))
             return
         observe(m.churn, [(model, str(old.version), str(j.primary.version)) for j in jobs],
-                scores, [j.scores for j in jobs])
+                scores, [j.scores for j in jobs], [j.ranked for j in jobs])
         m.churn_pairs.labels(model).inc(len(jobs))
 
     def _call(self, servable: Servable, jobs: list[ShadowJob]) -> list[np.ndarray] | None:
-        """Scores every job's pairs with ``servable`` in one call; None if it fails."""
+        """Scores every job's rows with ``servable`` in one call (the jobs share a signature
+        and input names); None if it fails."""
         try:
-            users = np.concatenate([np.full(j.item_ids.shape, j.user_id, np.int64)
-                                    for j in jobs])
-            scores = servable.score(users, np.concatenate([j.item_ids for j in jobs]))
+            inputs = {k: np.concatenate([j.inputs[k] for j in jobs]) for k in jobs[0].inputs}
+            scores = servable.call(jobs[0].signature, inputs)[SCORE]
         except Exception as err:  # noqa: BLE001  (a failing model is a state, not a crash)
             log.warning("model %s version %d failed a shadow call: %s", servable.name,
                         servable.version, err)
             self.models.report_health(servable, f"shadow call failed: {err}")
             return None
         self.models.report_health(servable, "")
-        bounds = np.cumsum([j.item_ids.size for j in jobs])[:-1]
+        bounds = np.cumsum([j.rows for j in jobs])[:-1]
         return np.split(np.asarray(scores), bounds)

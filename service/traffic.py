@@ -1,8 +1,10 @@
 """A steady trickle of requests, so a fresh deployment's dashboard has data to show.
 
 Open loop: requests leave at ``rate`` per second whatever the answers do, as real users'
-requests would. Mostly ``Rank`` (random known users over random candidates, or the whole
-catalog), with a share of ``Predict`` on ``serving_default``. It waits for the server and the
+requests would. Requests are drawn from the model's schema (:mod:`steadyrank.service.requests`):
+for a ranking model mostly ``Rank`` (random known users over random candidates, or the whole
+catalog, with random context values), with a share of ``Predict`` on ``serving_default``; for
+a model without ids (a click model), ``Predict`` only. It waits for the server and the
 model to be ready, survives server restarts (errors are counted, not fatal), and prints a
 progress line every ``report_every`` seconds.
 """
@@ -18,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import numpy as np
-import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from steadyrank.service import client
+from steadyrank.service.requests import ModelInputs
 from steadyrank.service.stubs import ranking_pb2_grpc
 
 
@@ -45,16 +46,20 @@ class TrafficStats:
 
 
 def wait_until_ready(server: str, model: str, candidates: int, timeout: float,
-                     log: Callable[[str], None]) -> list[Any]:
-    """A Rank request pool (``candidates`` random items each, 0: the whole catalog) once
-    ``model`` answers; TimeoutError after ``timeout`` seconds."""
+                     log: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
+    """Request pools once ``model`` answers: Rank requests (``candidates`` random items each,
+    0: the whole catalog; none for a model without ids) and Predict requests.
+    TimeoutError after ``timeout`` seconds."""
     end = time.monotonic() + timeout
     last = ""
     while True:
         try:
             with client.channel(server) as chan:
-                stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
-                return client.request_pool(stub, model, candidates, 10, size=500)
+                inputs = ModelInputs.read(chan, model)
+                predicts = client.predict_pool(chan, model, 10, 100, inputs=inputs)
+                ranks = (client.request_pool(chan, model, candidates, 10, size=500)
+                         if inputs.ranks else [])
+                return ranks, predicts
         except grpc.RpcError as err:
             last = f"{err.code().name}: {err.details()}"
         if time.monotonic() >= end:
@@ -62,17 +67,6 @@ def wait_until_ready(server: str, model: str, candidates: int, timeout: float,
                                f"(last answer: {last})")
         log(f"waiting for {server} to serve {model!r} ({last})")
         time.sleep(2.0)
-
-
-def predict_request(model: str, rank: Any, rng: random.Random) -> Any:
-    """A ``Predict`` on ``serving_default`` scoring some of a Rank request's user's items."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    items = rng.sample(list(rank.candidate_item_ids), min(10, len(rank.candidate_item_ids)))
-    request.inputs["user_id"].CopyFrom(
-        tf.make_tensor_proto(np.full(len(items), rank.user_id, np.int64)))
-    request.inputs["item_id"].CopyFrom(tf.make_tensor_proto(np.array(items, np.int64)))
-    return request
 
 
 def run(server: str, model: str, rate: float, duration: float = 0.0,
@@ -84,7 +78,7 @@ def run(server: str, model: str, rate: float, duration: float = 0.0,
         raise ValueError(f"--rate must be > 0 requests/s, got {rate}")
     if not 0 <= predict_share <= 1:
         raise ValueError(f"--predict-share must be in [0, 1], got {predict_share}")
-    pool = wait_until_ready(server, model, candidates, ready_timeout, log)
+    ranks, predicts = wait_until_ready(server, model, candidates, ready_timeout, log)
     rng = random.Random(seed)
     stats = TrafficStats()
     log(f"sending {rate:g} requests/s to {server} (model {model!r})")
@@ -97,12 +91,12 @@ def run(server: str, model: str, rate: float, duration: float = 0.0,
         while duration <= 0 or time.monotonic() - started < duration:
             due = started + sent / rate
             time.sleep(max(0.0, due - time.monotonic()))
-            rank = pool[rng.randrange(len(pool))]
-            if rank.candidate_item_ids and rng.random() < predict_share:
+            if not ranks or rng.random() < predict_share:
                 method, future = "Predict", predict_stub.Predict.future(
-                    predict_request(model, rank, rng), timeout=timeout)
+                    predicts[rng.randrange(len(predicts))], timeout=timeout)
             else:
-                method, future = "Rank", rank_stub.Rank.future(rank, timeout=timeout)
+                method, future = "Rank", rank_stub.Rank.future(
+                    ranks[rng.randrange(len(ranks))], timeout=timeout)
             future.add_done_callback(lambda f, m=method: stats.add(m, f.code()))
             in_flight.append(future)
             sent += 1

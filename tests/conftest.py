@@ -84,6 +84,42 @@ def train_small_models(data: Path, tmp_path_factory, seeds: dict[str, int] | Non
     return base
 
 
+def train_shop_models(base: Path, work: Path) -> Path:
+    """Two models of schemas SteadyRank never saw, in ``base``: ``shop`` (string shopper and
+    sku ids, context device and hour, a user fact, numeric and multi-hot item facts; binary)
+    with its replica ``shop-b``, and ``clicks`` (Criteo-format TSV, no ids)."""
+    from steadyrank.model import config as cfg
+    from steadyrank.model.training.workflow import train_and_export
+    from tests.shop_data import (
+        CONFIG,
+        click_log,
+        criteo_lines,
+        serving_config,
+        serving_table,
+        write_dataset,
+    )
+
+    folder = write_dataset(work / "clicks", "parquet", serving_table(click_log()))
+    text = serving_config(CONFIG.format(fmt="parquet", folder=folder, ext="parquet", csv=""))
+    (work / "shop.toml").write_text(text)
+    shop = cfg.load(work / "shop.toml")
+    for name, seed in (("shop", 1), ("shop-b", 2)):
+        train_and_export(shop, seed, base / name, work / "ck" / name, log=lambda _: None)
+    (work / "day_0.tsv").write_text(criteo_lines())
+    criteo = cfg.from_dict({"data": {"format": "criteo", "train": [str(work / "day_*.tsv")]},
+                            "model": {"embedding_dim": 4, "deep_layers": [8]},
+                            "train": {"epochs": 1, "batch_size": 256}})
+    train_and_export(criteo, 1, base / "clicks", work / "ck" / "clicks", log=lambda _: None)
+    return base
+
+
+@pytest.fixture(scope="session")
+def shop_models(tmp_path_factory):
+    """A model base folder of :func:`train_shop_models`' models (trained once a session)."""
+    return train_shop_models(tmp_path_factory.mktemp("shop-models"),
+                             tmp_path_factory.mktemp("shop-work"))
+
+
 @pytest.fixture(scope="module")
 def chan(server):
     """A channel to the module's ``server`` fixture."""

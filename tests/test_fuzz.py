@@ -7,13 +7,17 @@ after every batch of cases, and its memory stays bounded.
 """
 
 
+import shutil
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     predict_pb2,
@@ -33,12 +37,14 @@ METHODS = {  # every unary method of every service, with its request class
     "/tensorflow.serving.PredictionService/GetModelMetadata":
         get_model_metadata_pb2.GetModelMetadataRequest,
     "/tensorflow.serving.PredictionService/Regress": regression_pb2.RegressionRequest,
-    "/tensorflow.serving.PredictionService/Classify": None,
+    "/tensorflow.serving.PredictionService/Classify":
+        classification_pb2.ClassificationRequest,
     "/tensorflow.serving.PredictionService/MultiInference": None,
     "/tensorflow.serving.ModelService/GetModelStatus":
         get_model_status_pb2.GetModelStatusRequest,
     "/tensorflow.serving.ModelService/HandleReloadConfigRequest": None,
     "/steadyrank.RankingService/Rank": ranking_pb2.RankRequest,
+    "/steadyrank.RankingService/GetRequestSchema": ranking_pb2.RequestSchemaRequest,
     "/grpc.health.v1.Health/Check": health_pb2.HealthCheckRequest,
 }
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -51,8 +57,10 @@ SEEN = {"cases": 0}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_data, tmp_path_factory):
+def server(tiny_data, shop_models, tmp_path_factory):
     base = train_small_models(tiny_data, tmp_path_factory, {"ml": 1, "ml-b": 2}, "fuzz-models")
+    for name in ("shop", "clicks"):  # string ids, context, lists, floats; no ids at all
+        shutil.copytree(shop_models / name, base / name)
     thread = ServerThread(ServerConfig(
         model_base_path=base, port=0, metrics_port=-1, host="127.0.0.1", poll_seconds=0,
         max_candidates=500, max_request_elements=5000, max_message_bytes=4 << 20,
@@ -160,6 +168,113 @@ def _rank(chan, request):
            f"Rank {str(request)[:300]}")
 
 
+MODELS = ["shop", "shop-b", "clicks", "ml", "nope"]
+FEATURES = ["device", "hour", "tier", "likes", "tags", "shopper", "sku", "I1", "C1", "gender", "x"]
+TEXT = st.text(max_size=12) | st.just("w" * 300)
+NUMBERS = st.floats(width=32) | st.integers(-2**63, 2**63 - 1)
+
+
+def _feature_value(draw, value) -> None:
+    """A FeatureValue of any kind: one value or a list, sometimes far too long."""
+    kind = draw(st.sampled_from(["string_value", "int64_value", "float_value", "int64_list",
+                                 "string_list", "float_list", "none"]))
+    long = draw(st.sampled_from([0, 0, 0, 9, 5000]))
+    if kind == "string_value":
+        value.string_value = draw(TEXT)
+    elif kind == "int64_value":
+        value.int64_value = draw(st.integers(-2**63, 2**63 - 1))
+    elif kind == "float_value":
+        value.float_value = draw(st.floats(width=32))
+    elif kind == "int64_list":
+        value.int64_list.value.extend(draw(st.lists(st.integers(-2**63, 2**63 - 1),
+                                                    max_size=6)) + [1] * long)
+    elif kind == "string_list":
+        value.string_list.value.extend(draw(st.lists(TEXT, max_size=6)) + ["t"] * long)
+    elif kind == "float_list":
+        value.float_list.value.extend(draw(st.lists(st.floats(width=32), max_size=6))
+                                      + [0.5] * long)
+
+
+@st.composite
+def schema_rank_requests(draw) -> ranking_pb2.RankRequest:
+    """Rank requests with the new fields: context features, lists, floats, string ids."""
+    request = ranking_pb2.RankRequest(k=draw(st.integers(-2, 30)))
+    request.model_spec.name = draw(st.sampled_from(MODELS))
+    if draw(st.booleans()):
+        request.string_user_id = draw(TEXT | st.sampled_from(["s001", "s017"]))
+    else:
+        request.user_id = draw(st.integers(-2**63, 2**63 - 1) | st.just(1))
+    request.string_candidate_item_ids.extend(draw(st.lists(
+        TEXT | st.sampled_from(["k1000", "k1001", "k1005"]), max_size=8)))
+    if draw(st.booleans()):
+        request.candidate_item_ids.extend(draw(st.lists(st.integers(-5, 2000), max_size=5)))
+    for field in ("context_features", "user_features"):
+        for name in draw(st.lists(st.sampled_from(FEATURES), max_size=4, unique=True)):
+            _feature_value(draw, getattr(request, field)[name])
+    if draw(st.booleans()):  # the same fields in a batched request
+        query = request.queries.add(k=request.k, string_user_id=request.string_user_id)
+        query.string_candidate_item_ids.extend(request.string_candidate_item_ids)
+        for name, value in request.context_features.items():
+            query.context_features[name].CopyFrom(value)
+        if draw(st.booleans()):
+            request.ClearField("context_features")
+            request.ClearField("string_user_id")
+            request.ClearField("k")
+            request.ClearField("string_candidate_item_ids")
+            request.ClearField("candidate_item_ids")
+            request.ClearField("user_features")
+            request.user_id = 0
+    return request
+
+
+def _example(draw) -> example_pb2.Example:
+    example = example_pb2.Example()
+    for name in draw(st.lists(st.sampled_from(FEATURES + ["I2", "C2"]), max_size=6,
+                              unique=True)):
+        feature = example.features.feature[name]
+        kind = draw(st.sampled_from(["bytes", "float", "int64", "empty"]))
+        count = draw(st.sampled_from([0, 1, 1, 1, 2, 20]))
+        if kind == "bytes":
+            feature.bytes_list.value.extend(draw(st.binary(max_size=20)) for _ in range(count))
+        elif kind == "float":
+            feature.float_list.value.extend([draw(st.floats(width=32))] * count)
+        elif kind == "int64":
+            feature.int64_list.value.extend([draw(st.integers(-2**63, 2**63 - 1))] * count)
+    return example
+
+
+@st.composite
+def example_requests(draw) -> tuple[str, bytes]:
+    """Classify or Regress bodies: example lists with and without context, odd signatures,
+    sometimes a huge example."""
+    method = draw(st.sampled_from(["Classify", "Regress"]))
+    request = (classification_pb2.ClassificationRequest() if method == "Classify"
+               else regression_pb2.RegressionRequest())
+    request.model_spec.name = draw(st.sampled_from(MODELS))
+    request.model_spec.signature_name = draw(st.sampled_from(
+        ["", "", "serving_default", "examples", "rank", "x"]))
+    kind = draw(st.sampled_from(["example_list", "example_list_with_context", "none"]))
+    if kind != "none":
+        block = getattr(request.input, kind)
+        block.examples.extend(_example(draw) for _ in range(draw(st.integers(0, 6))))
+        if kind == "example_list_with_context":
+            block.context.CopyFrom(_example(draw))
+        if draw(st.integers(0, 20)) == 0:
+            block.examples.add().features.feature["C1"].bytes_list.value.append(b"h" * 300_000)
+    return method, request.SerializeToString()
+
+
+def _schema_rank(chan, request):
+    _check(_call(chan, "/steadyrank.RankingService/Rank", request.SerializeToString()),
+           f"Rank {str(request)[:300]}")
+
+
+def _examples(chan, request):
+    method, body = request
+    _check(_call(chan, f"/tensorflow.serving.PredictionService/{method}", body),
+           f"{method} {body[:100]!r}")
+
+
 def _metadata_and_status(chan, name, version, field):
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=field)
     request.model_spec.name = name
@@ -175,12 +290,14 @@ def _metadata_and_status(chan, name, version, field):
            f"Health {name[:40]!r}")
 
 
-# kind -> (case, its strategies, examples); 10,100 cases in all.
+# kind -> (case, its strategies, examples); 13,100 cases in all.
 ROUNDS = {
     "raw": (_raw, dict(method=st.sampled_from(sorted(METHODS)), body=st.binary(max_size=300)),
             4000),
     "predict": (_predict, dict(request=predict_requests()), 3000),
     "rank": (_rank, dict(request=rank_requests()), 2500),
+    "schema_rank": (_schema_rank, dict(request=schema_rank_requests()), 1500),
+    "examples": (_examples, dict(request=example_requests()), 1500),
     "names": (_metadata_and_status,
               dict(name=st.text(max_size=40) | st.just("z" * 30_000),
                    version=st.integers(-2, 5),
@@ -310,3 +427,36 @@ def test_bodies_over_the_in_flight_budget_are_refused_not_queued():
     assert seen == [7]
     assert metrics.requests.labels("Rank", "RESOURCE_EXHAUSTED")._value.get() == 2
     assert metrics.requests.labels("Rank", "INVALID_ARGUMENT")._value.get() == 1
+
+
+def test_huge_lists_and_examples_are_refused_on_their_size(server, chan):
+    """A serialized Example over the examples' byte budget is refused before it is parsed;
+    a multi-hot list longer than the feature's max_len before any array is made of it."""
+    classify = classification_pb2.ClassificationRequest()
+    classify.model_spec.name = "shop"
+    classify.input.example_list.examples.add().features.feature["sku"].bytes_list.value.append(
+        b"k" * 400_000)
+    fn = chan.unary_unary("/tensorflow.serving.PredictionService/Classify",
+                          request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as err:
+        fn(classify.SerializeToString(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "--max-string-bytes" in err.value.details()
+    rank = ranking_pb2.RankRequest(k=1, string_user_id="s001")
+    rank.model_spec.name = "shop"
+    rank.context_features["device"].string_value = "ios"
+    rank.context_features["hour"].float_value = 9.0
+    rank.user_features["tier"].string_value = "gold"
+    rank.user_features["likes"].string_list.value.extend(["books"] * 300_000)
+    before = rss_mb()
+    with pytest.raises(grpc.RpcError) as err:
+        _rank_stub(chan)(rank, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "user_features['likes']: 300000 values, at most 3" in err.value.details()
+    assert rss_mb() - before < 64
+
+
+def _rank_stub(chan):
+    return chan.unary_unary("/steadyrank.RankingService/Rank",
+                            request_serializer=ranking_pb2.RankRequest.SerializeToString,
+                            response_deserializer=ranking_pb2.RankResponse.FromString)

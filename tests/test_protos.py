@@ -65,3 +65,24 @@ def test_a_broken_proto_reports_protoc_output(tmp_path, monkeypatch):
     monkeypatch.setattr(protos, "PROTO_ROOT", tmp_path)
     with pytest.raises(protos.ProtoError, match="ranking.proto: protoc failed"):
         protos.generate()
+
+
+def test_the_new_fields_keep_old_clients_working():
+    """Fields added for any schema leave the old ones (and their numbers) where they were,
+    so an old client's bytes mean what they meant."""
+    pb2, _ = protos.load()
+    fields = pb2.RankRequest.DESCRIPTOR.fields_by_name
+    assert {n: fields[n].number for n in ("model_spec", "user_id", "user_features",
+                                          "candidate_item_ids", "k", "request_id",
+                                          "queries")} == {
+        "model_spec": 1, "user_id": 2, "user_features": 3, "candidate_item_ids": 4, "k": 5,
+        "request_id": 6, "queries": 7}
+    assert {"context_features", "string_user_id", "string_candidate_item_ids"} <= set(fields)
+    assert {"context_features", "string_user_id", "string_candidate_item_ids"} <= set(
+        pb2.RankQuery.DESCRIPTOR.fields_by_name)
+    kinds = pb2.FeatureValue.DESCRIPTOR.oneofs_by_name["kind"].fields
+    assert [f.name for f in kinds][:2] == ["string_value", "int64_value"]
+    assert {"float_value", "int64_list", "string_list", "float_list"} <= {f.name for f in kinds}
+    old = pb2.FeatureValue(int64_value=30).SerializeToString()
+    assert old == b"\x10\x1e"  # field 2, varint 30: as before
+    assert "string_item_id" in pb2.ScoredItem.DESCRIPTOR.fields_by_name

@@ -302,7 +302,7 @@ RANK_ERRORS = [
     (_rank(features={k: v for k, v in FEATURES.items() if k != "zip"}), INVALID,
      "user_features: missing feature 'zip'"),
     (_rank(features={**FEATURES, "age": "thirty"}), INVALID,
-     "user_features['age']: expected int64, got string"),
+     "user_features['age']: got string_value, expected one int64"),
 ]
 
 
@@ -323,15 +323,18 @@ def test_other_bad_requests(predict_stub, chan):
     regress.model_spec.name = "ml"
     example = regress.input.example_list.examples.add()
     example.features.feature["user_id"].int64_list.value.append(1)
+    classify = classification_pb2.ClassificationRequest()
+    classify.model_spec.name = "ml"
+    classify.input.example_list.examples.append(example)
     status_stub = model_service_pb2_grpc.ModelServiceStub(chan)
     cases = [
         (predict_stub.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(),
          INVALID, "metadata_field: empty"),
-        (predict_stub.Classify, classification_pb2.ClassificationRequest(),
-         grpc.StatusCode.UNIMPLEMENTED, "Classify"),
+        (predict_stub.Classify, classify, grpc.StatusCode.UNIMPLEMENTED,
+         "Classify: model 'ml' has task 'rating'; use Regress"),
         (predict_stub.Regress, empty_regress, INVALID, "input: empty"),
         (predict_stub.Regress, regress, INVALID,
-         "input.example_list.examples[0]: missing int64 feature 'item_id'"),
+         "examples: Feature: item_id (data type: int64) is required but could not be found"),
         (status_stub.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(), INVALID,
          "model_spec.name: required"),
         (status_stub.GetModelStatus, status, NOT_FOUND, "model 'nope' is not served"),

@@ -16,13 +16,18 @@ class Replica:
                                                                       delay, fail)
         self.calls = 0
 
-    def score(self, users, items):
+    def call(self, signature, inputs):
         self.calls += 1
         if self.delay:
             time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("replica broke")
-        return (items.astype(np.float32) + self.shift)
+        return {"score": inputs["item"].astype(np.float32) + self.shift}
+
+
+def rows(items):
+    """One user's candidate rows."""
+    return {"user": np.ones_like(items), "item": items}
 
 
 class Primary:
@@ -83,7 +88,8 @@ def run_shadow(replica, rate=1.0, max_queue=16, offers=5, previous=None, churn_r
     shadow.start()
     items = np.arange(1, 21, dtype=np.int64)
     primary_scores = items.astype(np.float32)
-    queued = [shadow.offer(Primary(), 1, items, primary_scores) for _ in range(offers)]
+    queued = [shadow.offer(Primary(), "serving_default", rows(items), primary_scores,
+                           ranked=True) for _ in range(offers)]
     return shadow, metrics, queued
 
 
@@ -123,7 +129,8 @@ def test_replica_loss_and_recovery():
     items = np.arange(1, 6, dtype=np.int64)
 
     def offer():
-        shadow.offer(Primary(), 1, items, items.astype(np.float32))
+        shadow.offer(Primary(), "serving_default", rows(items), items.astype(np.float32),
+                     ranked=True)
 
     offer()
     assert wait_for(lambda: value(metrics.shadow_dropped, "m", "replica_missing") == 1)

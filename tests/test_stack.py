@@ -192,3 +192,20 @@ def test_traffic_at_rate_zero_idles_until_stopped(tmp_path):
             proc.kill()
     with pytest.raises(SystemExit):
         cli_main(["traffic", "--rate", "-1"])
+
+
+def test_make_up_and_compose_take_another_config():
+    import yaml
+
+    from tests.conftest import REPO
+
+    shown = subprocess.run(["make", "-n", "up", "CONFIG=configs/shop.toml"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout
+    assert "steadyrank.cli up --config configs/shop.toml" in shown
+    default = subprocess.run(["make", "-n", "up"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout
+    assert "--config" not in default  # the stack's default: configs/smelu.toml
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    trainer = compose["services"]["trainer"]
+    assert "--config=${CONFIG:-configs/smelu.toml}" in trainer["command"]
+    assert "${USER_DATA:-./userdata}:/userdata:ro" in trainer["volumes"]

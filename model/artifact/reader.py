@@ -116,6 +116,16 @@ def score_in_batches(serve: Any, inputs: Mapping[str, np.ndarray], batch: int = 
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
+def ranks(manifest: dict[str, Any]) -> bool:
+    """Whether an export ranks items for users: its schema has a user id and an item id
+    (an export made before schemas always did)."""
+    schema = manifest.get("schema")
+    if schema is None:
+        return True
+    roles = {f.get("role") for f in schema.get("features", [])}
+    return {"user_id", "item_id"} <= roles
+
+
 def id_inputs(manifest: dict[str, Any],
               signature_defs: dict[str, meta_graph_pb2.SignatureDef]) -> tuple[str, str]:
     """(user id input, item id input) of a ranking export: from the roles of its schema
