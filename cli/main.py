@@ -173,6 +173,14 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from steadyrank.model.evaluation import report
+
+    for folder in args.folders:
+        print(report.rerender(folder))
+    return 0
+
+
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="train replica pairs per variant and report PD, top-k "
                        "swap rate, accuracy and cost")
@@ -202,6 +210,11 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE", help="override a base config value")
     p.set_defaults(handler=_compare)
+
+    p = sub.add_parser("report", help="render comparison reports again from their "
+                       "report.json, with 95%% bootstrap intervals (no retraining)")
+    p.add_argument("folders", nargs="+", metavar="FOLDER", help="report folders")
+    p.set_defaults(handler=_report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,9 +31,9 @@ from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 
 __all__ = ["rank_request"]  # built in steadyrank.service.requests, used from here
 
-# The read-only methods are safe to send again. A call that reaches a server process just as
-# it drains can be answered CANCELLED by gRPC core before any handler saw it
-# (grpc/grpc#41785), or UNAVAILABLE; both are retried, up to 3 attempts in all.
+# The read-only methods are safe to send again. A draining server answers UNAVAILABLE; a call
+# that reaches a process just as it hands over to a successor can be answered CANCELLED by
+# gRPC core before any handler saw it (grpc/grpc#41785); both are retried, up to 3 attempts.
 RETRY_SERVICE_CONFIG = json.dumps({"methodConfig": [{
     "name": [{"service": "steadyrank.RankingService"},
              {"service": "tensorflow.serving.PredictionService"},

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from steadyrank.model.artifact.layout import ITEM_IDS, RANK, RANK_WITH_FEATURES
-from steadyrank.service.settings import MAX_VALUE_CHARS
+from steadyrank.service.settings import MAX_ID_CHARS, MAX_VALUE_CHARS
 from steadyrank.service.status import invalid, shown
 
 DT_FLOAT, DT_STRING, DT_INT64 = 1, 7, 9  # tensorflow.DataType values
@@ -87,9 +87,9 @@ class RankSchema:
         return cls(user, InputSpec(ITEM_IDS, item.dtype), dict(sorted(rank.items())), facts)
 
 
-def _text(value: str, where: str) -> bytes:
-    if len(value) > MAX_VALUE_CHARS:
-        raise invalid(f"{where}: {len(value)} characters, at most {MAX_VALUE_CHARS}")
+def _text(value: str, where: str, limit: int = MAX_VALUE_CHARS) -> bytes:
+    if len(value) > limit:
+        raise invalid(f"{where}: {len(value)} characters, at most {limit}")
     return value.encode()
 
 
@@ -155,7 +155,8 @@ def read_ids(where: str, spec: InputSpec, int_ids: Iterable[int], string_ids: It
         if any(ints):
             raise invalid(f"{where}{int_field}: this model's {spec.name} ids are strings; "
                           f"send {string_field}")
-        return np.array([_text(s, f"{where}{string_field}") for s in strings], dtype=object)
+        return np.array([_text(s, f"{where}{string_field}", MAX_ID_CHARS) for s in strings],
+                        dtype=object)
     if strings and any(strings):
         raise invalid(f"{where}{string_field}: this model's {spec.name} ids are int64; "
                       f"send {int_field}")

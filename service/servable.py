@@ -8,6 +8,7 @@ Nothing here knows a dataset's feature names.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ class Servable:
         assert self.ranking is not None
         return self.ranking.user.name
 
-    @property
+    @functools.cached_property
     def item_input(self) -> str:
         """The item id's input name in ``serving_default`` (a ranking model)."""
         assert self.ranking is not None

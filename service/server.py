@@ -6,8 +6,9 @@ threads (see :mod:`steadyrank.service.batching`), model loading in a polling thr
 Services: ``tensorflow.serving.PredictionService``, ``tensorflow.serving.ModelService``,
 ``steadyrank.RankingService``, ``grpc.health.v1.Health`` and server reflection. Metrics are
 served over HTTP at ``:METRICS_PORT/metrics``. On SIGTERM or SIGINT the server reports
-NOT_SERVING, stops taking new RPCs, lets in-flight ones finish (up to the grace period), then
-drains the batch queue and exits.
+NOT_SERVING and answers new RPCs UNAVAILABLE, lets in-flight ones finish, stops the gRPC server
+once clients have gone quiet (up to the grace period), then drains the batch queue and exits.
+On ``HANDOVER_SIGNAL`` (a supervisor replacing the process) it stops at once instead.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from steadyrank.service.manager import ModelManager, has_versions
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
 from steadyrank.service.ranking_api import RankingServicer, ranking_pb2
 from steadyrank.service.rpc import Drain
-from steadyrank.service.settings import ServerConfig, body_limits
+from steadyrank.service.settings import HANDOVER_SIGNAL, ServerConfig, body_limits
 from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.telemetry import ServerMetrics
 from steadyrank.service.tensors import Limits
@@ -183,28 +184,35 @@ class Server:
                 next_note = now + 30
             await asyncio.sleep(1.0)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Graceful stop: new calls answered UNAVAILABLE and health NOT_SERVING, then, once
-        the calls in flight are done and clients have gone quiet (or ``grace`` is over), the
-        gRPC server stops and the batch queue drains."""
+    async def stop(self, grace: float | None = None, drain: bool = True) -> None:
+        """Graceful stop. ``drain`` (SIGTERM): new calls are answered UNAVAILABLE and health
+        turns NOT_SERVING first; once the calls in flight are done and clients have gone
+        quiet (or ``grace`` is over) the gRPC server stops. Without ``drain`` (a hand-over to
+        a successor process) it stops at once, so clients reconnect to the successor, and
+        the calls in flight finish (up to ``grace``). Then the batch queue drains."""
         if self._stopping:
             return
         self._stopping = True
         if self._gate is not None:
             self._gate.cancel()
         grace = self.config.shutdown_grace if grace is None else grace
-        log.info("shutting down: answering new calls UNAVAILABLE, finishing in-flight ones "
-                 "(up to %.0f s)", grace)
-        self.drain.draining = True
-        await self.health.enter_graceful_shutdown()
         until = time.monotonic() + grace
-        # Calls the gRPC core has taken in but no handler has yet would be CANCELLED when it
-        # stops (grpc/grpc#41785): wait until the calls in flight are done and none has
-        # arrived for a moment (clients that read the health status have gone), or the grace
-        # period is over.
-        while time.monotonic() < until and (self.drain.in_flight > 0 or
-                                            self.drain.quiet_for() < DRAIN_QUIET_SECONDS):
-            await asyncio.sleep(0.02)
+        if drain:
+            log.info("shutting down: answering new calls UNAVAILABLE, finishing in-flight "
+                     "ones (up to %.0f s)", grace)
+            self.drain.draining = True
+            await self.health.enter_graceful_shutdown()
+            # Calls the gRPC core has taken in but no handler has yet are CANCELLED when it
+            # stops (grpc/grpc#41785): wait until the calls in flight are done and none has
+            # arrived for a moment (clients that read the health status have gone), or the
+            # grace period is over.
+            while time.monotonic() < until and (self.drain.in_flight > 0 or
+                                                self.drain.quiet_for() < DRAIN_QUIET_SECONDS):
+                await asyncio.sleep(0.02)
+        else:
+            log.info("handing over: stopping now, finishing in-flight requests (up to %.0f s)",
+                     grace)
+            await self.health.enter_graceful_shutdown()
         if self._grpc is not None:
             await self._grpc.stop(max(0.0, until - time.monotonic()))
         await self.scorer.stop()
@@ -251,9 +259,15 @@ async def _watch_parent(parent: int, done: asyncio.Event) -> None:
 async def _serve(config: ServerConfig) -> int:
     server = Server(config)
     done = asyncio.Event()
+    received: list[int] = []
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, done.set)
+
+    def stop_on(signum: int) -> None:
+        received.append(signum)
+        done.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, HANDOVER_SIGNAL):
+        loop.add_signal_handler(signum, stop_on, signum)
     watcher = (asyncio.ensure_future(_watch_parent(config.parent_pid, done))
                if config.parent_pid is not None else None)
     starting = asyncio.ensure_future(server.start())
@@ -273,10 +287,10 @@ async def _serve(config: ServerConfig) -> int:
               f"{f'port {server.metrics_port}' if server.metrics_port else 'no port'}",
               flush=True)
     await done.wait()
-    log.info("received a stop signal")
+    log.info("received %s", signal.Signals(received[0]).name if received else "a stop")
     if watcher is not None:
         watcher.cancel()
-    await server.stop()
+    await server.stop(drain=not received or received[0] != HANDOVER_SIGNAL)
     return 0
 
 

@@ -12,11 +12,16 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import signal
 import textwrap
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-MAX_VALUE_CHARS = 256  # a feature value or an id in a Rank request is a word or a code
+# The signal a supervisor sends a worker it has replaced (recycling): stop at once, so its
+# clients' connections move to the successor; SIGTERM drains (see Server.stop).
+HANDOVER_SIGNAL = signal.SIGUSR1
+MAX_VALUE_CHARS = 256  # a feature value in a Rank request is a word or a code, not a text
+MAX_ID_CHARS = 64  # a string id (a UUID is 36)
 
 DEFAULT_PORT = 8500  # gRPC, as TF Serving's
 DEFAULT_METRICS_PORT = 8502  # Prometheus /metrics (TF Serving's REST port 8501 stays free)
@@ -186,9 +191,9 @@ def body_limits(config: ServerConfig) -> dict[str, tuple[int, str]]:
     per_input = config.max_request_elements * 11 + config.max_string_bytes
     return {
         # Candidates: at most max(--max-candidates, --max-rank-pairs) in all, each an int64
-        # varint or a string id of up to 256 characters; user ids and features: under
+        # varint or a string id of up to 64 characters; user ids and features: under
         # 16 KiB per query.
-        "Rank": (max(config.max_candidates, config.max_rank_pairs) * (MAX_VALUE_CHARS + 3)
+        "Rank": (max(config.max_candidates, config.max_rank_pairs) * (MAX_ID_CHARS + 3)
                  + config.max_queries * (16 << 10) + slack,
                  f"at most {config.max_candidates} candidates, or {config.max_rank_pairs} in "
                  f"{config.max_queries} queries: server flags --max-candidates, "

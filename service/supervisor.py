@@ -15,7 +15,8 @@ fork-safe) that loads and polls its models itself and accepts on the shared port
 - recycles a worker that asks for it after ``recycle_after_loads`` version loads (TensorFlow
   keeps ~0.25 MB of every SavedModel load for the life of the process): it starts the
   successor, waits until it has loaded and listens, then drains the old process with
-  SIGTERM, so the port never lacks a listener;
+  ``HANDOVER_SIGNAL`` (it stops at once and its clients reconnect to the successor), so the
+  port never lacks a listener;
 - forwards SIGTERM and SIGINT so every worker drains, and exits 0 when all exited 0.
 """
 
@@ -35,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from steadyrank.service.settings import HANDOVER_SIGNAL
 
 log = logging.getLogger("steadyrank.workers")
 BACKOFF_FIRST, BACKOFF_MAX, STABLE_SECONDS = 1.0, 30.0, 60.0
@@ -253,7 +256,8 @@ class Supervisor:
 
     def _recycle(self, now: float) -> None:
         """Starts successors for workers that asked to be recycled; once one has loaded and
-        listens, it takes the slot and the old process drains (SIGTERM)."""
+        listens, it takes the slot and the old process hands over (``HANDOVER_SIGNAL``: it
+        stops at once, so its clients reconnect to the successor, and finishes its calls)."""
         from prometheus_client import multiprocess
 
         for worker in self.workers:
@@ -276,7 +280,7 @@ class Supervisor:
             elif self._ready_file(worker.successor_generation).exists():
                 old = worker.proc
                 if old is not None and old.poll() is None:
-                    old.send_signal(signal.SIGTERM)
+                    old.send_signal(HANDOVER_SIGNAL)
                     self.draining.append(old)
                 worker.proc, worker.generation = successor, worker.successor_generation
                 worker.successor, worker.started, worker.restart_at = None, now, None

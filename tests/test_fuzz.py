@@ -440,7 +440,8 @@ def test_huge_lists_and_examples_are_refused_on_their_size(server, chan):
                           request_serializer=None, response_deserializer=None)
     with pytest.raises(grpc.RpcError) as err:
         fn(classify.SerializeToString(), timeout=10)
-    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "larger than any valid Classify request" in err.value.details()
     assert "--max-string-bytes" in err.value.details()
     rank = ranking_pb2.RankRequest(k=1, string_user_id="s001")
     rank.model_spec.name = "shop"

@@ -227,12 +227,12 @@ def test_a_failing_replica_shows_in_model_status_and_recovers(compared, tmp_path
     thread, srv = start(base, shadow_rate=1.0)
     try:
         replica = srv.manager.replica_b("ml")
-        real_score = replica.score
+        real_call = replica.call
 
-        def broken(users, items):
+        def broken(signature, inputs):
             raise RuntimeError("replica out of memory")
 
-        replica.score = broken
+        replica.call = broken
         with client.channel(f"127.0.0.1:{srv.port}") as chan:
             stub = ranking_pb2_grpc.RankingServiceStub(chan)
             status = model_service_pb2_grpc.ModelServiceStub(chan)
@@ -247,7 +247,7 @@ def test_a_failing_replica_shows_in_model_status_and_recovers(compared, tmp_path
             assert entry.state == entry.AVAILABLE
             assert entry.status.error_code == grpc.StatusCode.UNAVAILABLE.value[0]
             assert "replica out of memory" in entry.status.error_message
-            replica.score = real_score  # it recovers
+            replica.call = real_call  # it recovers
             stub.Rank(client.rank_request("ml", 1, 5), timeout=30)
             assert wait_for(lambda: total(scrape(srv), "steadyrank_shadow_pairs_total") == 1)
             assert total(scrape(srv), "steadyrank_replica_up", model="ml") == 1
@@ -266,11 +266,11 @@ def test_a_slow_replica_leaves_primary_latency_unchanged(compared, tmp_path):
     thread, srv = start(base, shadow_rate=1.0, shadow_queue=4)
     try:
         replica = srv.manager.replica_b("ml")
-        real_score = replica.score
+        real_call = replica.call
 
-        def slow(users, items):
+        def slow(signature, inputs):
             time.sleep(1.0)  # a replica far slower than the primary
-            return real_score(users, items)
+            return real_call(signature, inputs)
 
         with client.channel(f"127.0.0.1:{srv.port}") as chan:
             stub = ranking_pb2_grpc.RankingServiceStub(chan)
@@ -292,7 +292,7 @@ def test_a_slow_replica_leaves_primary_latency_unchanged(compared, tmp_path):
 
             assert wait_for(settled)
             before = total(scrape(srv), "steadyrank_shadow_dropped_total")
-            replica.score = slow
+            replica.call = slow
             slowed = latencies(pause=0.03)  # 1.2 s of requests: the replica is still busy
         assert np.median(slowed) < np.median(fast) + 0.05  # within noise, not +1 s
         assert slowed.max() < 0.5

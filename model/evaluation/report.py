@@ -10,10 +10,12 @@ split), or else the lowest-PD single model that is at least as accurate as ReLU 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from steadyrank.core.fileio import atomic_write_json, atomic_write_text
+from steadyrank.model.evaluation import intervals
 from steadyrank.model.evaluation.metrics import SWAP_KS, swap_key
 
 ACCURACY_SLACK = 0.0  # the winner's loss may not exceed ReLU's
@@ -36,6 +38,41 @@ def _loss_key(variants: dict[str, Any]) -> str:
 
 def _mean(variants: dict[str, Any], name: str, key: str) -> float:
     return variants[name][key]["mean"]
+
+
+def _values(variants: dict[str, Any], name: str, key: str) -> list[float]:
+    summary = variants[name][key]
+    return list(summary.get("values") or [summary["mean"]])
+
+
+def _ratio(v: dict[str, Any], name: str, base: str, key: str) -> dict[str, Any]:
+    """A goal's value: mean(name) / mean(base) with its bootstrap interval over pairs."""
+    return {"value": _mean(v, name, key) / _mean(v, base, key),
+            "interval": list(intervals.ratio_interval(_values(v, name, key),
+                                                      _values(v, base, key)))}
+
+
+def with_intervals(variants: dict[str, Any]) -> dict[str, Any]:
+    """The variants' summaries with a 95% bootstrap interval (``ci``) over pairs added to
+    every metric that has per-pair values."""
+    out: dict[str, Any] = {}
+    for name, metrics in variants.items():
+        out[name] = {}
+        for key, summary in metrics.items():
+            if isinstance(summary, dict) and summary.get("values"):
+                summary = {**summary, "ci": list(intervals.mean_interval(summary["values"]))}
+            out[name][key] = summary
+    return out
+
+
+def relu_with_same_techniques(variants: dict[str, Any], name: str) -> str | None:
+    """The variant that is ``name`` with ReLU for its activation (``smelu:2+ema:0.9`` ->
+    ``relu+ema:0.9``), when the comparison has it."""
+    activation, sep, rest = name.partition("+")
+    if activation == "relu" or not sep:
+        return None
+    twin = f"relu+{rest}"
+    return twin if twin in variants else None
 
 
 def frontier(variants: dict[str, Any]) -> list[str]:
@@ -73,35 +110,68 @@ def goals(result: dict[str, Any], winner: str | None = None,
     loss = _loss_key(v)
     out = [
         {"goal": f"{best} relative PD <= 0.5x relu",
-         "value": _mean(v, best, "relative_pd") / _mean(v, "relu", "relative_pd"),
-         "bound": 0.5, "kind": "max"},
+         **_ratio(v, best, "relu", "relative_pd"), "bound": 0.5, "kind": "max"},
         {"goal": f"{best} {loss} <= relu's",
-         "value": _mean(v, best, loss) - _mean(v, "relu", loss), "bound": ACCURACY_SLACK,
-         "kind": "max"},
+         "value": _mean(v, best, loss) - _mean(v, "relu", loss),
+         "interval": list(intervals.difference_interval(_values(v, best, loss),
+                                                        _values(v, "relu", loss))),
+         "bound": ACCURACY_SLACK, "kind": "max"},
         {"goal": f"{best} request time <= {REQUEST_BOUND}x relu",
-         "value": _mean(v, best, "request_seconds") / _mean(v, "relu", "request_seconds"),
-         "bound": REQUEST_BOUND, "kind": "max"},
+         **_ratio(v, best, "relu", "request_seconds"), "bound": REQUEST_BOUND, "kind": "max"},
         {"goal": f"{best} training time <= {TRAIN_TIME_BOUND}x relu",
-         "value": _mean(v, best, "train_seconds") / _mean(v, "relu", "train_seconds"),
-         "bound": TRAIN_TIME_BOUND, "kind": "max"},
+         **_ratio(v, best, "relu", "train_seconds"), "bound": TRAIN_TIME_BOUND,
+         "kind": "max"},
     ]
+    if ENSEMBLE in v:
+        out.insert(1, {"goal": f"{best} relative PD <= {ENSEMBLE}'s",
+                       **_ratio(v, best, ENSEMBLE, "relative_pd"), "bound": 1.0,
+                       "kind": "max"})
     if ENSEMBLE in v and TOP10 in v[best]:
         out.insert(0, {
             "goal": f"{best} top-10 swap rate <= {ENSEMBLE}'s",
-            "value": _mean(v, best, TOP10) / _mean(v, ENSEMBLE, TOP10),
-            "bound": 1.0, "kind": "max",
+            **_ratio(v, best, ENSEMBLE, TOP10), "bound": 1.0, "kind": "max",
             "detail": f"{_mean(v, best, TOP10):.3f} vs "
                       f"{_mean(v, ENSEMBLE, TOP10):.3f}"})
+    twin = relu_with_same_techniques(v, best)
+    if twin:
+        out.append({"goal": f"SmeLU's own share: {best} relative PD < {twin}'s",
+                    **_ratio(v, best, twin, "relative_pd"), "bound": 1.0, "kind": "max"})
     for g in out:
         g["met"] = g["value"] <= g["bound"]
+        g["shown"] = g["interval"][1] <= g["bound"]  # the interval's upper bound meets it too
         g["selected"] = best
         g["chosen_by"] = "named (--winner)" if winner else "rule (lowest-PD accurate single model)"
     return out
 
 
+def pairs_note(result: dict[str, Any], variants: dict[str, Any], best: str | None) -> str:
+    """What the number of pairs lets the intervals say, and how many a fair one needs."""
+    pairs = result["pairs"]
+    text = (f"Intervals: 95% percentile bootstrap over the {pairs} pairs of each variant "
+            f"({intervals.RESAMPLES:,} resamples, seed {intervals.SEED}; a ratio resamples "
+            "the pairs of its two variants independently).")
+    if pairs < 8:
+        text += (f" With {pairs} pairs a bootstrap interval is too narrow: a resample of "
+                 f"{pairs} values cannot vary as much as their mean does, so read these "
+                 "intervals as a floor on the uncertainty.")
+    if best and "relu" in variants:
+        need = intervals.ratio_pairs_needed(_values(variants, best, "relative_pd"),
+                                            _values(variants, "relu", "relative_pd"), 0.05)
+        if need:
+            text += (f" From the observed spread, the ratio of {best}'s relative PD to "
+                     f"ReLU's needs about {need} pairs per variant for a 95% interval of "
+                     "±0.05.")
+    return text
+
+
 def _fmt(summary: dict[str, Any], scale: float = 1.0, digits: int = 4) -> str:
+    """``mean ± std [low, high]``: the mean over pairs, their std, the 95% interval."""
     mean, std = summary["mean"] * scale, summary["std"] * scale
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if "ci" in summary:
+        low, high = (c * scale for c in summary["ci"])
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return text
 
 
 def _techniques(result: dict[str, Any], name: str) -> str:
@@ -116,7 +186,8 @@ def _pair_seeds(result: dict[str, Any]) -> str:
     first = result.get("first_pair", 0)
     if not first:
         return ""
-    low, high = result["seeds"]
+    # pair p's replicas take seeds 2p+1 and 2p+2 (older reports did not record them)
+    low, high = result.get("seeds") or (2 * first + 1, 2 * (first + result["pairs"] - 1) + 2)
     return f" (pair indices {first}-{first + result['pairs'] - 1}, seeds {low}-{high})"
 
 
@@ -162,24 +233,32 @@ def markdown(result: dict[str, Any], command: str, notes: str = "",
         f"`{result['data_checksum'][:12]}`), {result['split']} split of "
         f"{result['eval_rows']:,} rows. Replicas A and B of a pair share data and config; "
         f"{result['pairs']} pairs per variant{_pair_seeds(result)}, each figure the mean ± "
-        f"standard deviation over pairs. {_ranking_note(result)} Requests run on the loaded "
+        f"standard deviation over pairs [its 95% bootstrap interval]. {_ranking_note(result)} "
+        "Requests run on the loaded "
         "SavedModel (this machine, 2 shared cores). "
         "★ marks the Pareto frontier of relative PD against loss.",
     ]
     all_goals = {}
     for source, variants in sources.items():
         lines += ["", f"## Replicas differing by {WHY.get(source, source)} (`--vary {source}`)",
-                  "", *_table(result, variants)]
+                  "", *_table(result, with_intervals(variants))]
         checked = goals(result, winner, source)
         all_goals[source] = checked
         if checked:
             lines += ["", f"Goals for **{checked[0]['selected']}** "
-                      f"(chosen by {checked[0]['chosen_by']}):", "",
-                      "| goal | measured | bound | met |", "|---|---|---|---|"]
+                      f"(chosen by {checked[0]['chosen_by']}). Met: the point estimate "
+                      "is within the bound; shown: the 95% interval's upper end is too "
+                      "(a claim whose interval crosses its bound is not shown).", "",
+                      "| goal | measured | 95% interval | bound | met | shown |",
+                      "|---|---|---|---|---|---|"]
             for g in checked:
                 shown = f"{g['value']:.3f}" + (f" ({g['detail']})" if "detail" in g else "")
-                lines.append(f"| {g['goal']} | {shown} | {g['bound']} | "
-                             f"{'yes' if g['met'] else '**no**'} |")
+                low, high = g["interval"]
+                lines.append(f"| {g['goal']} | {shown} | [{low:.3f}, {high:.3f}] | "
+                             f"{g['bound']} | {'yes' if g['met'] else '**no**'} | "
+                             f"{'yes' if g['shown'] else '**no**'} |")
+        lines += ["", pairs_note(result, variants,
+                                 checked[0]["selected"] if checked else None)]
     if notes.strip():
         lines += ["", notes.strip()]
     for source in sources:
@@ -207,9 +286,15 @@ def plot(variants: dict[str, Any], path: Path, title: str = "") -> None:
 
     loss = _loss_key(variants)
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    for name, s in variants.items():
-        ax.errorbar(s[loss]["mean"], s["relative_pd"]["mean"], xerr=s[loss]["std"],
-                    yerr=s["relative_pd"]["std"], fmt="o", capsize=3, label=name)
+
+    def bar(summary: dict[str, Any]) -> list[list[float]]:
+        """The 95% interval as error bar lengths below and above the mean."""
+        low, high = summary["ci"]
+        return [[summary["mean"] - low], [high - summary["mean"]]]
+
+    for name, s in with_intervals(variants).items():
+        ax.errorbar(s[loss]["mean"], s["relative_pd"]["mean"], xerr=bar(s[loss]),
+                    yerr=bar(s["relative_pd"]), fmt="o", capsize=3, label=name)
         ax.annotate(name, (s[loss]["mean"], s["relative_pd"]["mean"]),
                     textcoords="offset points", xytext=(5, 5), fontsize=7)
     front = sorted(frontier(variants), key=lambda n: variants[n][loss]["mean"])
@@ -218,7 +303,7 @@ def plot(variants: dict[str, Any], path: Path, title: str = "") -> None:
             label="Pareto frontier")
     ax.set_xlabel(f"eval {loss} (lower is better)")
     ax.set_ylabel("relative PD between replicas")
-    ax.set_title(title or "Prediction difference vs loss")
+    ax.set_title((title or "Prediction difference vs loss") + " (bars: 95% intervals)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6)
     fig.tight_layout()
@@ -236,7 +321,7 @@ def write(result: dict[str, Any], out: str | Path, command: str, notes: str = ""
     sources = result.get("sources") or {"all": result["variants"]}
     checked = {s: goals(result, winner, s) for s in sources}
     atomic_write_json(out / "report.json", {**result, "command": command, "winner": winner,
-                                     "goals": checked,
+                                     "notes": notes, "goals": checked,
                                      "frontier": {s: frontier(v) for s, v in sources.items()}},
                       sort_keys=False)
     for source, variants in sources.items():
@@ -244,3 +329,43 @@ def write(result: dict[str, Any], out: str | Path, command: str, notes: str = ""
              f"Prediction difference vs loss (--vary {source})")
     atomic_write_text(out / "report.md", markdown(result, command, notes, winner))
     return out
+
+
+def written_notes(markdown_text: str) -> str:
+    """The notes an older report.md carries, for reports whose report.json predates the
+    ``notes`` field: its text after the last source's results and goals tables up to the
+    plots, and any text after the plots (where the first reports put them)."""
+    lines = markdown_text.splitlines()
+    plots = [i for i, line in enumerate(lines) if line.startswith("![")]
+    first_plot = plots[0] if plots else len(lines)
+    sources = [i for i, line in enumerate(lines[:first_plot])
+               if line.startswith("## Replicas differing")]
+    i = sources[-1] + 1 if sources else 0
+    for head in ("| variant |", "| goal |"):  # the source's tables, in this order
+        found = next((j for j in range(i, first_plot) if lines[j].startswith(head)), None)
+        if found is None or any(lines[k].startswith("## ") and lines[k] != "## Goals"
+                                for k in range(i, found)):
+            continue
+        i = found
+        while i < first_plot and lines[i].startswith("|"):
+            i += 1
+    after = lines[plots[-1] + 1:] if plots else []
+    notes = [line for line in [*lines[i:first_plot], "", *after]
+             if not line.startswith("Intervals: 95% percentile bootstrap")]
+    return "\n".join(notes).strip()
+
+
+def rerender(folder: str | Path) -> Path:
+    """Renders a report again from its report.json, with intervals, without retraining:
+    report.md, the plots and the goals (the command, winner and notes kept)."""
+    folder = Path(folder)
+    path = folder / "report.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no report.json to render")
+    result = json.loads(path.read_text())
+    notes = result.get("notes")
+    if notes is None and (folder / "report.md").is_file():
+        notes = written_notes((folder / "report.md").read_text())
+    kept = {k: v for k, v in result.items()
+            if k not in ("command", "winner", "notes", "goals", "frontier")}
+    return write(kept, folder, result.get("command", ""), notes or "", result.get("winner"))
