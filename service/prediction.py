@@ -121,9 +121,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         largest = check_inputs(request.inputs, signature, name, self.limits)
         if largest > OFF_LOOP_ELEMENTS:
             inputs = await asyncio.get_running_loop().run_in_executor(
-                None, parse_inputs, request.inputs, signature, name, self.limits)
+                None, parse_inputs, request.inputs, signature, name, self.limits, True)
         else:
-            inputs = parse_inputs(request.inputs, signature, name, self.limits)
+            inputs = parse_inputs(request.inputs, signature, name, self.limits, checked=True)
         wanted = output_filter(list(signature.outputs), list(request.output_filter), name)
         outputs = await self.run(servable, name, inputs, deadline_of(context))
         response = predict_pb2.PredictResponse()

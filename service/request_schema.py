@@ -64,20 +64,13 @@ class RankSchema:
     user_features: dict[str, InputSpec]
 
     @classmethod
-    def read(cls, signature_defs: Mapping[str, Any], user_name: str | None = None
-             ) -> RankSchema | None:
-        """The schema of a model's ``rank`` signatures (None without ``rank``).
-
-        ``user_name``: the user id's input (from the export's manifest); without it, the
-        server-side caller must know it, and the client passes None: any scalar of ``rank``
-        that is not a context feature it was told of is taken as the user id.
-        """
+    def read(cls, signature_defs: Mapping[str, Any], user_name: str) -> RankSchema | None:
+        """The schema of a model's ``rank`` signatures (None without ``rank``);
+        ``user_name``: the user id's input (from the export's manifest or signatures)."""
         if RANK not in signature_defs:
             return None
         rank = {n: input_spec(n, i, 0) for n, i in signature_defs[RANK].inputs.items()}
         item = rank.pop(ITEM_IDS)
-        if user_name is None:
-            user_name = next((n for n, s in sorted(rank.items()) if s.max_len is None), "")
         user = rank.pop(user_name)
         facts = {}
         if RANK_WITH_FEATURES in signature_defs:

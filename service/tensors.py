@@ -122,14 +122,17 @@ def check_inputs(inputs: Mapping[str, tensor_pb2.TensorProto],
 
 def parse_inputs(inputs: Mapping[str, tensor_pb2.TensorProto],
                  signature: meta_graph_pb2.SignatureDef,
-                 signature_name: str, limits: Limits = Limits()) -> dict[str, np.ndarray]:
+                 signature_name: str, limits: Limits = Limits(),
+                 checked: bool = False) -> dict[str, np.ndarray]:
     """Numpy arrays of a request's inputs; INVALID_ARGUMENT naming the input on any mismatch.
 
     Checks: no unknown or missing inputs, the signature's dtype, declared sizes within
-    ``limits``, then rank and fixed sizes, and the same length for every input whose first
-    dimension is the batch (``?``).
+    ``limits`` (skipped when ``checked``: the caller ran :func:`check_inputs`), then rank and
+    fixed sizes, and the same length for every input whose first dimension is the batch
+    (``?``).
     """
-    check_inputs(inputs, signature, signature_name, limits)
+    if not checked:
+        check_inputs(inputs, signature, signature_name, limits)
     expected = dict(signature.inputs)
     arrays: dict[str, np.ndarray] = {}
     batch: dict[str, int] = {}

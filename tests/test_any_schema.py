@@ -3,6 +3,7 @@ numeric and multi-hot item features is answered by every API with the in-process
 signatures' scores; a Criteo-format model answers Predict and Classify, and Rank says why
 it cannot; every bad request names the feature and what was expected."""
 
+import signal
 
 import grpc
 import numpy as np
@@ -264,3 +265,43 @@ def test_nothing_in_service_names_a_movielens_feature():
                 if value in movielens - proto_fields:
                     named.append(f"{path.name}:{token.start[0]}: {token.string}")
     assert named == [], named
+
+
+def test_steadyrank_serve_answers_every_api_on_the_shop_schema(served, shop_models, tmp_path):
+    """The same model served by the ``steadyrank serve`` command (a worker process under its
+    supervisor): stock Predict, Classify with context and Rank with context features give the
+    in-process signatures' scores."""
+    from tests.conftest import kill_serve, serve_ports, start_serve
+
+    _, models = served
+    log = tmp_path / "serve.log"
+    proc = start_serve(log, "--model-base-path", str(shop_models), "--metrics-port", "-1",
+                       "--workers", "1", "--shutdown-grace", "5")
+    try:
+        port, _ = serve_ports(log)
+        with client.channel(f"127.0.0.1:{port}") as chan:
+            predict = prediction_service_pb2_grpc.PredictionServiceStub(chan)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "shop"
+            for name, values in ROWS.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(values))
+            got = tf.make_ndarray(predict.Predict(request, timeout=30).outputs["score"])
+            np.testing.assert_allclose(got, models["shop"].score(ROWS), rtol=1e-6)
+            classify = classification_pb2.ClassificationRequest()
+            classify.model_spec.name = "shop"
+            block = classify.input.example_list_with_context
+            block.context.CopyFrom(_example(device="web", hour=13.0))
+            block.examples.extend([_example(shopper="s002", sku="k1001")])
+            (one,) = predict.Classify(classify, timeout=30).result.classifications
+            np.testing.assert_allclose(one.classes[1].score, got[1], rtol=1e-5)
+            rank = _rank(None, string_user_id="s002", string_candidate_item_ids=["k1001"])
+            rank.k = 1
+            rank.context_features["device"].string_value = "web"
+            rank.context_features["hour"].float_value = 13.0
+            (item,) = ranking_pb2_grpc.RankingServiceStub(chan).Rank(rank, timeout=30).items
+            assert item.string_item_id == "k1001"
+            np.testing.assert_allclose(item.score, got[1], rtol=1e-5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        kill_serve(proc)

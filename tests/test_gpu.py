@@ -146,7 +146,7 @@ def test_train_on_gpu_then_serve_on_a_cpu_only_machine(tiny_data, tmp_path):
         import json, numpy as np, tensorflow as tf
         from steadyrank.model.artifact import reader
         users, items = np.load({str(tmp_path / 'pairs.npy')!r})
-        scores = reader.load({str(path)!r}).score(users, items)
+        scores = reader.load({str(path)!r}).score_pairs(users, items)
         print(json.dumps({{"gpus": len(tf.config.list_physical_devices("GPU")),
                           "scores": scores.tolist()}}))
     """
