@@ -60,8 +60,10 @@ def _summary(values):
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
 
 
-def _variant(pd, loss=0.5, seconds=10.0):
+def _variant(pd, loss=0.5, seconds=10.0, auc=0.7):
     return {"log_loss": _summary([loss, loss + 0.001, loss - 0.001]),
+            "auc": _summary([auc, auc + 0.002, auc - 0.002]),
+            "calibration": _summary([1.0, 1.01, 0.99]),
             "relative_pd": _summary(pd), "absolute_pd": _summary([p / 10 for p in pd]),
             "train_seconds": _summary([seconds] * 3),
             "train_examples_per_second": _summary([1000.0] * 3),
@@ -89,6 +91,8 @@ def test_goals_carry_their_interval_and_whether_it_shows_the_claim():
     assert share["value"] == pytest.approx(0.05 / 0.0533333, rel=1e-4)
     assert share["interval"][0] < 1.0 < share["interval"][1]  # not shown with these pairs
     assert not share["shown"]
+    auc = goals["smelu:2+ema:0.9 AUC >= relu's"]
+    assert auc["value"] == pytest.approx(0.0) and auc["met"]
 
 
 def test_a_report_renders_again_with_intervals_and_keeps_its_notes(tmp_path):
@@ -98,6 +102,7 @@ def test_a_report_renders_again_with_intervals_and_keeps_its_notes(tmp_path):
                  winner="smelu:2+ema:0.9")
     first = (tmp_path / "report.md").read_text()
     assert "| goal | measured | 95% interval | bound | met | shown |" in first
+    assert "| log_loss | AUC | calibration | relative PD |" in first
     assert "With 3 pairs a bootstrap interval is too narrow" in first
     # relu's relative PD: each extreme resample (all 0.10, all 0.12) has chance 1/27 > 2.5%
     assert "0.1100 ± 0.0082 [0.1000, 0.1200]" in first

@@ -116,6 +116,12 @@ def goals(result: dict[str, Any], winner: str | None = None,
          "interval": list(intervals.difference_interval(_values(v, best, loss),
                                                         _values(v, "relu", loss))),
          "bound": ACCURACY_SLACK, "kind": "max"},
+        *([{"goal": f"{best} AUC >= relu's",
+            "value": _mean(v, "relu", "auc") - _mean(v, best, "auc"),
+            "interval": list(intervals.difference_interval(_values(v, "relu", "auc"),
+                                                           _values(v, best, "auc"))),
+            "bound": 0.0, "kind": "max", "detail": "ReLU's AUC minus this one's"}]
+          if "auc" in v[best] and "auc" in v["relu"] else []),
         {"goal": f"{best} request time <= {REQUEST_BOUND}x relu",
          **_ratio(v, best, "relu", "request_seconds"), "bound": REQUEST_BOUND, "kind": "max"},
         {"goal": f"{best} training time <= {TRAIN_TIME_BOUND}x relu",
@@ -196,14 +202,19 @@ def _table(result: dict[str, Any], variants: dict[str, Any]) -> list[str]:
     on_frontier = set(frontier(variants))
     ranked = swap_key(SWAP_KS[0]) in next(iter(variants.values()))
     ranking_heads = ([f"top-{k} swap" for k in SWAP_KS] + ["Kendall tau"]) if ranked else []
-    heads = [loss, "relative PD", "absolute PD", *ranking_heads, "train s", "train ex/s",
-             "parameters", "request ms"]
+    first = next(iter(variants.values()))
+    quality_keys = [k for k in ("auc", "calibration") if k in first]  # binary tasks
+    quality = [{"auc": "AUC"}.get(k, k) for k in quality_keys]
+    heads = [loss, *quality, "relative PD", "absolute PD", *ranking_heads, "train s",
+             "train ex/s", "parameters", "request ms"]
     lines = ["| variant | techniques | " + " | ".join(heads) + " | frontier |",
              "|---" * (len(heads) + 3) + "|"]
     for name, s in variants.items():
         ranking = ([_fmt(s[swap_key(k)], digits=3) for k in SWAP_KS]
                    + [_fmt(s["kendall_tau"], digits=3)]) if ranked else []
-        cells = [_fmt(s[loss]), _fmt(s["relative_pd"]), _fmt(s["absolute_pd"]), *ranking,
+        extra = [_fmt(s[k], digits=4 if k == "auc" else 3) for k in quality_keys]
+        cells = [_fmt(s[loss]), *extra, _fmt(s["relative_pd"]), _fmt(s["absolute_pd"]),
+                 *ranking,
                  f"{s['train_seconds']['mean']:.1f}",
                  f"{s['train_examples_per_second']['mean']:,.0f}",
                  f"{s['parameters']['mean']:,.0f}", f"{s['request_seconds']['mean'] * 1e3:.2f}"]
