@@ -577,3 +577,22 @@ def test_identical_replicas_show_zero_difference(models, tmp_path):
         assert _mean(m.replica.kendall_tau, "ml", "1", "1")[0] == pytest.approx(1.0)
     finally:
         thread.stop(grace=1)
+
+
+@pytest.mark.parametrize("value", [
+    np.array([[1.5, -2.0], [0.0, 3.25]], np.float32), np.array([7, -9, 2**40], np.int64),
+    np.array([1, 2, 3], np.int32), np.array([0.1, 0.2], np.float64),
+    np.array([b"a", b"", b"\xff\x00", "é".encode()], object),
+    np.array([[b"x", b"yy"], [b"zzz", b"w"]], object), np.array(5, np.int64),
+    np.array([True, False]), np.array([], np.float32)])
+def test_to_array_equals_tensorflow_for_every_layout(value):
+    from steadyrank.service.tensors import to_array
+
+    for proto in (tf.make_tensor_proto(value), tf.make_tensor_proto(
+            value.reshape(-1)[:1], shape=value.shape) if value.size else None):
+        if proto is None:
+            continue
+        want = tf.make_ndarray(proto)
+        got = to_array(proto)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tolist() == want.tolist()
