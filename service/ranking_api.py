@@ -10,6 +10,7 @@ click model) has nothing to rank: its Rank answers UNIMPLEMENTED.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ class _Query:
     features: dict[str, Any] | None
     k: int
     request_id: str
+    rows: dict[str, np.ndarray] | None  # serving_default rows (stored features), built once
 
     def rank_inputs(self, schema: RankSchema) -> dict[str, Any]:
         """The ``rank`` (or ``rank_with_features``) signature's inputs."""
@@ -161,7 +163,11 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
                 servable.check_users("user_id", np.array([user]), new_user_hint(schema))
         except ServiceError as err:
             raise ServiceError(err.code, f"{field}{err.message}") from None
-        return _Query(user, items, context, features, query.k, query.request_id)
+        checked = _Query(user, items, context, features, query.k, query.request_id, None)
+        if features is None:  # scored (and shadowed) as serving_default rows
+            checked = dataclasses.replace(
+                checked, rows=servable.rank_rows(checked.rank_inputs(schema)))
+        return checked
 
     async def _score_all(self, servable: Servable, queries: list[_Query],
                          until: float | None) -> list[np.ndarray]:
@@ -176,8 +182,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
                 out = await self.scorer.call(servable, RANK_WITH_FEATURES,
                                              query.rank_inputs(schema))
                 return out[SCORES]
-            return await self.scorer.score(servable, servable.rank_rows(
-                query.rank_inputs(schema)), until)
+            assert query.rows is not None
+            return await self.scorer.score(servable, query.rows, until)
 
         out = list(await asyncio.gather(*(one(q) for q in queries)))
         for q, scores in zip(queries, out, strict=True):
@@ -229,10 +235,9 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         response.model_spec.version.value = servable.version
         strings = servable.ranking.item.dtype == "string"
         for query, query_scores in zip(checked, scores, strict=True):
-            if self.shadow is not None and query.features is None:
-                self.shadow.offer(servable, SERVING_DEFAULT,
-                                  servable.rank_rows(query.rank_inputs(servable.ranking)),
-                                  query_scores, ranked=True, replica=replica == "a")
+            if self.shadow is not None and query.rows is not None:
+                self.shadow.offer(servable, SERVING_DEFAULT, query.rows, query_scores,
+                                  ranked=True, replica=replica == "a")
             target = (response.results.add(request_id=query.request_id) if batched
                       else response)
             for i in topk_indices(query_scores, query.k):

@@ -24,7 +24,7 @@ from steadyrank.core.errors import DataError
 from steadyrank.core.fileio import combined_checksum, sha256_file
 from steadyrank.model.config import Config
 from steadyrank.model.data import movielens, synth
-from steadyrank.model.data.presets import time_column
+from steadyrank.model.data.presets import TIME_COLUMN, movielens_schema, time_column
 from steadyrank.model.data.readers import Chunk, Column, FileReader, expand
 from steadyrank.model.schema import Schema
 
@@ -94,17 +94,24 @@ def movielens_table(folder: Path) -> tuple[pa.Table, str]:
                         "in users.tsv/items.tsv")
     user_rows = [users[u] for u in user_id]
     item_rows = [items[i] for i in item_id]
-    table = pa.table({
-        "user_id": pa.array(user_id, pa.int64()), "item_id": pa.array(item_id, pa.int64()),
-        "rating": pa.array([float(r["rating"]) for r in ratings], pa.float64()),
-        "timestamp": pa.array([int(r["timestamp"]) for r in ratings], pa.int64()),
-        "gender": [u["gender"] for u in user_rows],
-        "occupation": [u["occupation"] for u in user_rows],
-        "age": pa.array([int(u["age"]) for u in user_rows], pa.int64()),
-        "zip": [u["zip"] for u in user_rows],
-        "genres": pa.array([[g for g in i["genres"].split("|") if g] for i in item_rows],
-                           pa.list_(pa.string())),
-        "year": pa.array([int(i["year"]) for i in item_rows], pa.int64())})
+    schema = movielens_schema()
+    columns = {
+        schema.user_id.name: pa.array(user_id, pa.int64()),
+        schema.item_id.name: pa.array(item_id, pa.int64()),
+        schema.label.column: pa.array([float(r["rating"]) for r in ratings], pa.float64()),
+        TIME_COLUMN: pa.array([int(r["timestamp"]) for r in ratings], pa.int64())}
+    # The facts the preset declares, each read from its users.tsv or items.tsv column.
+    for rows, role in ((user_rows, "user"), (item_rows, "item")):
+        for f in schema.with_role(role):
+            values = [row[f.name] for row in rows]
+            if f.kind == "multi_hot":
+                columns[f.name] = pa.array([[v for v in value.split("|") if v]
+                                            for value in values], pa.list_(pa.string()))
+            elif f.dtype == "int64":
+                columns[f.name] = pa.array([int(v) for v in values], pa.int64())
+            else:
+                columns[f.name] = pa.array(values, pa.string())
+    table = pa.table(columns)
     return table, manifest["checksum"]
 
 
@@ -116,10 +123,12 @@ class SynthReader:
         self.manifest, users, items = synth.load_tables(folder)
         self.files = [str(folder / s["file"]) for s in self.manifest["shards"]]
         # Ids are 1..N: a row's id - 1 indexes the tables.
-        self.users = pa.table({k: users[k] for k in ("gender", "occupation", "age", "zip")})
+        self.schema = movielens_schema()
+        self.users = pa.table({f.name: users[f.name] for f in self.schema.with_role("user")})
         self.items = pa.table({
-            "genres": _genre_lists(items["genres"], tuple(self.manifest["genres"])),
-            "year": items["year"]})
+            f.name: (_genre_lists(items[f.name], tuple(self.manifest["genres"]))
+                     if f.kind == "multi_hot" else items[f.name])
+            for f in self.schema.with_role("item")})
 
     def chunks(self, batch_rows: int = 65536, start: int = 0) -> Iterator[Chunk]:
         """The shards' rows from ordinal ``start``, in batches of at most ``batch_rows``."""
@@ -130,14 +139,15 @@ class SynthReader:
             starts[first] = paths[s["file"]]
             first += s["rows"]
         for first, shard in synth.iter_shards(self.folder, self.manifest, skip=start):
-            path, rows = starts[first], len(shard["user_id"])
+            user, item = self.schema.user_id.name, self.schema.item_id.name
+            path, rows = starts[first], len(shard[user])
             joined = pa.table({
-                "user_id": shard["user_id"], "item_id": shard["item_id"],
-                "rating": shard["rating"].astype(np.float64),
-                "timestamp": shard["timestamp"],
-                **{k: self.users.column(k).take(shard["user_id"] - 1)
+                user: shard[user], item: shard[item],
+                self.schema.label.column: shard[self.schema.label.column].astype(np.float64),
+                TIME_COLUMN: shard[TIME_COLUMN],
+                **{k: self.users.column(k).take(shard[user] - 1)
                    for k in self.users.column_names},
-                **{k: self.items.column(k).take(shard["item_id"] - 1)
+                **{k: self.items.column(k).take(shard[item] - 1)
                    for k in self.items.column_names}})
             for offset in range(max(0, start - first), rows, batch_rows):
                 part = joined.slice(offset, batch_rows).combine_chunks().to_batches()[0]
