@@ -8,6 +8,7 @@ must fit :class:`Limits` first.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -60,50 +61,93 @@ def dtype_name(dtype: int) -> str:
 def check_declared(key: str, proto: tensor_pb2.TensorProto, limits: Limits) -> int:
     """The declared element count of an input; INVALID_ARGUMENT naming the bound (and its
     server flag) when the shape, the content or the strings are over a limit or malformed."""
-    where = f"inputs[{shown(key)!r}]"
-    if proto.tensor_shape.unknown_rank:
-        raise invalid(f"{where}: the tensor shape has unknown rank; give its dimensions")
+    shape = proto.tensor_shape
+    if shape.unknown_rank:
+        raise invalid(f"{_where(key)}: the tensor shape has unknown rank; give its dimensions")
     count = 1
-    for dim in proto.tensor_shape.dim:
-        if dim.size < 0:
-            raise invalid(f"{where}: dimension {dim.size} is negative")
-        count *= dim.size
+    for dim in shape.dim:
+        size = dim.size
+        if size < 0:
+            raise invalid(f"{_where(key)}: dimension {size} is negative")
+        count *= size
         if count > limits.max_elements:
-            raise invalid(f"{where}: declared shape "
-                          f"{[d.size for d in proto.tensor_shape.dim]} holds more than "
+            raise invalid(f"{_where(key)}: declared shape "
+                          f"{[d.size for d in shape.dim]} holds more than "
                           f"{limits.max_elements} elements (server flag "
                           "--max-request-elements)")
-    if proto.dtype == types_pb2.DT_STRING:
-        total = sum(len(s) for s in proto.string_val)
+    dtype = proto.dtype
+    # The serialized size bounds the strings' bytes: count them only when it is over.
+    if dtype == types_pb2.DT_STRING and proto.ByteSize() > limits.max_string_bytes:
+        total = sum(map(len, proto.string_val))
         if total > limits.max_string_bytes:
-            raise invalid(f"{where}: {total} bytes of strings, at most "
+            raise invalid(f"{_where(key)}: {total} bytes of strings, at most "
                           f"{limits.max_string_bytes} (server flag --max-string-bytes)")
-    if proto.tensor_content:
-        size = ITEMSIZE.get(proto.dtype)
-        if size is None or len(proto.tensor_content) != count * size:
-            raise invalid(f"{where}: tensor_content holds {len(proto.tensor_content)} bytes, "
+    content = proto.tensor_content
+    if content:
+        size = ITEMSIZE.get(dtype)
+        if size is None or len(content) != count * size:
+            raise invalid(f"{_where(key)}: tensor_content holds {len(content)} bytes, "
                           f"the declared shape and dtype need {count * (size or 0)}")
-    field = VALUE_FIELDS.get(proto.dtype)
+    field = VALUE_FIELDS.get(dtype)
     values = len(getattr(proto, field)) if field else 0
     if values > count or (values not in (0, 1) and values != count):
-        raise invalid(f"{where}: {values} values for a declared shape of {count} elements "
-                      "(give all of them, or one to fill the shape)")
+        raise invalid(f"{_where(key)}: {values} values for a declared shape of {count} "
+                      "elements (give all of them, or one to fill the shape)")
     return count
 
 
+def _where(key: str) -> str:
+    return f"inputs[{shown(key)!r}]"
+
+
 def to_array(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """``tf.make_ndarray(proto)``, without TensorFlow's per-call overhead when every value
-    is listed (the common case: a client's ``make_tensor_proto`` of strings, or of numbers
-    in ``*_val``); a single value filling the shape, packed content and other dtypes go
-    through TensorFlow."""
+    """``tf.make_ndarray(proto)``, without TensorFlow's per-call overhead in the common
+    layouts: every value listed (a client's ``make_tensor_proto`` of strings, or numbers in
+    ``*_val``), or numbers packed in ``tensor_content`` (read in place, so the array is
+    read-only); a single value filling the shape and other dtypes go through TensorFlow."""
     dtype = LISTED_DTYPES.get(proto.dtype)
-    if dtype is not None and not proto.tensor_content:
+    if dtype is not None:
         shape = [d.size for d in proto.tensor_shape.dim]
-        values = getattr(proto, VALUE_FIELDS[proto.dtype])
-        if len(values) == int(np.prod(shape)) and len(values) > 0:
-            listed = list(values) if dtype is object else values
-            return np.array(listed, dtype).reshape(shape)
+        content = proto.tensor_content
+        if content:
+            if dtype is not object:
+                return np.frombuffer(content, dtype).reshape(shape)
+        else:
+            values = getattr(proto, VALUE_FIELDS[proto.dtype])
+            count = len(values)
+            if count > 0 and count == math.prod(shape):
+                if dtype is object:
+                    return np.fromiter(values, object, count).reshape(shape)
+                return np.array(values, dtype).reshape(shape)
     return tf.make_ndarray(proto)
+
+
+@dataclass(frozen=True)
+class SignatureInputs:
+    """A SignatureDef's inputs read once (sorted names, dtypes, shapes), for the per-request
+    checks; :meth:`of` keeps them per SignatureDef object."""
+
+    names: frozenset[str]
+    specs: tuple[tuple[str, int, tuple[int, ...] | None], ...]
+
+    @staticmethod
+    def of(signature: meta_graph_pb2.SignatureDef) -> SignatureInputs:
+        """The inputs of ``signature``, read on first use (a bounded cache keyed by the
+        object, which it keeps alive so that its id is not reused)."""
+        hit = _SIGNATURES.get(id(signature))
+        if hit is not None and hit[0] is signature:
+            return hit[1]
+        inputs = dict(signature.inputs)
+        found = SignatureInputs(frozenset(inputs), tuple(
+            (key, info.dtype, _shape(info)) for key, info in sorted(inputs.items())))
+        if len(_SIGNATURES) >= _SIGNATURE_CACHE:
+            _SIGNATURES.pop(next(iter(_SIGNATURES)))
+        _SIGNATURES[id(signature)] = (signature, found)
+        return found
+
+
+_SIGNATURE_CACHE = 256
+_SIGNATURES: dict[int, tuple[meta_graph_pb2.SignatureDef, SignatureInputs]] = {}
 
 
 def _shape(info: meta_graph_pb2.TensorInfo) -> tuple[int, ...] | None:
@@ -123,22 +167,25 @@ def check_inputs(inputs: Mapping[str, tensor_pb2.TensorProto],
                  limits: Limits) -> int:
     """Checks names, dtypes and declared sizes of a request's inputs (nothing is decoded);
     returns the largest declared element count."""
-    expected = dict(signature.inputs)
-    unknown = sorted(set(inputs) - set(expected))
-    if unknown:
-        raise invalid(f"inputs: unknown input {shown(unknown[0])!r} for signature "
-                      f"{shown(signature_name)!r}; expected {sorted(expected)}")
-    missing = sorted(set(expected) - set(inputs))
-    if missing:
+    expected = SignatureInputs.of(signature)
+    given = set(inputs)
+    if given != expected.names:
+        unknown = sorted(given - expected.names)
+        if unknown:
+            raise invalid(f"inputs: unknown input {shown(unknown[0])!r} for signature "
+                          f"{shown(signature_name)!r}; expected {sorted(expected.names)}")
+        missing = sorted(expected.names - given)
         raise invalid(f"inputs: missing input {missing[0]!r} for signature "
-                      f"{shown(signature_name)!r}; expected {sorted(expected)}")
+                      f"{shown(signature_name)!r}; expected {sorted(expected.names)}")
     largest = 0
-    for key, info in sorted(expected.items()):
+    for key, dtype, _ in expected.specs:
         proto = inputs[key]
-        if proto.dtype != info.dtype:
+        if proto.dtype != dtype:
             raise invalid(f"inputs[{key!r}]: dtype {dtype_name(proto.dtype)}, signature "
-                          f"{shown(signature_name)!r} expects {dtype_name(info.dtype)}")
-        largest = max(largest, check_declared(key, proto, limits))
+                          f"{shown(signature_name)!r} expects {dtype_name(dtype)}")
+        count = check_declared(key, proto, limits)
+        if count > largest:
+            largest = count
     return largest
 
 
@@ -155,24 +202,21 @@ def parse_inputs(inputs: Mapping[str, tensor_pb2.TensorProto],
     """
     if not checked:
         check_inputs(inputs, signature, signature_name, limits)
-    expected = dict(signature.inputs)
     arrays: dict[str, np.ndarray] = {}
     batch: dict[str, int] = {}
-    for key, info in sorted(expected.items()):
-        proto = inputs[key]
+    for key, _, shape in SignatureInputs.of(signature).specs:
         try:
-            array = to_array(proto)
+            array = to_array(inputs[key])
         except Exception as err:  # noqa: BLE001  (malformed TensorProto content)
             raise invalid(f"inputs[{key!r}]: malformed tensor: {err}") from None
-        shape = _shape(info)
         if shape is not None:
-            ok = len(array.shape) == len(shape) and all(
-                want < 0 or want == got for want, got in zip(shape, array.shape, strict=True))
-            if not ok:
-                raise invalid(f"inputs[{key!r}]: shape {list(array.shape)}, signature "
+            got = array.shape
+            if len(got) != len(shape) or any(
+                    want >= 0 and want != size for want, size in zip(shape, got, strict=True)):
+                raise invalid(f"inputs[{key!r}]: shape {list(got)}, signature "
                               f"{shown(signature_name)!r} expects {_shape_text(shape)}")
             if shape and shape[0] < 0:
-                batch[key] = array.shape[0]
+                batch[key] = got[0]
         arrays[key] = array
     if len(set(batch.values())) > 1:
         sizes = ", ".join(f"{k} {v}" for k, v in sorted(batch.items()))

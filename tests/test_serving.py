@@ -596,3 +596,64 @@ def test_to_array_equals_tensorflow_for_every_layout(value):
         got = to_array(proto)
         assert got.dtype == want.dtype and got.shape == want.shape
         assert got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("field,dtype,values", [
+    ("float_val", tf.float32, [1.5, -2.0, 0.0, 3.25]), ("int64_val", tf.int64, [7, -9, 2**40, 0]),
+    ("double_val", tf.float64, [0.1, 0.2, 0.3, 0.4]), ("string_val", tf.string,
+                                                        [b"a", b"", b"\xff", b"zz"])])
+def test_to_array_reads_listed_values_as_tensorflow_does(field, dtype, values):
+    """Values listed one by one in ``*_val`` (not packed in tensor_content) decode alike."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+
+    from steadyrank.service.tensors import to_array
+
+    proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum, tensor_shape=(
+        tensor_shape_pb2.TensorShapeProto(dim=[{"size": 2}, {"size": 2}])), **{field: values})
+    want, got = tf.make_ndarray(proto), to_array(proto)
+    assert got.dtype == want.dtype and got.shape == want.shape == (2, 2)
+    assert got.tolist() == want.tolist()
+
+
+def test_string_bytes_are_counted_exactly_near_the_limit():
+    """The serialized size only decides whether to count: strings of 900 bytes in a proto
+    over 1,000 bytes pass a 1,000-byte limit; 1,080 bytes of strings do not."""
+    from steadyrank.service.status import ServiceError
+    from steadyrank.service.tensors import Limits, check_declared
+
+    limits = Limits(max_string_bytes=1000)
+    fits = tf.make_tensor_proto(np.array([b"123456789"] * 100, object))
+    assert fits.ByteSize() > 1000
+    assert check_declared("c", fits, limits) == 100
+    over = tf.make_tensor_proto(np.array([b"123456789"] * 120, object))
+    with pytest.raises(ServiceError, match=r"inputs\['c'\]: 1080 bytes of strings, at most "
+                                           r"1000 \(server flag --max-string-bytes\)"):
+        check_declared("c", over, limits)
+
+
+def test_signature_inputs_are_read_once_per_signature_object():
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from steadyrank.service import tensors
+
+    def signature(dim: int) -> meta_graph_pb2.SignatureDef:
+        sig = meta_graph_pb2.SignatureDef()
+        sig.inputs["b"].dtype = tf.string.as_datatype_enum
+        sig.inputs["a"].dtype = tf.float32.as_datatype_enum
+        sig.inputs["a"].tensor_shape.dim.add().size = dim
+        sig.inputs["b"].tensor_shape.unknown_rank = True
+        return sig
+
+    first = signature(-1)
+    read = tensors.SignatureInputs.of(first)
+    assert read.names == {"a", "b"}
+    assert read.specs == (("a", tf.float32.as_datatype_enum, (-1,)),
+                          ("b", tf.string.as_datatype_enum, None))
+    assert tensors.SignatureInputs.of(first) is read
+    # Another object (another model's signature) is read on its own, even when equal.
+    assert tensors.SignatureInputs.of(signature(3)).specs[0][2] == (3,)
+    kept = [signature(i) for i in range(tensors._SIGNATURE_CACHE + 5)]
+    for sig in kept:
+        tensors.SignatureInputs.of(sig)
+    assert len(tensors._SIGNATURES) <= tensors._SIGNATURE_CACHE
+    assert tensors.SignatureInputs.of(kept[-1]).specs[0][2] == (len(kept) - 1,)
