@@ -217,3 +217,30 @@ def test_a_schema_draft_from_the_data_trains_once_roles_are_set(tmp_path, capsys
     assert prepared.schema.user_id.name == "shopper" and prepared.train.rows == 3840
     assert cli_main(["data", "schema", str(tmp_path / "none-*.parquet")]) == 1
     assert "matches no file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("load", ["memory", "stream"])
+def test_a_variant_with_a_vocabulary_threshold_trains_on_the_base_configs_data(tmp_path, load):
+    """`compare` prepares the data once with the base config and trains variants on it: a
+    variant whose vocabulary threshold shrinks the tables gets the rows of its own tables
+    from the pipeline (each of the 30 values is seen ~100 times, so a threshold of 150
+    keeps only the missing value), not the base config's."""
+    from dataclasses import replace
+
+    from steadyrank.model.training.trainer import train
+
+    (tmp_path / "day_0.tsv").write_text(criteo_lines())
+    base = cfg.from_dict({"data": {"format": "criteo", "train": [str(tmp_path / "day_*.tsv")],
+                                   "load": load},
+                          "model": {"embedding_dim": 4, "deep_layers": [8]},
+                          "train": {"epochs": 1, "batch_size": 256, "learning_rate": 0.01,
+                                    "shuffle": "window:500"}})
+    prepared = prepare_data(base, log=lambda m: None)
+    variant = replace(base, model=replace(base.model, min_id_count=150))
+    result = train(variant, 1, prepared, log=lambda m: None)
+    # the missing value ("", ~10% of rows) and the out-of-vocabulary row
+    assert result.members[0].encoder.tables["C1"].rows == 2
+    assert np.isfinite(result.history[-1]["loss"])
+    # and the base config still gets its full tables from the same prepared data
+    full = train(base, 1, prepared, log=lambda m: None).members[0].encoder.tables["C1"]
+    assert full.rows == 32  # 30 values, "" and out of vocabulary

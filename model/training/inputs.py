@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from steadyrank.core.log import Log, say
-from steadyrank.model.config import parse_shuffle
+from steadyrank.model.config import ModelConfig, parse_shuffle
 from steadyrank.model.data.batches import (
     FACT_ROWS,
     LABEL,
@@ -149,14 +149,17 @@ def _estimate_bytes(prepared: Prepared, lookups: Lookups) -> int:
     return int(first.nbytes / len(first) * prepared.train.rows)
 
 
-def make_input(prepared: Prepared, batch_size: int, shuffle: str, log: Log = say
-               ) -> TrainInput:
+def make_input(prepared: Prepared, batch_size: int, shuffle: str, log: Log = say,
+               model: ModelConfig | None = None) -> TrainInput:
     """The train rows, held in memory or streamed as ``data.load`` says; InputError for
-    ``full`` shuffling of rows that are streamed."""
+    ``full`` shuffling of rows that are streamed. ``model``: the settings of the model these
+    rows train (default ``prepared.config.model``); the rows the pipeline looks up follow
+    its tables (a vocabulary threshold shrinks them), so one prepared dataset serves models
+    of other settings, as `compare`'s variants are."""
     load = prepared.config.data.load
     budget = prepared.config.data.memory_budget_mb << 20
     found = lookups(prepared.schema, table_specs(prepared.schema, prepared.stats,
-                                                  prepared.config.model),
+                                                  model or prepared.config.model),
                     prepared.stats, prepared.model_inputs)
     in_memory = load == "memory"
     if load == "auto":

@@ -328,7 +328,8 @@ def train(config: Config, seed: int, prepared: Prepared,
         raise TrainError(f"cannot warm start from {warm_start}: it has {len(previous)} "
                          f"member(s), this config trains {len(seeds)}")
     shown = f"seed {seed}" + (f", order seed {order_seed}" if order_seed != seed else "")
-    data = make_input(prepared, config.train.batch_size, config.train.shuffle, log)
+    data = make_input(prepared, config.train.batch_size, config.train.shuffle, log,
+                      model=config.model)
     log(f"training {len(seeds)} model(s) on {data.rows:,} rows "
         f"({config.model.activation}, {shown})")
     for i, (member_seed, member_order) in enumerate(zip(seeds, orders, strict=True)):
