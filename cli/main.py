@@ -176,8 +176,9 @@ def _compare(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from steadyrank.model.evaluation import report
 
+    notes = Path(args.notes).read_text() if args.notes else None
     for folder in args.folders:
-        print(report.rerender(folder))
+        print(report.rerender(folder, winner=args.winner, notes=notes))
     return 0
 
 
@@ -214,6 +215,11 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="render comparison reports again from their "
                        "report.json, with 95%% bootstrap intervals (no retraining)")
     p.add_argument("folders", nargs="+", metavar="FOLDER", help="report folders")
+    p.add_argument("--winner", default=None,
+                   help="judge the goals for this single-model variant (one named after "
+                   "the run by a tuning rule); default: the report's own")
+    p.add_argument("--notes", default=None,
+                   help="markdown file to append as the report's notes (default: its own)")
     p.set_defaults(handler=_report)
 
 

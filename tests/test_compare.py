@@ -272,3 +272,14 @@ def test_the_shipped_config_is_the_reported_winner():
     (winner,) = compare.parse_variants(result["winner"])
     base = load(repo / "configs" / "relu.toml")
     assert winner.apply(base) == load(repo / "configs" / "smelu.toml")
+
+
+def test_the_shipped_criteo_config_is_the_studys_named_recipe():
+    """configs/criteo-steady.toml is the Criteo study's base config with the recipe its
+    tuning named (reports/criteo-synth/tuning, `--winner`) applied, nothing more."""
+    repo = Path(__file__).resolve().parents[1]
+    result = json.loads((repo / "reports" / "criteo-synth" / "tuning" / "report.json")
+                        .read_text())
+    (winner,) = compare.parse_variants(result["winner"])
+    base = load(repo / "configs" / "criteo-study.toml")
+    assert winner.apply(base) == load(repo / "configs" / "criteo-steady.toml")

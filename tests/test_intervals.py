@@ -121,3 +121,28 @@ def test_render_only_refuses_a_folder_without_a_report(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no report.json"):
         report.rerender(tmp_path)
+
+
+def test_report_names_a_winner_after_the_run_and_replaces_the_notes(tmp_path, capsys):
+    """`steadyrank report --winner NAME --notes FILE`: the goals are judged for a variant a
+    tuning rule named after its run, from the stored pairs; a name that is not one of the
+    report's single models is refused, naming it, and nothing is rewritten."""
+    from steadyrank.cli.main import main as cli_main
+    from steadyrank.model.evaluation import report
+
+    report.write(_result(), tmp_path, "steadyrank compare ...", "old notes")
+    before = json.loads((tmp_path / "report.json").read_text())
+    assert before["winner"] is None
+    (tmp_path / "notes.md").write_text("## Notes\n\nNamed by the rule.\n")
+    assert cli_main(["report", str(tmp_path), "--winner", "relu+ema:0.9",
+                     "--notes", str(tmp_path / "notes.md")]) == 0
+    after = json.loads((tmp_path / "report.json").read_text())
+    assert after["winner"] == "relu+ema:0.9" and after["notes"].endswith("Named by the rule.\n")
+    assert after["variants"] == before["variants"]  # the pairs are kept, not retrained
+    assert any(g["goal"].startswith("relu+ema:0.9 relative PD <= 0.5x relu")
+               for g in after["goals"]["all"])
+    text = (tmp_path / "report.md").read_text()
+    assert "Named by the rule." in text and "old notes" not in text
+    assert cli_main(["report", str(tmp_path), "--winner", "gelu"]) == 2
+    assert "--winner 'gelu' is not a single-model variant" in capsys.readouterr().err
+    assert (tmp_path / "report.md").read_text() == text

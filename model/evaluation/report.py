@@ -366,17 +366,27 @@ def written_notes(markdown_text: str) -> str:
     return "\n".join(notes).strip()
 
 
-def rerender(folder: str | Path) -> Path:
+def rerender(folder: str | Path, winner: str | None = None, notes: str | None = None
+             ) -> Path:
     """Renders a report again from its report.json, with intervals, without retraining:
-    report.md, the plots and the goals (the command, winner and notes kept)."""
+    report.md, the plots and the goals (the command, winner and notes kept). ``winner``:
+    judge the goals for this variant instead (a single model of the report, named after the
+    run, as a tuning round's rule names it); ``notes``: replace the notes."""
     folder = Path(folder)
     path = folder / "report.json"
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: no report.json to render")
     result = json.loads(path.read_text())
-    notes = result.get("notes")
+    if winner is not None:
+        single = result.get("single_model", {})
+        if winner not in result["variants"] or not single.get(winner, True):
+            raise ValueError(f"--winner {winner!r} is not a single-model variant of "
+                             f"{folder}; variants: {', '.join(result['variants'])}")
+    if notes is None:
+        notes = result.get("notes")
     if notes is None and (folder / "report.md").is_file():
         notes = written_notes((folder / "report.md").read_text())
     kept = {k: v for k, v in result.items()
             if k not in ("command", "winner", "notes", "goals", "frontier")}
-    return write(kept, folder, result.get("command", ""), notes or "", result.get("winner"))
+    return write(kept, folder, result.get("command", ""), notes or "",
+                 winner if winner is not None else result.get("winner"))
