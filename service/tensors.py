@@ -9,6 +9,7 @@ must fit :class:`Limits` first.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -140,14 +141,16 @@ class SignatureInputs:
         inputs = dict(signature.inputs)
         found = SignatureInputs(frozenset(inputs), tuple(
             (key, info.dtype, _shape(info)) for key, info in sorted(inputs.items())))
-        if len(_SIGNATURES) >= _SIGNATURE_CACHE:
-            _SIGNATURES.pop(next(iter(_SIGNATURES)))
-        _SIGNATURES[id(signature)] = (signature, found)
+        with _SIGNATURES_LOCK:  # large requests are parsed in executor threads too
+            while len(_SIGNATURES) >= _SIGNATURE_CACHE:
+                del _SIGNATURES[next(iter(_SIGNATURES))]
+            _SIGNATURES[id(signature)] = (signature, found)
         return found
 
 
 _SIGNATURE_CACHE = 256
 _SIGNATURES: dict[int, tuple[meta_graph_pb2.SignatureDef, SignatureInputs]] = {}
+_SIGNATURES_LOCK = threading.Lock()
 
 
 def _shape(info: meta_graph_pb2.TensorInfo) -> tuple[int, ...] | None:
