@@ -30,21 +30,13 @@ from pathlib import Path
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from stream_bench import dataset  # noqa: E402  (the streaming benchmark's draw)
+
 from steadyrank.model import config as cfg  # noqa: E402
-from steadyrank.model.data import criteo_synth  # noqa: E402
 from steadyrank.model.data.splits import prepare_data  # noqa: E402
 from steadyrank.model.training.trainer import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = Path(__file__).resolve().parent / "out"
-
-
-def dataset(rows: int) -> Path:
-    """The Criteo-shaped Parquet folder of ``rows`` rows (the streaming benchmark's draw)."""
-    folder = OUT / f"criteo-{rows}"
-    if not (folder / "manifest.json").exists():
-        criteo_synth.generate(criteo_synth.CriteoSpec(rows=rows, seed=11), folder, force=True)
-    return folder
 
 
 def main() -> int:
@@ -59,7 +51,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.repeats < 1 or args.rows < 1000:
         parser.error("--repeats must be >= 1 and --rows >= 1000")
-    folder = dataset(args.rows)
+    folder, _ = dataset(args.rows)
     data = [f"data.train=[\"{folder}/*.parquet\"]"]
     configs = {"relu": cfg.load(args.base, data), "recipe": cfg.load(args.recipe, data)}
     prepared = prepare_data(configs["relu"])

@@ -83,23 +83,25 @@ def movielens_table(folder: Path) -> tuple[pa.Table, str]:
     """The ratings of a fetched MovieLens 100K folder joined with its users and items, and
     the dataset's checksum."""
     tables, manifest = movielens.read_tables(folder)
-    users = {int(u["user_id"]): u for u in tables["users.tsv"]}
-    items = {int(i["item_id"]): i for i in tables["items.tsv"]}
+    schema = movielens_schema()  # its names are the fetched files' columns
+    user, item = schema.user_id.name, schema.item_id.name
+    users = {int(u[user]): u for u in tables["users.tsv"]}
+    items = {int(i[item]): i for i in tables["items.tsv"]}
     ratings = tables["ratings.tsv"]
-    user_id = [int(r["user_id"]) for r in ratings]
-    item_id = [int(r["item_id"]) for r in ratings]
+    user_id = [int(r[user]) for r in ratings]
+    item_id = [int(r[item]) for r in ratings]
     missing = (set(user_id) - set(users)) | {-i for i in set(item_id) - set(items)}
     if missing:
         raise DataError(folder / "ratings.tsv", f"{len(missing)} user or item ids have no row "
                         "in users.tsv/items.tsv")
     user_rows = [users[u] for u in user_id]
     item_rows = [items[i] for i in item_id]
-    schema = movielens_schema()
+    label = schema.label.column
     columns = {
-        schema.user_id.name: pa.array(user_id, pa.int64()),
-        schema.item_id.name: pa.array(item_id, pa.int64()),
-        schema.label.column: pa.array([float(r["rating"]) for r in ratings], pa.float64()),
-        TIME_COLUMN: pa.array([int(r["timestamp"]) for r in ratings], pa.int64())}
+        user: pa.array(user_id, pa.int64()),
+        item: pa.array(item_id, pa.int64()),
+        label: pa.array([float(r[label]) for r in ratings], pa.float64()),
+        TIME_COLUMN: pa.array([int(r[TIME_COLUMN]) for r in ratings], pa.int64())}
     # The facts the preset declares, each read from its users.tsv or items.tsv column.
     for rows, role in ((user_rows, "user"), (item_rows, "item")):
         for f in schema.with_role(role):

@@ -34,13 +34,20 @@ import numpy as np
 from steadyrank.core.errors import DataError
 from steadyrank.core.fileio import combined_checksum, sha256_file, staged_folder
 from steadyrank.core.log import Log, sayer
+from steadyrank.model.data.presets import TIME_COLUMN, movielens_schema
 
 KIND = "steadyrank-synthetic"
 OCCUPATIONS = ("administrator", "artist", "doctor", "educator", "engineer", "entertainment",
                "executive", "healthcare", "homemaker", "lawyer", "librarian", "marketing",
                "none", "other", "programmer", "retired", "salesman", "scientist", "student",
                "technician", "writer")
-SHARD_KEYS = ("user_id", "item_id", "rating", "timestamp")
+# The files' columns are the preset schema's names: ids, label and time per interaction
+# shard, each id's facts in users.npz and items.npz.
+_SCHEMA = movielens_schema()
+USER_ID, ITEM_ID = _SCHEMA.user_id.name, _SCHEMA.item_id.name
+SHARD_KEYS = (USER_ID, ITEM_ID, _SCHEMA.label.column, TIME_COLUMN)
+USER_KEYS = (USER_ID, *(f.name for f in _SCHEMA.with_role("user")))
+ITEM_KEYS = (ITEM_ID, *(f.name for f in _SCHEMA.with_role("item")))
 # Item categories, multi-hot like MovieLens' 19 genres; column 0 is kept for items without.
 GENRES = ("none", *(f"genre-{i:02d}" for i in range(1, 19)))
 
@@ -90,7 +97,7 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
 def _side_features(spec: SynthSpec, rng: np.random.Generator) -> tuple[dict, dict]:
     n, m = spec.users, spec.items
     users = {
-        "user_id": np.arange(1, n + 1, dtype=np.int64),
+        USER_ID: np.arange(1, n + 1, dtype=np.int64),
         "age": rng.integers(7, 74, n).astype(np.int64),
         "gender": rng.choice(np.array(["F", "M"]), n, p=[0.3, 0.7]),
         "occupation": rng.choice(np.array(OCCUPATIONS), n),
@@ -101,8 +108,10 @@ def _side_features(spec: SynthSpec, rng: np.random.Generator) -> tuple[dict, dic
     ranks = np.argsort(rng.random((m, len(GENRES) - 1)), axis=1)
     genres = np.zeros((m, len(GENRES)), np.uint8)
     genres[:, 1:] = ranks < n_genres[:, None]
-    items = {"item_id": np.arange(1, m + 1, dtype=np.int64),
+    items = {ITEM_ID: np.arange(1, m + 1, dtype=np.int64),
              "year": rng.integers(1930, 2000, m).astype(np.int64), "genres": genres}
+    if set(users) != set(USER_KEYS) or set(items) != set(ITEM_KEYS):
+        raise AssertionError("the generator's facts differ from the MovieLens preset's")
     return users, items
 
 
@@ -224,10 +233,9 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
                 raw = 3.5 + score + rng.normal(0, spec.noise, n)
                 label = np.clip(np.rint(raw), 1, 5).astype(np.float32)
             name = f"interactions-{len(shards):05d}.npz"
-            _save(tmp_path / name,
-                  user_id=users["user_id"][user_row], item_id=items["item_id"][item_row],
-                  rating=label,
-                  timestamp=(880_000_000 + written + np.arange(n)).astype(np.int64))
+            _save(tmp_path / name, **dict(zip(SHARD_KEYS, (
+                users[USER_ID][user_row], items[ITEM_ID][item_row], label,
+                (880_000_000 + written + np.arange(n)).astype(np.int64)), strict=True)))
             shards.append({"file": name, "rows": int(n)})
             written += n
             log(f"{written:,}/{spec.rows:,} rows ({len(shards)} shards, "
@@ -286,8 +294,8 @@ def iter_shards(folder: str | Path, manifest: dict | None = None, skip: int = 0
             first += shard["rows"]
             continue
         arrays = _load(folder / shard["file"], SHARD_KEYS)
-        if len(arrays["user_id"]) != shard["rows"]:
-            raise DataError(folder / shard["file"], f"has {len(arrays['user_id'])} rows, "
+        if len(arrays[USER_ID]) != shard["rows"]:
+            raise DataError(folder / shard["file"], f"has {len(arrays[USER_ID])} rows, "
                             f"manifest says {shard['rows']}")
         yield first, arrays
         first += shard["rows"]
@@ -298,6 +306,6 @@ def load_tables(folder: str | Path) -> tuple[dict, dict[str, np.ndarray],
     """(manifest, users, items) of a synthetic dataset folder, verified."""
     folder = Path(folder)
     manifest = read_dataset_manifest(folder)
-    users = _load(folder / "users.npz", ("user_id", "age", "gender", "occupation", "zip"))
-    items = _load(folder / "items.npz", ("item_id", "year", "genres"))
+    users = _load(folder / "users.npz", USER_KEYS)
+    items = _load(folder / "items.npz", ITEM_KEYS)
     return manifest, users, items
