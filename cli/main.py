@@ -168,7 +168,8 @@ def _compare(args: argparse.Namespace) -> int:
     notes = Path(args.notes).read_text() if args.notes else ""
     work = Path(args.work_dir) if args.work_dir else Path("runs") / Path(args.out).name
     result = compare.run(config, variants, args.pairs, work, users=args.users,
-                         validation=args.validation, vary=vary, first_pair=args.first_pair)
+                         validation=args.validation, vary=vary, first_pair=args.first_pair,
+                         records=args.records)
     print(report.write(result, args.out, command, notes, winner=args.winner))
     return 0
 
@@ -203,6 +204,10 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="report folder (report.md, report.json, png)")
     p.add_argument("--work-dir", default=None,
                    help="where replica exports are cached (default runs/<out name>)")
+    p.add_argument("--records", default=None,
+                   help="where each finished pair's numbers are kept (default: the work dir); "
+                   "a pair whose record matches is not trained or measured again, so a study "
+                   "whose records are committed resumes on another machine")
     p.add_argument("--users", type=int, default=943,
                    help="users whose full-catalog rankings are compared (default 943)")
     p.add_argument("--validation", action="store_true",

@@ -10,7 +10,7 @@ from steadyrank.cli.main import main as cli_main
 from steadyrank.model.artifact import reader
 from steadyrank.model.config import from_dict, load
 from steadyrank.model.data import synth
-from steadyrank.model.evaluation import compare, metrics, report
+from steadyrank.model.evaluation import compare, metrics, pair_records, report
 
 
 @pytest.mark.parametrize("text, message", [
@@ -175,6 +175,87 @@ def test_first_pair_shifts_the_pairs_and_their_seeds(monkeypatch, tmp_path):
     assert report._pair_seeds({**result, "first_pair": 0}) == ""
     with pytest.raises(ValueError, match="--first-pair must be >= 0, got -2"):
         compare.run(from_dict({}), compare.parse_variants("relu"), 2, tmp_path, first_pair=-2)
+
+
+def _fake_study(monkeypatch, trained):
+    """compare.run with replicas and metrics faked: records what it trains."""
+    def fake_replica(config, seeds, folder, prepared, split, log, elsewhere=()):
+        trained.append((folder.parent.name, folder.name))
+        return (folder.name, config.train.learning_rate)
+
+    def fake_metrics(a, b, prepared, requests, tau_users):
+        pair = int(a[0].removeprefix("pair").split("-")[0])
+        return {"relative_pd": 0.1 * (pair + 1) + a[1], "auc": 0.7, "parameters": 10}
+
+    monkeypatch.setattr(compare, "replica", fake_replica)
+    monkeypatch.setattr(compare, "replica_pair_metrics", fake_metrics)
+    monkeypatch.setattr(compare, "prepare_data", lambda config, validation, log: _FakeSplits())
+    monkeypatch.setattr(compare, "ranking_requests", lambda prepared, users: None)
+
+
+def test_finished_pairs_are_recorded_and_a_later_run_resumes_from_the_records(
+        monkeypatch, tmp_path):
+    """Each finished pair's numbers are written to --records; a run on another machine (a
+    fresh work dir) reuses every matching record and trains only what is missing, and the
+    report it gives is the uninterrupted run's. A record from another config, seeds or data,
+    or one that cannot be read, is never used."""
+    trained: list = []
+    _fake_study(monkeypatch, trained)
+    variants = compare.parse_variants("relu,smelu:2")
+    records = tmp_path / "records"
+    quiet = {"users": 5, "log": lambda _: None, "records": records}
+    whole = compare.run(from_dict({}), variants, 3, tmp_path / "w1", **quiet)
+    assert len(trained) == 12
+    rec = json.loads((records / "all" / "smelu-2" / "pair1.json").read_text())
+    assert rec["key"]["seeds"] == [[3, 3], [4, 4]] and rec["key"]["data_checksum"] == "x" * 12
+    assert rec["metrics"]["relative_pd"] == pytest.approx(0.2 + from_dict({}).train.learning_rate)
+
+    # Interrupted after two pairs of relu: only those records survive to the next machine.
+    for path in records.rglob("*.json"):
+        if path.parent.name != "relu" or path.name == "pair2.json":
+            path.unlink()
+    (records / "all" / "relu" / "pair1.json").write_text("{not json")
+    trained.clear()
+    logs: list[str] = []
+    again = compare.run(from_dict({}), variants, 3, tmp_path / "w2",
+                        **{**quiet, "log": logs.append})
+    assert ("relu", "pair0-a") not in trained and ("relu", "pair1-a") in trained
+    assert len(trained) == 10
+    assert sum(line.startswith("reusing the record") for line in logs) == 1
+    assert again["sources"] == whole["sources"]
+
+    # Another config (a learning rate) or more pairs from other seeds: nothing matches.
+    trained.clear()
+    other = from_dict({"train": {"learning_rate": 0.01}})
+    compare.run(other, variants[:1], 1, tmp_path / "w3", **quiet)
+    assert trained == [("relu", "pair0-a"), ("relu", "pair0-b")]
+    trained.clear()
+    compare.run(from_dict({}), variants[:1], 1, tmp_path / "w4", **quiet, vary=["order"])
+    assert trained == [("relu", "pair0-a"), ("relu", "pair0-b")]
+
+
+def test_pair_records_reject_keys_that_differ(tmp_path):
+    config = from_dict({})
+    key = pair_records.key(config, ((1, 1), (2, 2)), "abc", "eval", 943, 100)
+    path = tmp_path / "r.json"
+    assert pair_records.read(path, key) is None  # no record yet
+    pair_records.write(path, key, {"relative_pd": 0.25})
+    assert pair_records.read(path, key) == {"relative_pd": 0.25}
+    for changed in (pair_records.key(config, ((1, 1), (2, 3)), "abc", "eval", 943, 100),
+                    pair_records.key(config, ((1, 1), (2, 2)), "abd", "eval", 943, 100),
+                    pair_records.key(config, ((1, 1), (2, 2)), "abc", "validation", 943, 100),
+                    pair_records.key(config, ((1, 1), (2, 2)), "abc", "eval", 50, 100),
+                    pair_records.key(from_dict({"model": {"embedding_dim": 3}}),
+                                     ((1, 1), (2, 2)), "abc", "eval", 943, 100)):
+        assert pair_records.read(path, changed) is None
+    record = json.loads(path.read_text())
+    del record["key"]["config"]["train"]["lr_decay"]  # made before lr_decay existed
+    path.write_text(json.dumps(record))
+    assert pair_records.read(path, key) == {"relative_pd": 0.25}
+    path.write_text(json.dumps({**record, "version": 99}))
+    assert pair_records.read(path, key) is None
+    path.write_text(json.dumps({**record, "metrics": {}}))
+    assert pair_records.read(path, key) is None
 
 
 def test_a_replica_shared_by_two_sources_is_trained_once(synth_config, tmp_path,

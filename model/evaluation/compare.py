@@ -13,7 +13,9 @@ between A and B:
   order that differs between runs.
 
 Exports are cached in a work folder and reused when their manifest matches (config, seeds,
-data checksum, split), so an interrupted comparison picks up where it stopped.
+data checksum, split), so an interrupted comparison picks up where it stopped. Each finished
+pair's numbers are also kept as a small record (:mod:`pair_records`), which a later run on
+another machine reuses without the exports.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from steadyrank.model.config import (
     validate,
 )
 from steadyrank.model.data.splits import Prepared, prepare_data
-from steadyrank.model.evaluation import metrics
+from steadyrank.model.evaluation import metrics, pair_records
 from steadyrank.model.evaluation.accuracy import accuracy
 from steadyrank.model.evaluation.evalset import (
     Requests,
@@ -292,13 +294,15 @@ def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
 def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Path,
         users: int = 943, tau_users: int = 100, validation: bool = False,
         log: Log = say, on_variant: Callable[[str, dict], None] | None = None,
-        vary: list[str] | tuple[str, ...] = ("all",), first_pair: int = 0) -> dict[str, Any]:
+        vary: list[str] | tuple[str, ...] = ("all",), first_pair: int = 0,
+        records: str | Path | None = None) -> dict[str, Any]:
     """Trains (or loads) ``pairs`` replica pairs per source and variant and measures them.
 
     Returns {"sources": {vary: {name: {metric: summary}}}, "variants": the first source's,
     ...}. ``validation`` evaluates on a validation split carved from the train split, for
     tuning without the eval split. Pair indices run from ``first_pair``: a final eval run can
-    use seeds no earlier eval look has used.
+    use seeds no earlier eval look has used. ``records`` (default ``work_dir``) keeps each
+    finished pair's numbers; a pair whose record matches is neither trained nor measured again.
     """
     if pairs < 1:
         raise ValueError(f"--pairs must be >= 1, got {pairs}")
@@ -314,6 +318,8 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
     prepared = prepare_data(config, validation=validation, log=log)
     requests = ranking_requests(prepared, users)
     work_dir = Path(work_dir)
+    records = Path(records) if records is not None else work_dir
+    n_requests = int(len(requests)) if requests is not None else 0
     sources: dict[str, Any] = {}
     for source in vary:
         results: dict[str, Any] = {}
@@ -322,12 +328,21 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
             per_pair = []
             for n, p in enumerate(range(first_pair, first_pair + pairs)):
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
+                record = records / source / variant.slug / f"pair{p}.json"
+                key = pair_records.key(vconfig, replica_seeds(source, p), prepared.checksum,
+                                       split_name, n_requests, tau_users)
+                found = pair_records.read(record, key)
+                if found is not None:
+                    log(f"reusing the record {record}")
+                    per_pair.append(found)
+                    continue
                 folder = work_dir / source / variant.slug
                 a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", prepared, split_name,
                                 log, _siblings(vconfig, work_dir, source, variant.slug,
                                                f"pair{p}-{r}"))
                         for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
                 per_pair.append(replica_pair_metrics(a, b, prepared, requests, tau_users))
+                pair_records.write(record, key, per_pair[-1])
             summary = {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]}
             results[variant.name] = summary
             if on_variant:

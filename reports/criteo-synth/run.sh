@@ -2,7 +2,9 @@
 # The Criteo-shaped study's commands, as plan.md fixes them. Resumable: `compare` caches every
 # replica under runs/ and reuses it when its manifest matches, so running a stage again picks
 # up where it stopped (about 60 s per ReLU replica on the 2-core box; the judgment trains
-# about 200 models).
+# about 200 models). The judgment also keeps each finished pair's numbers in pairs/ (committed
+# as it goes), so a fresh machine resumes it without the exports: `run.sh data` then
+# `run.sh judgment` again.
 #
 #   reports/criteo-synth/run.sh data       # the two generator draws (seeds 101 and 202)
 #   reports/criteo-synth/run.sh tuning     # rounds 1 and 2 on the tuning draw -> tuning/
@@ -39,7 +41,7 @@ case "${1:-}" in
     fi
     "$SR" compare --config "$BASE" --set 'data.train=["data/criteo-judge/*.parquet"]' \
       --variants "$JUDGED" --winner "$R" --vary all,order --pairs 8 \
-      --notes reports/criteo-synth/notes.md \
+      --notes reports/criteo-synth/notes.md --records reports/criteo-synth/pairs \
       --out reports/criteo-synth --work-dir runs/criteo-synth
     ;;
   *)
