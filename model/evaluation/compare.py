@@ -291,9 +291,44 @@ def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
                  if other not in (source, "async"))
 
 
+def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepared: Prepared,
+                  requests: Requests | None, split: str, tau_users: int, work_dir: Path,
+                  records: Path, log: Log) -> dict[str, Any]:
+    """Pair ``p``'s metrics for a variant and source: from its record when one matches,
+    else measured on its two replicas (cached or trained now) and recorded."""
+    vconfig = variant.apply(config)
+    record = records / source / variant.slug / f"pair{p}.json"
+    key = pair_records.key(vconfig, replica_seeds(source, p), prepared.checksum, split,
+                           int(len(requests)) if requests is not None else 0, tau_users)
+    found = pair_records.read(record, key)
+    if found is not None:
+        log(f"reusing the record {record}")
+        return found
+    folder = work_dir / source / variant.slug
+    a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", prepared, split, log,
+                    _siblings(vconfig, work_dir, source, variant.slug, f"pair{p}-{r}"))
+            for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
+    out = replica_pair_metrics(a, b, prepared, requests, tau_users)
+    pair_records.write(record, key, out)
+    return out
+
+
+def _summaries(per_pair: list[dict[str, Any]]) -> dict[str, Any]:
+    """{metric: summary over pairs}."""
+    return {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]}
+
+
+def _log_summary(log: Log, source: str, name: str, summary: dict[str, Any]) -> None:
+    swap = (f"top-10 swap {summary[metrics.swap_key(10)]['mean']:.4f}, "
+            if metrics.swap_key(10) in summary else "")
+    accuracy_key = "rmse" if "rmse" in summary else "auc"
+    log(f"{source} / {name}: relative PD {summary['relative_pd']['mean']:.4f}, "
+        f"{swap}{accuracy_key} {summary[accuracy_key]['mean']:.4f}")
+
+
 def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Path,
         users: int = 943, tau_users: int = 100, validation: bool = False,
-        log: Log = say, on_variant: Callable[[str, dict], None] | None = None,
+        log: Log = say,
         vary: list[str] | tuple[str, ...] = ("all",), first_pair: int = 0,
         records: str | Path | None = None) -> dict[str, Any]:
     """Trains (or loads) ``pairs`` replica pairs per source and variant and measures them.
@@ -319,40 +354,22 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
     requests = ranking_requests(prepared, users)
     work_dir = Path(work_dir)
     records = Path(records) if records is not None else work_dir
-    n_requests = int(len(requests)) if requests is not None else 0
-    sources: dict[str, Any] = {}
-    for source in vary:
-        results: dict[str, Any] = {}
-        for variant in variants:
-            vconfig = variant.apply(_source_config(config, source))
-            per_pair = []
-            for n, p in enumerate(range(first_pair, first_pair + pairs)):
+    measured: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    # Variant by variant and pair by pair, every source in turn: replica A of pair p (the
+    # same under all, init and order) is trained once and used by every table while its
+    # export is still on this machine; the records let another machine go on from there.
+    for variant in variants:
+        for n, p in enumerate(range(first_pair, first_pair + pairs)):
+            for source in vary:
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
-                record = records / source / variant.slug / f"pair{p}.json"
-                key = pair_records.key(vconfig, replica_seeds(source, p), prepared.checksum,
-                                       split_name, n_requests, tau_users)
-                found = pair_records.read(record, key)
-                if found is not None:
-                    log(f"reusing the record {record}")
-                    per_pair.append(found)
-                    continue
-                folder = work_dir / source / variant.slug
-                a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", prepared, split_name,
-                                log, _siblings(vconfig, work_dir, source, variant.slug,
-                                               f"pair{p}-{r}"))
-                        for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
-                per_pair.append(replica_pair_metrics(a, b, prepared, requests, tau_users))
-                pair_records.write(record, key, per_pair[-1])
-            summary = {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]}
-            results[variant.name] = summary
-            if on_variant:
-                on_variant(variant.name, summary)
-            swap = (f"top-10 swap {summary[metrics.swap_key(10)]['mean']:.4f}, "
-                    if metrics.swap_key(10) in summary else "")
-            log(f"{source} / {variant.name}: relative PD {summary['relative_pd']['mean']:.4f}, "
-                f"{swap}{'rmse' if 'rmse' in summary else 'auc'} "
-                f"{summary.get('rmse', summary.get('auc'))['mean']:.4f}")
-        sources[source] = results
+                measured.setdefault((source, variant.name), []).append(_measure_pair(
+                    variant, _source_config(config, source), source, p, prepared, requests,
+                    split_name, tau_users, work_dir, records, log))
+        for source in vary:
+            _log_summary(log, source, variant.name,
+                         _summaries(measured[source, variant.name]))
+    sources = {source: {v.name: _summaries(measured[source, v.name]) for v in variants}
+               for source in vary}
     used = [s for source in vary for p in range(first_pair, first_pair + pairs)
             for replica_pair in replica_seeds(source, p) for s in replica_pair]
     return {"split": split_name, "pairs": pairs, "first_pair": first_pair,
