@@ -236,18 +236,20 @@ def test_finished_pairs_are_recorded_and_a_later_run_resumes_from_the_records(
 
 def test_pairs_run_pair_by_pair_across_sources(monkeypatch, tmp_path):
     """Each pair is measured under every source before the next pair, so replica A (shared
-    by all and order) is reused while its export is on this machine."""
+    by all and order) is reused while its export is on this machine; single models go
+    before ensembles, and the report keeps the variants' given order."""
     trained: list = []
     _fake_study(monkeypatch, trained)
     logs: list[str] = []
-    result = compare.run(from_dict({}), compare.parse_variants("relu,smelu:2"), 2, tmp_path,
-                         users=5, log=logs.append, vary=["all", "order"])
+    variants = compare.parse_variants("relu-ensemble:2,relu,smelu:2")
+    result = compare.run(from_dict({}), variants, 2, tmp_path, users=5, log=logs.append,
+                         vary=["all", "order"])
     order = [line for line in logs if ": pair " in line]
     assert order == [f"{source} / {name}: pair {n}/2 (index {n - 1})"
-                     for name in ("relu", "smelu:2") for n in (1, 2)
+                     for name in ("relu", "smelu:2", "relu-ensemble:2") for n in (1, 2)
                      for source in ("all", "order")]
     assert list(result["sources"]) == ["all", "order"]
-    assert list(result["sources"]["order"]) == ["relu", "smelu:2"]
+    assert list(result["sources"]["order"]) == ["relu-ensemble:2", "relu", "smelu:2"]
 
 
 def test_pair_records_reject_keys_that_differ(tmp_path):

@@ -358,7 +358,9 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
     # Variant by variant and pair by pair, every source in turn: replica A of pair p (the
     # same under all, init and order) is trained once and used by every table while its
     # export is still on this machine; the records let another machine go on from there.
-    for variant in variants:
+    # Single models first and ensembles (K trainings a replica) last, so the cheap variants'
+    # numbers are in early; the report keeps the order the variants were given in.
+    for variant in sorted(variants, key=lambda v: v.ensemble):
         for n, p in enumerate(range(first_pair, first_pair + pairs)):
             for source in vary:
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
