@@ -369,6 +369,16 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> Config:
     ))
 
 
+def same_config(recorded: Any, config: Config) -> bool:
+    """Whether a recorded config (an export manifest's, a pair record's) is ``config``. Keys
+    the recording lacks take their defaults, so exports made before a setting existed still
+    match configs that leave it at its default (which is what they trained with)."""
+    try:
+        return from_dict(recorded).to_dict() == config.to_dict()
+    except (ConfigError, TypeError, AttributeError):
+        return False
+
+
 def parse_override(text: str) -> tuple[str, str, Any]:
     """``"section.key=value"`` (value in TOML syntax, or a bare string) -> parts."""
     key, sep, value = text.partition("=")

@@ -8,7 +8,7 @@ import pytest
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model.artifact import reader
-from steadyrank.model.config import from_dict, load
+from steadyrank.model.config import from_dict, load, same_config
 from steadyrank.model.data import synth
 from steadyrank.model.evaluation import compare, metrics, pair_records, report
 
@@ -59,12 +59,12 @@ def test_manifests_from_before_a_setting_existed_still_match():
     config = from_dict({"train": {"epochs": 2}})
     recorded = config.to_dict()
     del recorded["train"]["lr_decay"]  # an export made before lr_decay existed
-    assert compare.same_config(recorded, config)
+    assert same_config(recorded, config)
     decayed = from_dict({"train": {"epochs": 2, "lr_decay": "linear"}})
-    assert not compare.same_config(recorded, decayed)
-    assert not compare.same_config({**recorded, "train": {"epochs": 3}}, config)
-    assert not compare.same_config({"train": {"no_such_key": 1}}, config)
-    assert not compare.same_config(None, config) and not compare.same_config("x", config)
+    assert not same_config(recorded, decayed)
+    assert not same_config({**recorded, "train": {"epochs": 3}}, config)
+    assert not same_config({"train": {"no_such_key": 1}}, config)
+    assert not same_config(None, config) and not same_config("x", config)
 
 
 @pytest.fixture(scope="module")

@@ -88,18 +88,18 @@ def movielens_table(folder: Path) -> tuple[pa.Table, str]:
     users = {int(u[user]): u for u in tables["users.tsv"]}
     items = {int(i[item]): i for i in tables["items.tsv"]}
     ratings = tables["ratings.tsv"]
-    user_id = [int(r[user]) for r in ratings]
-    item_id = [int(r[item]) for r in ratings]
-    missing = (set(user_id) - set(users)) | {-i for i in set(item_id) - set(items)}
+    rated_users = [int(r[user]) for r in ratings]
+    rated_items = [int(r[item]) for r in ratings]
+    missing = (set(rated_users) - set(users)) | {-i for i in set(rated_items) - set(items)}
     if missing:
         raise DataError(folder / "ratings.tsv", f"{len(missing)} user or item ids have no row "
                         "in users.tsv/items.tsv")
-    user_rows = [users[u] for u in user_id]
-    item_rows = [items[i] for i in item_id]
+    user_rows = [users[u] for u in rated_users]
+    item_rows = [items[i] for i in rated_items]
     label = schema.label.column
     columns = {
-        user: pa.array(user_id, pa.int64()),
-        item: pa.array(item_id, pa.int64()),
+        user: pa.array(rated_users, pa.int64()),
+        item: pa.array(rated_items, pa.int64()),
         label: pa.array([float(r[label]) for r in ratings], pa.float64()),
         TIME_COLUMN: pa.array([int(r[TIME_COLUMN]) for r in ratings], pa.int64())}
     # The facts the preset declares, each read from its users.tsv or items.tsv column.
@@ -140,8 +140,8 @@ class SynthReader:
         for s in self.manifest["shards"]:
             starts[first] = paths[s["file"]]
             first += s["rows"]
+        user, item = self.schema.user_id.name, self.schema.item_id.name
         for first, shard in synth.iter_shards(self.folder, self.manifest, skip=start):
-            user, item = self.schema.user_id.name, self.schema.item_id.name
             path, rows = starts[first], len(shard[user])
             joined = pa.table({
                 user: shard[user], item: shard[item],

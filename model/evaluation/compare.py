@@ -40,7 +40,7 @@ from steadyrank.model.config import (
     ACTIVATIONS,
     Config,
     ConfigError,
-    from_dict,
+    same_config,
     techniques,
     validate,
 )
@@ -195,16 +195,6 @@ def parse_vary(text: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def same_config(recorded: Any, config: Config) -> bool:
-    """Whether a manifest's recorded config is ``config``. Keys the recording lacks take
-    their defaults, so exports made before a setting existed still match configs that
-    leave it at its default (which is what they trained with)."""
-    try:
-        return from_dict(recorded).to_dict() == config.to_dict()
-    except (ConfigError, TypeError, AttributeError):
-        return False
-
-
 def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str, split: str
             ) -> LoadedModel | None:
     try:
@@ -292,14 +282,14 @@ def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
 
 
 def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepared: Prepared,
-                  requests: Requests | None, split: str, tau_users: int, work_dir: Path,
-                  records: Path, log: Log) -> dict[str, Any]:
+                  requests: Requests | None, ranking_users: int, split: str, tau_users: int,
+                  work_dir: Path, records: Path, log: Log) -> dict[str, Any]:
     """Pair ``p``'s metrics for a variant and source: from its record when one matches,
     else measured on its two replicas (cached or trained now) and recorded."""
     vconfig = variant.apply(config)
     record = records / source / variant.slug / f"pair{p}.json"
     key = pair_records.key(vconfig, replica_seeds(source, p), prepared.checksum, split,
-                           int(len(requests)) if requests is not None else 0, tau_users)
+                           ranking_users, tau_users)
     found = pair_records.read(record, key)
     if found is not None:
         log(f"reusing the record {record}")
@@ -354,29 +344,31 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
     requests = ranking_requests(prepared, users)
     work_dir = Path(work_dir)
     records = Path(records) if records is not None else work_dir
-    measured: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    ranking_users = int(len(requests)) if requests is not None else 0
+    summaries: dict[str, dict[str, Any]] = {source: {} for source in vary}
     # Variant by variant and pair by pair, every source in turn: replica A of pair p (the
     # same under all, init and order) is trained once and used by every table while its
     # export is still on this machine; the records let another machine go on from there.
     # Single models first and ensembles (K trainings a replica) last, so the cheap variants'
     # numbers are in early; the report keeps the order the variants were given in.
     for variant in sorted(variants, key=lambda v: v.ensemble):
+        measured: dict[str, list[dict[str, Any]]] = {source: [] for source in vary}
         for n, p in enumerate(range(first_pair, first_pair + pairs)):
             for source in vary:
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
-                measured.setdefault((source, variant.name), []).append(_measure_pair(
+                measured[source].append(_measure_pair(
                     variant, _source_config(config, source), source, p, prepared, requests,
-                    split_name, tau_users, work_dir, records, log))
+                    ranking_users, split_name, tau_users, work_dir, records, log))
         for source in vary:
-            _log_summary(log, source, variant.name,
-                         _summaries(measured[source, variant.name]))
-    sources = {source: {v.name: _summaries(measured[source, v.name]) for v in variants}
+            summaries[source][variant.name] = _summaries(measured[source])
+            _log_summary(log, source, variant.name, summaries[source][variant.name])
+    sources = {source: {v.name: summaries[source][v.name] for v in variants}
                for source in vary}
     used = [s for source in vary for p in range(first_pair, first_pair + pairs)
             for replica_pair in replica_seeds(source, p) for s in replica_pair]
     return {"split": split_name, "pairs": pairs, "first_pair": first_pair,
             "seeds": [min(used), max(used)],
-            "ranking_users": int(len(requests)) if requests is not None else 0,
+            "ranking_users": ranking_users,
             "ranking_items": int(len(requests.items)) if requests is not None else 0,
             "ranking": None if requests is not None else NO_RANKING,
             "eval_rows": prepared.eval.rows, "data_checksum": prepared.checksum,

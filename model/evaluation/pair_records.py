@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from steadyrank.core.fileio import atomic_write_json
-from steadyrank.model.config import Config, ConfigError, from_dict
+from steadyrank.model.config import Config, from_dict, same_config
 
 VERSION = 1
 
@@ -30,14 +30,11 @@ def key(config: Config, seeds: tuple[tuple[int, int], tuple[int, int]], checksum
 
 
 def _same(recorded: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Whether a recorded key is ``wanted``: the config compared after reading it back (so
-    keys a newer config adds at their defaults still match), everything else exactly."""
-    try:
-        same_config = from_dict(recorded["config"]).to_dict() == wanted["config"]
-    except (ConfigError, TypeError, AttributeError, KeyError):
-        return False
+    """Whether a recorded key is ``wanted``: the config as :func:`same_config` reads it back
+    (keys a newer config adds at their defaults still match), everything else exactly."""
     rest = {k: v for k, v in wanted.items() if k != "config"}
-    return same_config and all(recorded.get(k) == v for k, v in rest.items())
+    return (same_config(recorded.get("config"), from_dict(wanted["config"]))
+            and all(recorded.get(k) == v for k, v in rest.items()))
 
 
 def read(path: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
