@@ -375,10 +375,17 @@ def test_the_shipped_config_is_the_reported_winner():
 
 def test_the_shipped_criteo_config_is_the_studys_named_recipe():
     """configs/criteo-steady.toml is the Criteo study's base config with the recipe its
-    tuning named (reports/criteo-synth/tuning, `--winner`) applied, nothing more."""
+    tuning named (reports/criteo-synth/tuning, `--winner`) applied, nothing more, and the
+    judgment report (reports/criteo-synth) judged that recipe on that base."""
     repo = Path(__file__).resolve().parents[1]
-    result = json.loads((repo / "reports" / "criteo-synth" / "tuning" / "report.json")
-                        .read_text())
+    study = repo / "reports" / "criteo-synth"
+    result = json.loads((study / "tuning" / "report.json").read_text())
     (winner,) = compare.parse_variants(result["winner"])
     base = load(repo / "configs" / "criteo-study.toml")
     assert winner.apply(base) == load(repo / "configs" / "criteo-steady.toml")
+    judged = json.loads((study / "report.json").read_text())
+    assert judged["winner"] == result["winner"]
+    assert same_config(judged["config"], base)
+    assert judged["pairs"] >= 8 and sorted(judged["sources"]) == ["all", "order"]
+    for source in ("all", "order"):
+        assert judged["goals"][source][0]["selected"] == result["winner"]
