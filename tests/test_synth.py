@@ -81,6 +81,17 @@ def test_the_synthetic_format_reads_the_folder_joined_with_its_tables(synth_dir)
         cfg.from_dict({"data": {"dataset": "netflix"}})
 
 
+def test_multi_hot_columns_read_as_the_manifests_value_names(synth_dir):
+    manifest, _, items = synth.load_tables(synth_dir)
+    names = synth.multi_hot_names(manifest, "genres")
+    assert names == synth.GENRES
+    genres = SynthReader(synth_dir).items.column("genres").to_pylist()
+    for row in (0, 1, len(genres) - 1):
+        assert genres[row] == [names[c] for c in np.flatnonzero(items["genres"][row])]
+    with pytest.raises(KeyError, match="no multi-hot column 'year'"):
+        synth.multi_hot_names(manifest, "year")
+
+
 def test_a_reader_starts_anywhere_in_the_shards(synth_dir):
     reader = SynthReader(synth_dir)
     whole = np.concatenate([c.batch.column("item_id").to_numpy() for c in reader.chunks(4096)])

@@ -65,7 +65,7 @@ class TableReader:
         return self.table.num_rows
 
 
-def _genre_lists(multi_hot: np.ndarray, names: tuple[str, ...]) -> pa.Array:
+def _multi_hot_lists(multi_hot: np.ndarray, names: tuple[str, ...]) -> pa.Array:
     """A list<string> per row of a 0/1 matrix, naming its set columns."""
     rows, cols = np.nonzero(multi_hot)
     offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(multi_hot)))])
@@ -128,7 +128,7 @@ class SynthReader:
         self.schema = movielens_schema()
         self.users = pa.table({f.name: users[f.name] for f in self.schema.with_role("user")})
         self.items = pa.table({
-            f.name: (_genre_lists(items[f.name], tuple(self.manifest["genres"]))
+            f.name: (_multi_hot_lists(items[f.name], synth.multi_hot_names(self.manifest, f.name))
                      if f.kind == "multi_hot" else items[f.name])
             for f in self.schema.with_role("item")})
 

@@ -301,6 +301,14 @@ def iter_shards(folder: str | Path, manifest: dict | None = None, skip: int = 0
         first += shard["rows"]
 
 
+def multi_hot_names(manifest: dict, column: str) -> tuple[str, ...]:
+    """The value names of a multi-hot item column (the matrix's columns, in order), as the
+    dataset's manifest records them."""
+    if column != "genres":
+        raise KeyError(f"a synthetic dataset has no multi-hot column {column!r} (it has 'genres')")
+    return tuple(manifest["genres"])
+
+
 def load_tables(folder: str | Path) -> tuple[dict, dict[str, np.ndarray],
                                               dict[str, np.ndarray]]:
     """(manifest, users, items) of a synthetic dataset folder, verified."""
