@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,11 @@ LOADS = ("auto", "memory", "stream")
 
 
 STRATEGIES = ("default", "parameter-server", "mirrored")  # model/training/distributed.py
+# Optimizers of the embedding tables ([train.embeddings]): "adam" is the tower's dense Adam
+# over the tables too (every row's moments decay each step); the others are row-sparse.
+EMBEDDING_OPTIMIZERS = ("adam", "adagrad", "lazy_adam", "ftrl", "sgd")
+SPARSE_OPTIMIZERS = EMBEDDING_OPTIMIZERS[1:]
+EMBEDDING_INITS = ("uniform", "normal", "zeros")
 
 
 class ConfigError(SteadyRankError, ValueError):
@@ -100,6 +105,45 @@ class ModelConfig:
     min_id_count: int = 1
     embedding_l2: float = 0.0
     embedding_init_scale: float = 0.05
+    # "uniform:S", "normal:S" (standard deviation S) or "zeros"; empty: uniform with
+    # embedding_init_scale (the older key), on the same (primary) tables.
+    embedding_init: str = ""
+
+    @property
+    def table_init(self) -> tuple[str, float]:
+        """The primary tables' initializer: (kind, scale), scale 0 for zeros."""
+        return parse_embedding_init(self.embedding_init or
+                                    f"uniform:{self.embedding_init_scale}")
+
+
+@dataclass(frozen=True)
+class EmbeddingTrainConfig:
+    """How the embedding tables are trained (``[train.embeddings]``), apart from the tower.
+
+    ``optimizer``: ``adam`` (the tower's own Adam over every weight: its sparse path still
+    decays every row's moments each step, so its cost grows with table size) or a
+    row-sparse one, which reads and writes only the rows a batch uses and their slots:
+    ``adagrad`` (``initial_accumulator``), ``lazy_adam`` (moments of the used rows only;
+    ``beta_1``, ``beta_2``, ``epsilon``), ``ftrl`` (``l1``, ``l2``,
+    ``initial_accumulator``) or ``sgd``. ``learning_rate`` 0 takes ``train.learning_rate``;
+    ``train.lr_decay`` anneals it alike, ``train.clip_norm`` clips all gradients together,
+    and ``train.weight_averaging`` averages the rows lazily (each row catches up when it is
+    next used, and at the end).
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 0.0
+    initial_accumulator: float = 0.1
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    l1: float = 0.0
+    l2: float = 0.0
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the tables have an optimizer of their own (a row-sparse one)."""
+        return self.optimizer != "adam"
 
 
 @dataclass(frozen=True)
@@ -124,6 +168,9 @@ class TrainConfig:
     is written at the first step after this many minutes, and after every epoch; a killed
     run resumes from it, inside the pass. ``checkpoint_steps`` > 0: every that many steps
     instead (for tests and short runs).
+    ``embeddings``: the tables' optimizer (:class:`EmbeddingTrainConfig`).
+    ``table_memory_mb``: the budget of the tables and their slots (0: 80% of the machine's
+    memory); a model over it is refused before it trains.
     """
 
     epochs: int = 5
@@ -138,6 +185,10 @@ class TrainConfig:
     lr_decay: str = "none"
     checkpoint_minutes: float = 10.0
     checkpoint_steps: int = 0
+    embeddings: EmbeddingTrainConfig = field(default_factory=EmbeddingTrainConfig)
+    # The most the embedding tables and their optimizer slots may take, in MiB; a model
+    # over it is refused before training. 0: 80% of this machine's physical memory.
+    table_memory_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,6 +229,11 @@ def _section(cls: type, raw: dict[str, Any], where: str) -> Any:
     values = {}
     for name, value in raw.items():
         default = getattr(cls(), name)
+        if is_dataclass(default):  # a sub-table, such as [train.embeddings]
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{name} must be a table, got {value!r}")
+            values[name] = _section(type(default), value, f"{where}.{name}")
+            continue
         if isinstance(default, tuple):
             if isinstance(value, str) and name in ("train", "eval"):
                 value = [value]  # one file or glob
@@ -240,6 +296,21 @@ def parse_decay(text: str) -> tuple[str, float]:
                      "cosine[:E] with 0 <= E < 1")
 
 
+def parse_embedding_init(text: str) -> tuple[str, float]:
+    """``"uniform:S"`` / ``"normal:S"`` with S > 0 -> (kind, S); ``"zeros"`` -> ("zeros", 0)."""
+    kind, sep, arg = text.partition(":")
+    if kind == "zeros" and not sep:
+        return ("zeros", 0.0)
+    try:
+        scale = float(arg) if sep else -1.0
+    except ValueError:
+        scale = -1.0
+    if kind in ("uniform", "normal") and scale > 0 and scale != float("inf"):
+        return (kind, scale)
+    raise ValueError(f"bad embedding init {text!r}: expected uniform:S or normal:S with "
+                     "S > 0, or zeros")
+
+
 def _parses(parse: Callable[[str], object], text: str) -> bool:
     """Whether ``parse`` accepts ``text`` (a setting with a small grammar of its own)."""
     try:
@@ -267,8 +338,14 @@ def techniques(config: Config) -> dict[str, Any]:
         on["min_id_count"] = m.min_id_count
     if m.embedding_l2 > 0:
         on["embedding_l2"] = m.embedding_l2
-    if m.embedding_init_scale != ModelConfig.embedding_init_scale:
+    if m.embedding_init:
+        on["embedding_init"] = m.embedding_init
+    elif m.embedding_init_scale != ModelConfig.embedding_init_scale:
         on["embedding_init_scale"] = m.embedding_init_scale
+    if t.embeddings.sparse:
+        e = t.embeddings
+        on["embedding_optimizer"] = {"optimizer": e.optimizer,
+                                     "learning_rate": e.learning_rate or t.learning_rate}
     if t.shuffle != "full":
         on["shuffle"] = t.shuffle
     if t.ensemble > 1:
@@ -310,6 +387,9 @@ def validate(config: Config) -> Config:
         (m.min_id_count >= 1, "model.min_id_count", "must be >= 1"),
         (m.embedding_l2 >= 0, "model.embedding_l2", "must be >= 0"),
         (m.embedding_init_scale > 0, "model.embedding_init_scale", "must be > 0"),
+        (m.embedding_init == "" or _parses(parse_embedding_init, m.embedding_init),
+         "model.embedding_init", "must be 'uniform:S' or 'normal:S' with S > 0, or 'zeros'"),
+        (t.table_memory_mb >= 0, "train.table_memory_mb", "must be >= 0"),
         (0 < d.eval_fraction < 1, "data.eval_fraction", "must be in (0, 1)"),
         (d.split in ("random", "time"), "data.split", "must be 'random' or 'time'"),
         (d.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}"),
@@ -324,10 +404,27 @@ def validate(config: Config) -> Config:
         (t.checkpoint_minutes > 0, "train.checkpoint_minutes", "must be > 0"),
         (t.checkpoint_steps >= 0, "train.checkpoint_steps", "must be >= 0"),
     ]
+    e = t.embeddings
+    checks += [
+        (e.optimizer in EMBEDDING_OPTIMIZERS, "train.embeddings.optimizer",
+         f"must be one of {', '.join(EMBEDDING_OPTIMIZERS)}"),
+        (e.learning_rate >= 0, "train.embeddings.learning_rate",
+         "must be >= 0 (0: train.learning_rate)"),
+        (e.initial_accumulator > 0, "train.embeddings.initial_accumulator", "must be > 0"),
+        (0 <= e.beta_1 < 1, "train.embeddings.beta_1", "must be in [0, 1)"),
+        (0 <= e.beta_2 < 1, "train.embeddings.beta_2", "must be in [0, 1)"),
+        (e.epsilon > 0, "train.embeddings.epsilon", "must be > 0"),
+        (e.l1 >= 0, "train.embeddings.l1", "must be >= 0"),
+        (e.l2 >= 0, "train.embeddings.l2", "must be >= 0"),
+        (not e.sparse or t.strategy != "mirrored", "train.embeddings.optimizer",
+         "must be 'adam' under train.strategy 'mirrored' (its all-reduce makes the tables' "
+         "gradients dense); use 'default' or 'parameter-server'"),
+    ]
     for ok, key, rule in checks:
         if not ok:
-            section, name = key.split(".")
-            value = getattr(getattr(config, section), name)
+            value: Any = config
+            for part in key.split("."):
+                value = getattr(value, part)
             raise ConfigError(f"{key} {rule}, got {value!r}")
     try:
         check_beta(m.smelu_beta)
@@ -380,7 +477,8 @@ def same_config(recorded: Any, config: Config) -> bool:
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """``"section.key=value"`` (value in TOML syntax, or a bare string) -> parts."""
+    """``"section.key=value"`` (value in TOML syntax, or a bare string) -> parts; the key
+    may name a sub-table's key (``train.embeddings.optimizer=adagrad``)."""
     key, sep, value = text.partition("=")
     section, dot, name = key.strip().partition(".")
     if not sep or not dot or not name:
@@ -405,7 +503,13 @@ def with_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Co
         if not isinstance(raw[section], dict):
             raise ConfigError(f"override {text!r}: [[{section}]] entries cannot be set with "
                               "--set; edit the config file")
-        raw[section][name] = value
+        table, *inner = name.split(".")  # train.embeddings.optimizer=... sets a sub-table
+        target = raw[section]
+        if inner:
+            if not isinstance(target.get(table), dict):
+                raise ConfigError(f"override {text!r}: {section}.{table} is not a table")
+            target, name = target[table], ".".join(inner)
+        target[name] = value
     return from_dict(raw, where="override")
 
 

@@ -72,6 +72,11 @@ class ServingModule(tf.Module):
     def __init__(self, members: list[RankingModel], schema: Schema, catalog: np.ndarray,
                  users: np.ndarray) -> None:
         super().__init__(name="steadyrank")
+        for member in members:
+            if getattr(member, "optimizer", None) is not None:
+                # The export holds the weights, not the optimizer's slots (with Adam, twice
+                # the tables again); training resumes from checkpoints, not exports.
+                member._delete_tracking("optimizer")
         self.members = list(members)
         self.schema = schema
         self.task = schema.label.task

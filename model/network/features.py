@@ -10,8 +10,8 @@ them up by id, unless a request brings them (a user the model has not seen).
 
 The primary tables (the ids' tables, or every table when the schema declares no ids) take
 the stabilising settings: ``model.min_id_count`` (a vocabulary threshold),
-``model.embedding_init_scale`` and ``model.embedding_l2``; ``model.oov_buckets`` gives the
-ids' out-of-vocabulary rows.
+``model.embedding_init`` (or the older ``model.embedding_init_scale``) and
+``model.embedding_l2``; ``model.oov_buckets`` gives the ids' out-of-vocabulary rows.
 """
 
 from __future__ import annotations
@@ -56,6 +56,13 @@ class TableSpec:
     hash_buckets: int
     init_scale: float
     l2: float
+    init_kind: str = "uniform"
+
+    @property
+    def rows(self) -> int:
+        """Rows of the table: hash buckets, or the kept values plus the out-of-vocabulary
+        rows."""
+        return self.hash_buckets or len(self.vocabulary) + self.oov_buckets
 
 
 def table_specs(schema: Schema, stats: DataStats, config: ModelConfig) -> dict[str, TableSpec]:
@@ -72,12 +79,12 @@ def table_specs(schema: Schema, stats: DataStats, config: ModelConfig) -> dict[s
         vocab = stats.vocabularies.get(f.table)
         kept = vocab.kept(min_count, f.max_size) if vocab is not None else np.array([])
         dtype = "int64" if f.boundaries else f.dtype
+        kind, scale = config.table_init if primary else ("uniform", SIDE_INIT_SCALE)
         specs[f.table] = TableSpec(
             np.asarray(kept, object if dtype == "string" else np.int64),
             f.embedding_dim or config.embedding_dim, dtype,
             config.oov_buckets if f.role in ID_ROLES else 1, f.hash_buckets,
-            config.embedding_init_scale if primary else SIDE_INIT_SCALE,
-            config.embedding_l2 if primary else 0.0)
+            scale, config.embedding_l2 if primary else 0.0, kind)
     return specs
 
 
@@ -131,7 +138,8 @@ class FeatureEncoder(keras.layers.Layer):
         self.tables: dict[str, EmbeddingTable] = {
             name: EmbeddingTable(spec.vocabulary, spec.dim, spec.dtype_name,
                                  oov_buckets=spec.oov_buckets, hash_buckets=spec.hash_buckets,
-                                 init_scale=spec.init_scale, l2=spec.l2, name=f"table_{name}")
+                                 init_scale=spec.init_scale, l2=spec.l2,
+                                 init_kind=spec.init_kind, name=f"table_{name}")
             for name, spec in table_specs(schema, stats, config).items()}
         self.moments = {f.name: (stats.numeric[f.name].mean, max(stats.numeric[f.name].std,
                                                                    1e-6))

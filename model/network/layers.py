@@ -37,13 +37,16 @@ class EmbeddingTable(keras.layers.Layer):
     ``hash_buckets`` rows chosen by a hash of the value.
 
     ``index`` maps values (int64 or string, any shape) to rows; ``call`` maps rows to
-    embeddings. ``init_scale``: rows start uniform in [-init_scale, init_scale]; ``l2``: an
-    L2 penalty on the rows a batch uses, added to the model's losses.
+    embeddings. ``init_kind`` and ``init_scale``: rows start uniform in [-init_scale,
+    init_scale] (``uniform``), normal with standard deviation init_scale (``normal``) or at
+    zero (``zeros``); ``l2``: an L2 penalty on the rows a batch uses, added to the model's
+    losses.
     """
 
     def __init__(self, vocabulary: Sequence[Any] | np.ndarray, dim: int,
                  dtype_name: str = "int64", oov_buckets: int = 1, hash_buckets: int = 0,
-                 init_scale: float = 0.05, l2: float = 0.0, **kwargs: Any) -> None:
+                 init_scale: float = 0.05, l2: float = 0.0, init_kind: str = "uniform",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # A numpy array, not a list: Keras wraps list attributes for tracking and walks them
         # on every save, which takes minutes for a vocabulary of millions of values.
@@ -53,6 +56,7 @@ class EmbeddingTable(keras.layers.Layer):
         self.oov_buckets = int(oov_buckets)
         self.hash_buckets = int(hash_buckets)
         self.init_scale = float(init_scale)
+        self.init_kind = init_kind
         self.l2 = float(l2)
         if self.hash_buckets:
             self.lookup = None
@@ -65,8 +69,7 @@ class EmbeddingTable(keras.layers.Layer):
             self.rows = len(self.vocabulary) + self.oov_buckets
         self.embedding = keras.layers.Embedding(
             self.rows, self.dim, name="embedding",
-            embeddings_initializer=keras.initializers.RandomUniform(-self.init_scale,
-                                                                   self.init_scale))
+            embeddings_initializer=table_initializer(self.init_kind, self.init_scale))
 
     def index(self, values: tf.Tensor) -> tf.Tensor:
         """The row of each value (int64, same shape)."""
@@ -90,7 +93,19 @@ class EmbeddingTable(keras.layers.Layer):
         return {**super().get_config(), "vocabulary": self.vocabulary.tolist(),
                 "dim": self.dim, "dtype_name": self.dtype_name,
                 "oov_buckets": self.oov_buckets, "hash_buckets": self.hash_buckets,
-                "init_scale": self.init_scale, "l2": self.l2}
+                "init_scale": self.init_scale, "l2": self.l2, "init_kind": self.init_kind}
+
+
+def table_initializer(kind: str, scale: float) -> keras.initializers.Initializer:
+    """An embedding table's initializer: ``uniform`` in [-scale, scale], ``normal`` with
+    standard deviation ``scale``, or ``zeros``."""
+    if kind == "uniform":
+        return keras.initializers.RandomUniform(-scale, scale)
+    if kind == "normal":
+        return keras.initializers.RandomNormal(0.0, scale)
+    if kind == "zeros":
+        return keras.initializers.Zeros()
+    raise ValueError(f"unknown embedding init {kind!r}; expected uniform, normal or zeros")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -29,21 +29,27 @@ import tf_keras as keras
 from steadyrank.core.errors import SteadyRankError
 from steadyrank.core.fileio import atomic_write_json
 from steadyrank.core.log import Log, Progress, say
-from steadyrank.model.config import Config, parse_averaging, parse_decay
+from steadyrank.model.config import Config
 from steadyrank.model.data.batches import LABEL
 from steadyrank.model.data.splits import Prepared
 from steadyrank.model.network.codistill import CoDistillation
 from steadyrank.model.network.features import input_spec
 from steadyrank.model.network.ranking import RankingModel
 from steadyrank.model.schema import Schema
-from steadyrank.model.training.averaging import AveragingAdam, make_optimizer
+from steadyrank.model.training.averaging import AveragingAdam
 from steadyrank.model.training.distributed import (
     is_parameter_server,
     make_strategy,
     per_worker_dataset_fn,
     shard_layout,
 )
+from steadyrank.model.training.footprint import check_table_memory
 from steadyrank.model.training.inputs import TrainInput, make_input
+from steadyrank.model.training.sparse_optimizers import (
+    averages_weights,
+    make_training_optimizer,
+    tower_optimizer,
+)
 from steadyrank.model.training.warmstart import copy_weights, previous_members
 
 
@@ -51,9 +57,12 @@ class TrainError(SteadyRankError, RuntimeError):
     """Training cannot start or go on (e.g. a checkpoint folder of a different run)."""
 
 
-def _momentum_note(optimizer: AveragingAdam) -> str:
+def _momentum_note(optimizer: Any) -> str:
     """'; momentum warmed up to only 0.9964 ...' when the warm-up kept the EMA under its
     target for the whole run (then a larger target would give the same model)."""
+    optimizer = tower_optimizer(optimizer)
+    if not isinstance(optimizer, AveragingAdam):
+        return ""
     last = optimizer.last_momentum()
     if last is None or last >= optimizer.target_momentum - 1e-6:  # float32 momentum
         return ""
@@ -188,10 +197,7 @@ def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Pa
     prepared = data.prepared
     with strategy.scope() if strategy else contextlib.nullcontext():
         model = build_model(config, prepared)
-        optimizer = make_optimizer(config.train.learning_rate,
-                                   parse_averaging(config.train.weight_averaging),
-                                   config.train.clip_norm, total_steps=epochs * steps,
-                                   decay=parse_decay(config.train.lr_decay))
+        optimizer = make_training_optimizer(config, epochs * steps, model)
         # Under parameter servers the chief schedules steps_per_execution steps per call.
         model.compile(optimizer=optimizer,
                       steps_per_execution=10 if is_parameter_server(strategy) else 1)
@@ -259,7 +265,7 @@ def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Pa
         shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items()
                           if k not in ("regularization_loss", "total_loss"))
         log(f"{label}: {shown} ({took:.1f}s, {(rows - skip) / took:,.0f} ex/s{saved})")
-    if isinstance(optimizer, AveragingAdam):
+    if averages_weights(optimizer):
         # Read under the strategy's scope: the averages may live on parameter servers.
         with strategy.scope() if strategy else contextlib.nullcontext():
             optimizer.swap_in_average(model.trainable_variables)
@@ -328,6 +334,7 @@ def train(config: Config, seed: int, prepared: Prepared,
         raise TrainError(f"cannot warm start from {warm_start}: it has {len(previous)} "
                          f"member(s), this config trains {len(seeds)}")
     shown = f"seed {seed}" + (f", order seed {order_seed}" if order_seed != seed else "")
+    check_table_memory(config, prepared.schema, prepared.stats, log)
     data = make_input(prepared, config.train.batch_size, config.train.shuffle, log,
                       model=config.model)
     log(f"training {len(seeds)} model(s) on {data.rows:,} rows "
@@ -340,12 +347,22 @@ def train(config: Config, seed: int, prepared: Prepared,
         model, took, n, logs = train_member(
             config, data, member_seed, folder, log, prefix, order_seed=member_order,
             warm_from=previous[i] if previous is not None else None)
+        if len(seeds) > 1:
+            release_optimizer(model)  # the next member trains beside this one's tables only
         members.append(model)
         seconds += took
         examples += n
         sharding = sharding or next((h["shards"] for h in logs if "shards" in h), {})
         history += [{"member": i, **h} for h in logs if "shards" not in h]
     return TrainResult(members, seeds, seconds, examples, history, sharding, orders)
+
+
+def release_optimizer(model: keras.Model) -> None:
+    """Lets a trained model's optimizer (and its slots) go: the model no longer refers to
+    it, so its memory is freed and no save writes it."""
+    if getattr(model, "optimizer", None) is not None:
+        model._delete_tracking("optimizer")
+        model.optimizer = None
 
 
 def remove_checkpoints(checkpoint_dir: str | Path) -> None:
