@@ -8,7 +8,7 @@ import pytest
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model.artifact import reader
-from steadyrank.model.config import from_dict, load, same_config
+from steadyrank.model.config import from_dict, load, same_config, techniques
 from steadyrank.model.data import synth
 from steadyrank.model.evaluation import compare, metrics, pair_records, report
 
@@ -53,6 +53,25 @@ def test_decay_dim_and_cross_modifiers_set_their_keys():
     assert deep_only.apply(base).model.cross_layers == 0
     with pytest.raises(ValueError, match="bad value '8.5' for \\+dim"):
         compare.parse_variants("smelu:2+dim:8.5")
+
+
+def test_embedding_optimizer_and_init_modifiers_set_their_keys():
+    base = from_dict({"train": {"embeddings": {"optimizer": "ftrl", "l1": 0.01}}})
+    ada, lazy, zero = compare.parse_variants(
+        "relu+emb:adagrad:0.05,smelu:0.5+emb:lazy_adam,relu+emb:sgd:0.5+einit:zeros")
+    assert ada.apply(base).train.embeddings.optimizer == "adagrad"
+    assert ada.apply(base).train.embeddings.learning_rate == 0.05
+    assert ada.apply(base).train.embeddings.l1 == 0.01  # the base's other keys stay
+    assert lazy.apply(base).train.embeddings.learning_rate == 0.0  # the tower's rate
+    assert zero.apply(base).model.embedding_init == "zeros"
+    assert techniques(ada.apply(base))["embedding_optimizer"] == {"optimizer": "adagrad",
+                                                                  "learning_rate": 0.05}
+    for text, message in [("relu+emb:adamw", "bad value 'adamw' for \\+emb"),
+                          ("relu+emb:adagrad:x", "bad value 'adagrad:x' for \\+emb"),
+                          ("relu+emb:adagrad:-1", "train.embeddings.learning_rate must be"),
+                          ("relu+einit:ones", "model.embedding_init must be")]:
+        with pytest.raises(ValueError, match=message):
+            compare.parse_variants(text)
 
 
 def test_manifests_from_before_a_setting_existed_still_match():

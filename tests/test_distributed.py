@@ -182,9 +182,11 @@ def test_a_cluster_trains_criteo_shaped_data(tmp_path):
                                                          format="criteo", seed=4),
                                  tmp_path / "criteo", log=lambda _: None)
     config = tmp_path / "criteo.toml"
+    # The tables train with row-sparse Adagrad on the parameter servers, averaged lazily.
     config.write_text(f'[data]\nformat = "criteo"\ntrain = ["{data}/day-*.tsv"]\n'
                       '[model]\nembedding_dim = 8\ndeep_layers = [16]\n'
-                      '[train]\nepochs = 1\nbatch_size = 512\n')
+                      '[train]\nepochs = 1\nbatch_size = 512\nweight_averaging = "polyak:0.5"\n'
+                      '[train.embeddings]\noptimizer = "adagrad"\nlearning_rate = 0.05\n')
     command = [sys.executable, "-m", "steadyrank.cli", "cluster", "--ps", "2", "--workers",
                "1", "--log-dir", str(tmp_path), "--", "train", "--config", str(config),
                "--export-dir", str(tmp_path / "models" / "criteo"), "--checkpoint-dir",
@@ -196,3 +198,5 @@ def test_a_cluster_trains_criteo_shaped_data(tmp_path):
     shards = model.manifest["distribution"]["shards"]
     assert set(shards) == {f"C{i}" for i in range(1, 27)}
     assert not model.ranks and 0.5 < model.manifest["metrics"]["auc"] <= 1
+    assert model.manifest["techniques"]["embedding_optimizer"]["optimizer"] == "adagrad"
+    assert "weights replaced by their average (polyak:0.5)" in done.stderr

@@ -38,6 +38,7 @@ from steadyrank.model.artifact.reader import (
 )
 from steadyrank.model.config import (
     ACTIVATIONS,
+    EMBEDDING_OPTIMIZERS,
     Config,
     ConfigError,
     same_config,
@@ -74,6 +75,8 @@ MODIFIERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "mincount": ("model", "min_id_count", int),
     "l2": ("model", "embedding_l2", float),
     "init": ("model", "embedding_init_scale", float),
+    "einit": ("model", "embedding_init", str),
+    "emb": ("train", "embeddings", lambda v: _embedding_optimizer(v)),
     "dim": ("model", "embedding_dim", int),
     "cross": ("model", "cross_layers", int),
     "norm": ("model", "layer_norm", lambda v: True),
@@ -86,6 +89,14 @@ MODIFIERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "batch": ("train", "batch_size", int),
 }
 NO_VALUE = ("time", "full", "norm", "nonorm", "unit")
+
+
+def _embedding_optimizer(text: str) -> dict[str, Any]:
+    """``"adagrad"`` / ``"adagrad:0.05"`` -> the [train.embeddings] keys it sets."""
+    name, _, rate = text.partition(":")
+    if name not in EMBEDDING_OPTIMIZERS:
+        raise ValueError(f"unknown embedding optimizer {name!r}")
+    return {"optimizer": name, **({"learning_rate": float(rate)} if rate else {})}
 
 
 @dataclass(frozen=True)
@@ -104,10 +115,14 @@ class Variant:
                         smelu_beta=self.smelu_beta or config.model.smelu_beta)
         train = replace(config.train, ensemble=self.ensemble)
         for section, key, value in self.overrides:
+            part = model if section == "model" else train
+            if isinstance(value, dict):  # some keys of a sub-table ([train.embeddings])
+                value = replace(getattr(part, key), **value)
+            part = replace(part, **{key: value})
             if section == "model":
-                model = replace(model, **{key: value})
+                model = part
             else:
-                train = replace(train, **{key: value})
+                train = part
         return validate(replace(config, model=model, train=train))
 
     @property
