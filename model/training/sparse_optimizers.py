@@ -47,6 +47,7 @@ from steadyrank.model.training.averaging import (
 # Slots each optimizer keeps per table entry (row x dim); averaging adds one more and a
 # per-row step stamp (int64).
 SLOTS = {"adam": 2, "adagrad": 1, "lazy_adam": 2, "ftrl": 2, "sgd": 0}
+SWAP_ROWS = 1 << 20  # rows per block when the averages are written into a table
 
 
 class Momenta:
@@ -114,7 +115,9 @@ class RowSparseOptimizer(keras.optimizers.Optimizer):
                  beta_2: float = 0.999, epsilon: float = 1e-7, l1: float = 0.0,
                  l2: float = 0.0, momenta: Momenta | None = None,
                  name: str = "embeddings", **kwargs: Any) -> None:
-        super().__init__(name=name, jit_compile=False, **kwargs)
+        # weight_decay None, not the base class default 0: that would multiply every row
+        # of every table by (1 - 0) each step.
+        super().__init__(name=name, weight_decay=None, jit_compile=False, **kwargs)
         if kind not in SPARSE_OPTIMIZERS:
             raise ValueError(f"unknown row-sparse optimizer {kind!r}; expected one of "
                              f"{', '.join(SPARSE_OPTIMIZERS)}")
@@ -172,11 +175,13 @@ class RowSparseOptimizer(keras.optimizers.Optimizer):
             rows = tf.range(tf.shape(variable, out_type=tf.int64)[0])
             grad = gradient
         slots = self.slots(variable)
-        caught = None
-        if self.momenta is not None:
+        if self.momenta is None:
+            self._apply(variable, slots, rows, grad)
+            return
+
+        def averaged() -> None:
             caught = self._catch_up(variable, slots, rows)
-        self._apply(variable, slots, rows, grad)
-        if caught is not None:
+            self._apply(variable, slots, rows, grad)
             step = self.iterations
             mu = tf.cast(self.momenta.at(step), variable.dtype)
             fresh = variable.sparse_read(rows)
@@ -184,6 +189,12 @@ class RowSparseOptimizer(keras.optimizers.Optimizer):
                 mu * caught + (1.0 - mu) * fresh, rows))
             slots["stamp"].scatter_update(tf.IndexedSlices(
                 tf.fill(tf.shape(rows), step), rows))
+
+        if self.momenta.polyak_from is None:
+            averaged()
+        else:  # before Polyak's first step the average restarts anyway: skip the work
+            tf.cond(self.iterations >= self.momenta.polyak_from, averaged,
+                    lambda: self._apply(variable, slots, rows, grad))
 
     def _catch_up(self, variable: tf.Variable, slots: dict[str, tf.Variable],
                   rows: tf.Tensor) -> tf.Tensor:
@@ -228,23 +239,31 @@ class RowSparseOptimizer(keras.optimizers.Optimizer):
         if self._swap_allowed:
             super().finalize_variable_values(var_list)
 
+    def caught_up(self, var: tf.Variable, rows: tf.Tensor) -> tf.Tensor:
+        """The average of table ``var``'s ``rows`` as of now (caught up to the last step)."""
+        slots = self.slots(var)
+        keep = self.momenta.product(slots["stamp"].sparse_read(rows) + 1, self.iterations - 1)
+        keep = tf.cast(keep, var.dtype)[:, None]
+        return keep * slots["average"].sparse_read(rows) + (1.0 - keep) * var.sparse_read(rows)
+
     def averages(self, var_list: Sequence[tf.Variable]) -> list[tf.Tensor]:
-        """Every row's average as of now (caught up to the last step), per table."""
-        out = []
-        for var in var_list:
-            slots = self.slots(var)
-            keep = self.momenta.product(slots["stamp"] + 1, self.iterations - 1)
-            keep = tf.cast(keep, var.dtype)[:, None]
-            out.append(keep * slots["average"] + (1.0 - keep) * var)
-        return out
+        """Every row's average as of now, per table (whole tables: for small ones)."""
+        return [self.caught_up(var, tf.range(var.shape[0], dtype=tf.int64))
+                for var in var_list]
 
     def swap_in_average(self, var_list: Sequence[tf.Variable]) -> None:
-        """Overwrites the tables with their caught-up averages (after the last step)."""
+        """Overwrites the tables with their caught-up averages (after the last step), a
+        block of rows at a time, so a large table needs no whole-table temporaries."""
         if self.momenta is None:
             return
         strategy = tf.distribute.get_strategy()
-        for var, average in zip(var_list, self.averages(var_list), strict=True):
-            strategy.extended.update(var, lambda v, a: v.assign(a), args=(average,))
+        for var in var_list:
+            total = int(var.shape[0])
+            for start in range(0, total, SWAP_ROWS):
+                rows = tf.range(start, min(total, start + SWAP_ROWS), dtype=tf.int64)
+                strategy.extended.update(
+                    var, lambda v, r, a: v.scatter_update(tf.IndexedSlices(a, r)),
+                    args=(rows, self.caught_up(var, rows)))
 
     def get_config(self) -> dict[str, Any]:
         """Optimizer config (Keras' ``get_config`` contract)."""
@@ -262,7 +281,9 @@ class PartedOptimizer(keras.optimizers.Optimizer):
     def __init__(self, dense: keras.optimizers.Optimizer, embeddings: RowSparseOptimizer,
                  is_table: Callable[[tf.Variable], bool], clip_norm: float = 0.0,
                  name: str = "parted", **kwargs: Any) -> None:
-        super().__init__(name=name, jit_compile=False, **kwargs)
+        # weight_decay None, not the base class default 0: that would multiply every row
+        # of every table by (1 - 0) each step.
+        super().__init__(name=name, weight_decay=None, jit_compile=False, **kwargs)
         self.dense, self.embeddings = dense, embeddings
         self._is_table = is_table
         self.clip_norm = float(clip_norm)

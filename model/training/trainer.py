@@ -226,6 +226,11 @@ def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Pa
         towers = [model.tower_a, model.tower_b] if isinstance(model, CoDistillation) else [model]
         copied = sum(copy_weights(t, warm_from) for t in towers)
         log(f"{prefix}warm start: {copied} variables from the previous version")
+    if strategy is None:
+        # The tables and the optimizer's slots are made now, not in the pass's first step:
+        # the pass's time and examples/s are training alone.
+        build_variables(model, prepared)
+        optimizer.build(model.trainable_variables)
     seconds, examples, history = 0.0, 0, []
     # Under parameter servers Keras reports the last scheduled step's metrics, not the
     # epoch's; the loss on a fixed sample of training rows, measured by the chief, is the
