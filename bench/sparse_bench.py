@@ -166,12 +166,13 @@ def print_table(summary: list[dict]) -> None:
     print(f"\n{'rows':>11s} {'optimizer':9s} {'averaging':10s} {'ex/s':>9s} "
           f"{'x smallest':>10s} {'x adam':>7s} {'x unavg':>7s} {'RSS GiB':>8s} "
           f"{'tables+slots':>12s}")
+    def ratio(r: dict, name: str) -> str:
+        return f"{r[name]:.2f}" if name in r else "-"
+
     for r in summary:
-        def ratio(name: str) -> str:
-            return f"{r[name]:.2f}" if name in r else "-"
         print(f"{r['size']:>11,} {r['optimizer']:9s} {r['averaging']:10s} "
-              f"{r['examples_per_second']:9,.0f} {ratio('vs_smallest'):>10s} "
-              f"{ratio('vs_dense_adam'):>7s} {ratio('vs_unaveraged'):>7s} "
+              f"{r['examples_per_second']:9,.0f} {ratio(r, 'vs_smallest'):>10s} "
+              f"{ratio(r, 'vs_dense_adam'):>7s} {ratio(r, 'vs_unaveraged'):>7s} "
               f"{r['peak_rss_gib']:8.2f} {r['tables_gib'] + r['slots_gib']:12.2f}")
 
 

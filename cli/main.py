@@ -174,6 +174,34 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_pd(args: argparse.Namespace) -> int:
+    from steadyrank.core.fileio import atomic_write_json
+    from steadyrank.model.artifact.reader import load
+    from steadyrank.model.config import load as load_config
+    from steadyrank.model.data.batches import concat
+    from steadyrank.model.data.splits import prepare_data
+    from steadyrank.model.evaluation.breakdown import explain, format_breakdown
+
+    if args.rows < 1:
+        raise ValueError(f"--rows must be >= 1, got {args.rows}")
+    a, b = load(args.export_a), load(args.export_b)
+    prepared = prepare_data(load_config(args.config, args.overrides),
+                            validation=args.validation)
+    parts, n = [], 0
+    for rows in prepared.eval_batches():
+        parts.append(rows.take(slice(0, args.rows - n)))
+        n += len(parts[-1])
+        if n >= args.rows:
+            break
+    result = explain(a, b, concat(parts).inputs)
+    result.update({"a": str(a.path), "b": str(b.path), "config": args.config})
+    print(format_breakdown(result))
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from steadyrank.model.evaluation import report
 
@@ -216,6 +244,24 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE", help="override a base config value")
     p.set_defaults(handler=_compare)
+
+    p = sub.add_parser("explain-pd", help="where two replicas disagree: PD by the rarest "
+                       "value's training count, by score decile, and by part of the model "
+                       "(tables or network), on the eval rows")
+    p.add_argument("export_a", metavar="EXPORT_A", help="replica A (a version folder or a "
+                   "model base folder: its latest version)")
+    p.add_argument("export_b", metavar="EXPORT_B", help="replica B")
+    p.add_argument("--config", required=True, help="the config the replicas trained with "
+                   "(its data's eval split is what they are compared on)")
+    p.add_argument("--rows", type=int, default=1_000_000,
+                   help="at most this many eval rows (default 1,000,000)")
+    p.add_argument("--validation", action="store_true",
+                   help="compare on the validation split carved from train (as compare's "
+                   "--validation)")
+    p.add_argument("--out", default=None, help="also write the breakdown as JSON here")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE", help="override a config value")
+    p.set_defaults(handler=_explain_pd)
 
     p = sub.add_parser("report", help="render comparison reports again from their "
                        "report.json, with 95%% bootstrap intervals (no retraining)")

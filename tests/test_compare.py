@@ -114,6 +114,13 @@ def test_compare_cli_writes_a_report_from_the_exports(synth_config, tmp_path, ca
     assert (out / "pd_vs_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
     assert result["command"] in md and "## Tried" in md and "| relu-ensemble:2 |" in md
+    # Each pair is broken down: where its disagreement lives, in the report too.
+    assert "Where the disagreement lives" in md
+    shares = result["variants"]["relu"]
+    assert sum(shares[f"pd_share_{n}"]["mean"] for n in ("oov", "1", "2-4", "5-99", "100+")
+               ) == pytest.approx(1.0)
+    assert sum(shares[f"rows_d{i}"]["mean"] for i in range(1, 11)) == pytest.approx(1.0)
+    assert shares["pd_tables_only"]["mean"] > 0 and shares["pd_network_only"]["mean"] > 0
     relu = result["variants"]["relu"]
     for key in ("rmse", "relative_pd", "absolute_pd", "top1_swap_rate", "top10_swap_rate",
                 "kendall_tau", "train_seconds", "parameters", "request_seconds"):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 MANIFEST = "manifest.json"
 REPLICA_SUFFIX = "-b"  # NAME-b is the second replica of NAME
 
@@ -22,7 +24,8 @@ RANK_WITH_FEATURES = "rank_with_features"  # rank, with the user's features give
 CATALOG = "catalog"  # -> the item ids the model knows
 USERS = "users"  # -> the user ids the model has stored features for
 EXAMPLES = "examples"  # serialized tf.Example protos -> score, one per example
-SIGNATURES = (CATALOG, EXAMPLES, RANK, RANK_WITH_FEATURES, SERVING_DEFAULT, USERS)
+RARITY = "rarity"  # serving_default's inputs -> each row's rarest value's training count
+SIGNATURES = (CATALOG, EXAMPLES, RANK, RANK_WITH_FEATURES, RARITY, SERVING_DEFAULT, USERS)
 REQUIRED_SIGNATURES = (SERVING_DEFAULT,)  # every export; the others follow its schema
 RANKING_SIGNATURES = (RANK, CATALOG)  # what a model with user and item ids exports
 # Names inside the signatures that are not features of the schema.
@@ -31,7 +34,16 @@ USER_IDS = "user_ids"  # users' output
 EXAMPLES_INPUT = "examples"  # the examples signature's input
 SCORE = "score"  # serving_default's and examples' output
 SCORES = "scores"  # rank's output
+RAREST_COUNT = "rarest_count"  # rarity's output: int64 training count, 0 out of vocabulary
+# The slices of rows by their rarest value's training count: (name, lowest count).
+RARITY_BUCKETS = (("oov", 0), ("1", 1), ("2-4", 2), ("5-99", 5), ("100+", 100))
 RESERVED_NAMES = (ITEM_IDS, USER_IDS, EXAMPLES_INPUT)  # no feature may take these names
+
+
+def rarity_bucket(counts: np.ndarray) -> np.ndarray:
+    """The RARITY_BUCKETS index of each training count (0: out of vocabulary)."""
+    lows = np.array([low for _, low in RARITY_BUCKETS[1:]])
+    return np.searchsorted(lows, np.asarray(counts), side="right")
 
 
 def version_folders(model_dir: str | Path) -> dict[int, Path]:

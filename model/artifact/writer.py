@@ -43,6 +43,8 @@ from steadyrank.model.artifact.layout import (
     MANIFEST,
     RANK,
     RANK_WITH_FEATURES,
+    RAREST_COUNT,
+    RARITY,
     SERVING_DEFAULT,
     USERS,
     versions,
@@ -70,7 +72,7 @@ class ServingModule(tf.Module):
     """The members of a trained model behind the serving signatures of its schema."""
 
     def __init__(self, members: list[RankingModel], schema: Schema, catalog: np.ndarray,
-                 users: np.ndarray) -> None:
+                 users: np.ndarray, row_counts: dict[str, np.ndarray] | None = None) -> None:
         super().__init__(name="steadyrank")
         for member in members:
             if getattr(member, "optimizer", None) is not None:
@@ -88,6 +90,18 @@ class ServingModule(tf.Module):
         self.examples = tf.function(self._examples, input_signature=[
             tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
         self._signatures = {SERVING_DEFAULT: self.serve, EXAMPLES: self.examples}
+        self.counted = tuple(f for f in self.inputs if f.embedded
+                             and f.table in (row_counts or {}))
+        if self.counted:
+            # Each table row's training count, beside the model (not in a member, so warm
+            # starts and ensembles see the same weights as before).
+            self.row_counts = {table: tf.Variable(np.asarray(counts, np.int64),
+                                                  trainable=False, name=f"counts_{table}")
+                               for table, counts in row_counts.items()
+                               if any(f.table == table for f in self.counted)}
+            self.rarity = tf.function(self._rarity, input_signature=[
+                {f.name: input_spec(f) for f in self.inputs}])
+            self._signatures[RARITY] = self.rarity
         if schema.ranks:
             user, item = schema.user_id, schema.item_id
             ids = lambda values, feature: tf.constant(  # noqa: E731
@@ -143,6 +157,19 @@ class ServingModule(tf.Module):
         facts = {f.name: _broadcast(inputs[f.name], n) for f in self.user_facts
                  if f.name in inputs}
         return {"scores": self.score(rows, facts or None)}
+
+    def _rarity(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """rarity: each row's rarest categorical value's training count (the fewest
+        training values its table row took; 0 for an out-of-vocabulary row)."""
+        encoder = self.members[0].encoder
+        rarest = None
+        for f in self.counted:
+            rows = encoder.rows(f, inputs[f.name])
+            counts = tf.gather(self.row_counts[f.table], tf.maximum(rows, 0))
+            if f.kind == "multi_hot":  # pads do not count; a row of pads counts as common
+                counts = tf.reduce_min(tf.where(rows >= 0, counts, tf.int64.max), axis=-1)
+            rarest = counts if rarest is None else tf.minimum(rarest, counts)
+        return {RAREST_COUNT: rarest}
 
     def _catalog(self) -> dict[str, tf.Tensor]:
         """The item ids the model knows."""

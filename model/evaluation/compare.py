@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from steadyrank.core.log import Log, say
+from steadyrank.model.artifact.layout import RARITY
 from steadyrank.model.artifact.reader import (
     ExportError,
     LoadedModel,
@@ -45,9 +46,11 @@ from steadyrank.model.config import (
     techniques,
     validate,
 )
+from steadyrank.model.data.batches import concat
 from steadyrank.model.data.splits import Prepared, prepare_data
 from steadyrank.model.evaluation import metrics, pair_records
 from steadyrank.model.evaluation.accuracy import accuracy
+from steadyrank.model.evaluation.breakdown import explain, flat
 from steadyrank.model.evaluation.evalset import (
     Requests,
     eval_scores,
@@ -247,6 +250,10 @@ def replica_pair_metrics(a: LoadedModel, b: LoadedModel, prepared: Prepared,
     """Accuracy of each replica and reproducibility metrics between the two: PD on every
     eval row; top-k swap and Kendall tau of the ranking requests (when the schema ranks)."""
     (pa, labels), (pb, _) = eval_scores(a, prepared), eval_scores(b, prepared)
+    breakdown = {}
+    if RARITY in a.signature_defs:  # exports made before the breakdown existed have none
+        rows = concat(list(prepared.eval_batches()))
+        breakdown = flat(explain(a, b, rows.inputs))
     task = prepared.schema.label.task
     acc_a, acc_b = accuracy(task, labels, pa), accuracy(task, labels, pb)
     out: dict[str, Any] = {k: (acc_a[k] + acc_b[k]) / 2 for k in acc_a}
@@ -263,6 +270,7 @@ def replica_pair_metrics(a: LoadedModel, b: LoadedModel, prepared: Prepared,
     out["train_examples_per_second"] = (a.manifest["training"]["examples_per_second"]
                                         + b.manifest["training"]["examples_per_second"]) / 2
     out["parameters"] = a.manifest["parameters"]
+    out.update(breakdown)
     out["request_seconds"] = (request_latency(a, requests, prepared)
                               + request_latency(b, requests, prepared)) / 2
     return out
@@ -319,8 +327,10 @@ def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepare
 
 
 def _summaries(per_pair: list[dict[str, Any]]) -> dict[str, Any]:
-    """{metric: summary over pairs}."""
-    return {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]}
+    """{metric: summary over pairs} of the metrics every pair has (a record made before a
+    metric existed lacks it)."""
+    return {k: summarize([m[k] for m in per_pair]) for k in per_pair[0]
+            if all(k in m for m in per_pair)}
 
 
 def _log_summary(log: Log, source: str, name: str, summary: dict[str, Any]) -> None:

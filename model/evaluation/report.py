@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from steadyrank.core.fileio import atomic_write_json, atomic_write_text
+from steadyrank.model.artifact.layout import RARITY_BUCKETS
 from steadyrank.model.evaluation import intervals
 from steadyrank.model.evaluation.metrics import SWAP_KS, swap_key
 
@@ -223,6 +224,34 @@ def _table(result: dict[str, Any], variants: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _breakdown(variants: dict[str, Any]) -> list[str]:
+    """Where each variant's replicas disagree (means over pairs): each rarity slice's share
+    of the PD [of the rows], the top and bottom score deciles' shares, and the PD with only
+    the tables or only the network differing; [] when no pair was broken down."""
+    shown = {n: s for n, s in variants.items() if "pd_share_oov" in s}
+    if not shown:
+        return []
+    slices = [name for name, _ in RARITY_BUCKETS]
+    lines = ["", "Where the disagreement lives (`steadyrank explain-pd`; means over pairs): "
+             "each slice of eval rows by its rarest value's training count, its share of "
+             "the relative PD [and of the rows]; the lowest and highest score deciles' "
+             "shares of the PD; and the relative PD of B with A's tables (only the networks "
+             "differ) or with A's network (only the tables differ), against A. A swapped "
+             "part above the whole PD means the parts are not interchangeable (different "
+             "inits), and the split does not place the disagreement.", "",
+             "| variant | " + " | ".join(f"count {n}" for n in slices)
+             + " | decile 1 | decile 10 | whole PD | only network | only tables |",
+             "|---" * (len(slices) + 6) + "|"]
+    for name, s in shown.items():
+        cells = [f"{s[f'pd_share_{n}']['mean']:.1%} [{s[f'rows_{n}']['mean']:.1%}]"
+                 for n in slices]
+        cells += [f"{s['pd_share_d1']['mean']:.1%}", f"{s['pd_share_d10']['mean']:.1%}",
+                  _fmt(s["relative_pd"]), _fmt(s["pd_network_only"]),
+                  _fmt(s["pd_tables_only"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _ranking_note(result: dict[str, Any]) -> str:
     """What the swap rates rank, or why there are none."""
     if result.get("ranking"):
@@ -252,7 +281,7 @@ def markdown(result: dict[str, Any], command: str, notes: str = "",
     all_goals = {}
     for source, variants in sources.items():
         lines += ["", f"## Replicas differing by {WHY.get(source, source)} (`--vary {source}`)",
-                  "", *_table(result, with_intervals(variants))]
+                  "", *_table(result, with_intervals(variants)), *_breakdown(variants)]
         checked = goals(result, winner, source)
         all_goals[source] = checked
         if checked:

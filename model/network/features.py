@@ -16,7 +16,7 @@ the stabilising settings: ``model.min_id_count`` (a vocabulary threshold),
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +125,69 @@ def _vocabulary_rows(vocabulary: np.ndarray, keys: np.ndarray, oov: int) -> np.n
     return rows.reshape(keys.shape)
 
 
+def hash_rows(keys: np.ndarray, buckets: int) -> np.ndarray:
+    """The hash bucket of each key, as :class:`EmbeddingTable` picks it (int64 keys by
+    floor modulo, strings by TensorFlow's fast fingerprint hash)."""
+    if keys.dtype == object:
+        if not keys.size:
+            return np.zeros(keys.shape, np.int64)
+        return tf.strings.to_hash_bucket_fast(tf.constant(keys.tolist()), buckets).numpy()
+    return np.mod(keys.astype(np.int64), buckets)
+
+
+def value_rows(feature: Feature, vocabulary: np.ndarray, oov_buckets: int, hash_buckets: int,
+               values: np.ndarray) -> np.ndarray:
+    """A categorical or multi-hot feature's raw values -> its table's rows, in numpy, as the
+    model finds them (bucketized or truncated first; 0 or an OOV row for a value without a
+    row of its own; -1 for a multi-hot pad)."""
+    keys = values
+    if feature.boundaries:
+        keys = bucketize(keys, feature.boundaries)
+    elif feature.truncate:
+        keys = truncated(keys, feature.truncate)
+    keys = np.asarray(keys)
+    if hash_buckets:
+        rows = hash_rows(keys, hash_buckets)
+    else:
+        rows = _vocabulary_rows(vocabulary, keys, oov_buckets)
+    if feature.kind == "multi_hot":
+        rows = np.where(values != (PAD_STRING if feature.dtype == "string" else PAD_INT),
+                        rows, -1)
+    return rows.astype(np.int64)
+
+
+def row_counts(schema: Schema, specs: Mapping[str, Any], stats: DataStats,
+               train_inputs: Iterable[Mapping[str, np.ndarray]] = ()) -> dict[str, np.ndarray]:
+    """How many training values each row of each table took (int64; 0 for the
+    out-of-vocabulary rows, which training never reaches). ``specs``: the tables by name
+    (TableSpec or EmbeddingTable: vocabulary, oov_buckets, hash_buckets). A vocabulary's
+    rows take their values' counts from the statistics; hash buckets are counted over
+    ``train_inputs`` (the train rows' raw values by feature name), which only tables with
+    buckets need."""
+    counts = {}
+    hashed = []
+    for name, spec in specs.items():
+        if spec.hash_buckets:
+            counts[name] = np.zeros(spec.hash_buckets, np.int64)
+            hashed.append(name)
+            continue
+        # A vocabulary is the most frequent values first (Vocabulary.kept): a prefix.
+        vocab, kept = stats.vocabularies[name], len(spec.vocabulary)
+        if not np.array_equal(vocab.values[:kept], spec.vocabulary):
+            raise ValueError(f"table {name!r}: its vocabulary is not these statistics'")
+        counts[name] = np.concatenate([np.zeros(spec.oov_buckets, np.int64),
+                                       vocab.counts[:kept]]).astype(np.int64)
+    if hashed:
+        features = [f for f in schema.features if f.embedded and f.table in hashed]
+        for inputs in train_inputs:
+            for f in (f for f in features if f.name in inputs):  # facts come by id
+                spec = specs[f.table]
+                rows = value_rows(f, spec.vocabulary, spec.oov_buckets, spec.hash_buckets,
+                                  inputs[f.name]).reshape(-1)
+                counts[f.table] += np.bincount(rows[rows >= 0], minlength=spec.hash_buckets)
+    return counts
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FeatureEncoder(keras.layers.Layer):
     """Raw feature values by name -> one vector per row: the embeddings of the ids and
@@ -171,20 +234,8 @@ class FeatureEncoder(keras.layers.Layer):
             out = self._transform_np(f, values.astype(np.float64)).astype(np.float32)
             return np.concatenate([[0.0], out]).astype(np.float32)
         table = self.tables[f.table]
-        mask, keys = None, values
+        rows = value_rows(f, table.vocabulary, table.oov_buckets, table.hash_buckets, values)
         if f.kind == "multi_hot":
-            mask = values != (PAD_STRING if f.dtype == "string" else PAD_INT)
-        if f.boundaries:
-            keys = bucketize(keys, f.boundaries)
-        elif f.truncate:
-            keys = truncated(keys, f.truncate)
-        if table.hash_buckets:
-            rows = table.index(tf.constant(keys.tolist() if keys.dtype == object else keys)
-                               ).numpy()
-        else:
-            rows = _vocabulary_rows(table.vocabulary, np.asarray(keys), table.oov_buckets)
-        if mask is not None:
-            rows = np.where(mask, rows, -1)
             return np.concatenate([np.full((1, f.max_len), -1), rows]).astype(np.int64)
         return np.concatenate([[0], rows]).astype(np.int64)
 

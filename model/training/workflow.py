@@ -13,6 +13,7 @@ from steadyrank.model.artifact.writer import ServingModule, export, parameter_co
 from steadyrank.model.config import Config, techniques
 from steadyrank.model.data.splits import Prepared, prepare_data
 from steadyrank.model.evaluation.accuracy import accuracy, predict
+from steadyrank.model.network.features import row_counts
 from steadyrank.model.schema import NO_RANKING
 from steadyrank.model.training.trainer import remove_checkpoints, train
 
@@ -23,13 +24,18 @@ def default_checkpoint_dir(export_dir: str | Path, seed: int) -> Path:
 
 
 def serving_module(members: list[Any], prepared: Prepared) -> ServingModule:
-    """The members behind the schema's signatures, with the catalog and the users that have
-    stored facts."""
+    """The members behind the schema's signatures, with the catalog, the users that have
+    stored facts and each table row's training count (for the ``rarity`` signature; hash
+    buckets are counted in a pass over the train rows)."""
     facts = prepared.stats.facts
     empty = np.array([], np.int64)
+    tables = members[0].encoder.tables
+    counts = row_counts(prepared.schema, tables, prepared.stats,
+                        (rows.inputs for rows in prepared.train_batches())
+                        if any(t.hash_buckets for t in tables.values()) else ())
     return ServingModule(members, prepared.schema,
                          facts["item_id"].ids if "item_id" in facts else empty,
-                         facts["user_id"].ids if "user_id" in facts else empty)
+                         facts["user_id"].ids if "user_id" in facts else empty, counts)
 
 
 def schema_record(prepared: Prepared) -> dict[str, Any]:
