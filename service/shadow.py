@@ -25,7 +25,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from steadyrank.model.artifact.layout import SCORE
+from steadyrank.model.artifact.layout import (
+    RAREST_COUNT,
+    RARITY,
+    RARITY_BUCKETS,
+    SCORE,
+    SERVING_DEFAULT,
+    rarity_bucket,
+)
 from steadyrank.model.evaluation import metrics as repro
 from steadyrank.service.batching import batch_key
 from steadyrank.service.servable import Servable
@@ -257,7 +264,26 @@ class ShadowScorer:
         m.shadow_seconds.labels(model).observe(time.perf_counter() - started)
         observe(m.replica, [(model, str(j.primary.version), str(replica.version)) for j in jobs],
                 [j.scores for j in jobs], scores, [j.ranked for j in jobs])
+        self._observe_by_rarity(model, jobs, scores)
         m.shadow_pairs.labels(model).inc(len(jobs))
+
+    def _observe_by_rarity(self, model: str, jobs: list[ShadowJob], scores: list[np.ndarray]
+                           ) -> None:
+        """Each row's relative PD, by its rarest value's training count (from the primary's
+        ``rarity`` signature; rows scored by ``serving_default`` only, whose inputs are the
+        values)."""
+        primary = jobs[0].primary
+        if jobs[0].signature != SERVING_DEFAULT or RARITY not in primary.signature_defs:
+            return
+        inputs = {k: np.concatenate([j.inputs[k] for j in jobs])
+                  for k in primary.signature_defs[RARITY].inputs}
+        rarest = rarity_bucket(primary.call(RARITY, inputs)[RAREST_COUNT])
+        per_row = repro.relative_pd_per_example(np.concatenate([j.scores for j in jobs]),
+                                                np.concatenate(scores))
+        for bucket, (name, _) in enumerate(RARITY_BUCKETS):
+            histogram = self.metrics.replica_by_rarity.labels(model, name)
+            for value in per_row[rarest == bucket]:
+                histogram.observe(value)
 
     def _score_churn(self, model: str, jobs: list[ShadowJob]) -> None:
         m = self.metrics

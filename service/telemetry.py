@@ -117,6 +117,12 @@ class ServerMetrics:
         self.replica = PairHistograms(
             "steadyrank_replica", "between the two replicas, per shadowed request",
             PAIR_LABELS, r)
+        self.replica_by_rarity = Histogram(
+            "steadyrank_replica_row_prediction_difference_relative",
+            "Relative PD between the two replicas of each shadowed row, by the training "
+            "count of the row's rarest categorical value (oov: a row training never "
+            "reached; 1; 2-4; 5-99; 100+); rows of models with a rarity signature.",
+            ["model", "rarest"], buckets=PD_BUCKETS, registry=r)
         self.churn = PairHistograms(
             "steadyrank_version_churn",
             "between the replaced and the new version, per sampled request in the churn "

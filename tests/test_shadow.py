@@ -32,6 +32,21 @@ def rows(items):
 
 class Primary:
     name, version = "m", 3
+    signature_defs: dict = {}
+
+
+class RarityPrimary(Primary):
+    """A primary whose export has the rarity signature: item i's rarest value's training
+    count is 10 * (i - 1) (item 1 never reached by training)."""
+
+    class Signature:
+        inputs = {"user": None, "item": None}
+
+    signature_defs = {"serving_default": Signature(), "rarity": Signature()}
+
+    def call(self, signature, inputs):
+        assert signature == "rarity" and set(inputs) == {"user", "item"}
+        return {"rarest_count": 10 * (inputs["item"] - 1)}
 
 
 class Models:
@@ -81,16 +96,36 @@ def test_identical_replicas_give_zero_pd_and_swap():
     assert got["kendall_tau"] == pytest.approx(1.0)
 
 
-def run_shadow(replica, rate=1.0, max_queue=16, offers=5, previous=None, churn_rate=0.0):
+def run_shadow(replica, rate=1.0, max_queue=16, offers=5, previous=None, churn_rate=0.0,
+               primary=Primary):
     metrics = ServerMetrics()
     shadow = ShadowScorer(Models(replica, previous), metrics, rate=rate, max_queue=max_queue,
                           seed=0, churn_rate=churn_rate)
     shadow.start()
     items = np.arange(1, 21, dtype=np.int64)
     primary_scores = items.astype(np.float32)
-    queued = [shadow.offer(Primary(), "serving_default", rows(items), primary_scores,
+    queued = [shadow.offer(primary(), "serving_default", rows(items), primary_scores,
                            ranked=True) for _ in range(offers)]
     return shadow, metrics, queued
+
+
+def test_rows_pd_is_recorded_by_their_rarest_values_training_count():
+    shadow, metrics, _ = run_shadow(Replica(shift=0.5), offers=3, primary=RarityPrimary)
+    assert wait_for(lambda: value(metrics.shadow_pairs, "m") == 3)
+    shadow.stop()
+    items = np.arange(1, 21)
+    per_row = 0.5 / ((items + items + 0.5) / 2)
+    counts = 10 * (items - 1)  # 0 (oov), 10-90 (5-99), 100-190 (100+)
+    for name, inside in (("oov", counts == 0), ("5-99", (counts >= 5) & (counts < 100)),
+                         ("100+", counts >= 100)):
+        count, total = hist(metrics.replica_by_rarity, "m", name)
+        assert count == 3 * inside.sum() and total == pytest.approx(3 * per_row[inside].sum())
+    assert hist(metrics.replica_by_rarity, "m", "1") == (0, 0.0)
+    # Models without the signature record none.
+    shadow, metrics, _ = run_shadow(Replica(shift=0.5), offers=1)
+    assert wait_for(lambda: value(metrics.shadow_pairs, "m") == 1)
+    shadow.stop()
+    assert hist(metrics.replica_by_rarity, "m", "oov") == (0, 0.0)
 
 
 def test_shadowed_requests_are_compared_with_the_replica():
