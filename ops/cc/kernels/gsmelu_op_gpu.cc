@@ -5,27 +5,12 @@
  * CUDA; the kernels themselves are in gsmelu_kernels.cu.cc. */
 #include "gsmelu_launch.h"
 #include "gsmelu_op.h"
+#include "launch_type.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
 namespace tensorflow {
 namespace functor {
 namespace {
-
-template <typename T>
-struct LaunchType {
-  using type = T;
-};
-template <>
-struct LaunchType<Eigen::half> {
-  using type = steadyrank::cuda::Half;
-};
-template <>
-struct LaunchType<Eigen::bfloat16> {
-  using type = steadyrank::cuda::BFloat16;
-};
-
-template <typename T>
-using L = typename LaunchType<T>::type;
 
 template <typename T>
 steadyrank::cuda::GSmeluParamPtrs<L<T>> Params(const GSmeluCall<T>& call) {

@@ -2,6 +2,7 @@
  *
  * Compiled by the host compiler (not nvcc) into the library only when it is
  * built with CUDA; the kernels themselves are in smelu_kernels.cu.cc. */
+#include "launch_type.h"
 #include "smelu_launch.h"
 #include "smelu_op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -18,25 +19,12 @@ namespace functor {
 namespace {
 
 template <typename T>
-struct LaunchType {
-  using type = T;
-};
-template <>
-struct LaunchType<Eigen::half> {
-  using type = steadyrank::cuda::Half;
-};
-template <>
-struct LaunchType<Eigen::bfloat16> {
-  using type = steadyrank::cuda::BFloat16;
-};
-
-template <typename T>
-const typename LaunchType<T>::type* In(const T* p) {
-  return reinterpret_cast<const typename LaunchType<T>::type*>(p);
+const L<T>* In(const T* p) {
+  return reinterpret_cast<const L<T>*>(p);
 }
 template <typename T>
-typename LaunchType<T>::type* Out(T* p) {
-  return reinterpret_cast<typename LaunchType<T>::type*>(p);
+L<T>* Out(T* p) {
+  return reinterpret_cast<L<T>*>(p);
 }
 
 absl::Status ToStatus(int code, const char* what) {
