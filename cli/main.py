@@ -88,9 +88,21 @@ def _train(args: argparse.Namespace) -> int:
     if args.strategy:
         overrides.append(f"train.strategy={args.strategy}")
     config = load(args.config, overrides)
-    print(train_and_export(config, args.seed, args.export_dir, args.checkpoint_dir,
-                           keep_checkpoints=args.keep_checkpoints, version=args.version,
-                           order_seed=args.order_seed))
+    path = train_and_export(config, args.seed, args.export_dir, args.checkpoint_dir,
+                            keep_checkpoints=args.keep_checkpoints, version=args.version,
+                            order_seed=args.order_seed)
+    if args.portable_dir:
+        from steadyrank.model.artifact.portable import make_portable
+
+        print(f"portable copy: {make_portable(path, args.portable_dir)}", file=sys.stderr)
+    print(path)
+    return 0
+
+
+def _portable(args: argparse.Namespace) -> int:
+    from steadyrank.model.artifact.portable import make_portable
+
+    print(make_portable(args.export, args.out))
     return 0
 
 
@@ -118,7 +130,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--portable-dir", default=None, metavar="BASE",
+                   help="also write the export's portable copy (SmeLU in TensorFlow's own "
+                   "ops, loadable by stock TF Serving) as BASE/VERSION/")
     p.set_defaults(handler=_train)
+    p = sub.add_parser("portable", help="write an export's portable copy: the same model, "
+                       "signatures and manifest with SmeLU and g-SmeLU in TensorFlow's own "
+                       "ops, as a TF Serving model base path BASE/VERSION/")
+    p.add_argument("export", metavar="EXPORT", help="a version folder (or a model base "
+                   "folder: its latest version)")
+    p.add_argument("--out", required=True, metavar="BASE",
+                   help="the model base path to write VERSION/ into")
+    p.set_defaults(handler=_portable)
 
 
 def _cluster(args: argparse.Namespace) -> int:

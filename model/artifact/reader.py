@@ -30,6 +30,7 @@ from steadyrank.model.artifact.layout import (
     versions,
 )
 from steadyrank.ops import OP_TYPES, load_library
+from steadyrank.ops.portable import op_types
 
 
 class ExportError(SteadyRankError, RuntimeError):
@@ -70,15 +71,6 @@ def read_saved_model(path: Path) -> saved_model_pb2.SavedModel:
 def signature_defs(proto: saved_model_pb2.SavedModel) -> dict[str, meta_graph_pb2.SignatureDef]:
     """The SignatureDefs of a parsed SavedModel, by name."""
     return dict(proto.meta_graphs[0].signature_def)
-
-
-def op_types(proto: saved_model_pb2.SavedModel) -> set[str]:
-    """Every op type the SavedModel's graph and function library use."""
-    graph = proto.meta_graphs[0].graph_def
-    found = {node.op for node in graph.node}
-    for function in graph.library.function:
-        found.update(node.op for node in function.node_def)
-    return found
 
 
 def uses_custom_ops(proto: saved_model_pb2.SavedModel) -> bool:
