@@ -54,6 +54,7 @@ from steadyrank.service.tensors import (
     parse_inputs,
     to_proto,
 )
+from steadyrank.service.unknown_ids import UnknownIds
 
 DEFAULT_SIGNATURE = SERVING_DEFAULT
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -80,12 +81,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``tensorflow.serving.PredictionService``."""
 
     def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics,
-                 limits: Limits | None = None, shadow: ShadowScorer | None = None) -> None:
+                 limits: Limits | None = None, shadow: ShadowScorer | None = None,
+                 unknown_ids: UnknownIds | None = None) -> None:
         self.manager = manager
         self.scorer = scorer
         self.metrics = metrics
         self.limits = limits or Limits()
         self.shadow = shadow
+        self.unknown_ids = unknown_ids or UnknownIds("score", metrics)
 
     def _servable(self, spec: Any) -> Servable:
         return self.manager.get(spec.name, requested_version(spec))
@@ -94,7 +97,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                   until: float | None) -> dict[str, np.ndarray]:
         """Runs a signature; the row-wise ones check ids and go through the batcher."""
         if signature in (DEFAULT_SIGNATURE, EXAMPLES):
-            servable.check_row_ids(inputs)
+            if signature == EXAMPLES:
+                self.unknown_ids.check_examples(servable, inputs[EXAMPLES_INPUT])
+            else:
+                self.unknown_ids.check_rows(servable, inputs)
             outputs = await self.scorer.rows(servable, signature, inputs, until)
             if self.shadow is not None:
                 self.shadow.offer(servable, signature, inputs, outputs[SCORE], ranked=False,
@@ -102,12 +108,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             return outputs
         if signature == RANK and servable.ranking is not None:
             user = servable.user_input
-            servable.check_users(f"inputs[{user!r}]", np.asarray(inputs[user]).reshape(1))
-            servable.check_items(f"inputs[{ITEM_IDS!r}]", inputs[ITEM_IDS])
+            self.unknown_ids.check(servable, {
+                "user": (f"inputs[{user!r}]", np.asarray(inputs[user]).reshape(1)),
+                "item": (f"inputs[{ITEM_IDS!r}]", np.asarray(inputs[ITEM_IDS]))})
             return {SCORES: await self.scorer.score(servable, servable.rank_rows(inputs),
                                                     until)}
-        if ITEM_IDS in inputs:
-            servable.check_items(f"inputs[{ITEM_IDS!r}]", inputs[ITEM_IDS])
+        if ITEM_IDS in inputs:  # rank_with_features: a user of its own, the candidates
+            self.unknown_ids.check(servable, {
+                "item": (f"inputs[{ITEM_IDS!r}]", np.asarray(inputs[ITEM_IDS]))})
         return await self.scorer.call(servable, signature, inputs)
 
     @rpc("Predict")

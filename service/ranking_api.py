@@ -29,6 +29,7 @@ from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.status import ServiceError, invalid, unimplemented
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 from steadyrank.service.telemetry import ServerMetrics
+from steadyrank.service.unknown_ids import UnknownIds
 
 # The fields of a single-query RankRequest, left unset in a batched one (request_id stays
 # the caller's id of the whole call).
@@ -69,8 +70,10 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
                  max_candidates: int = ServerConfig.max_candidates,
                  shadow: ShadowScorer | None = None,
                  max_queries: int = ServerConfig.max_queries,
-                 max_rank_pairs: int = ServerConfig.max_rank_pairs) -> None:
+                 max_rank_pairs: int = ServerConfig.max_rank_pairs,
+                 unknown_ids: UnknownIds | None = None) -> None:
         self.manager = manager
+        self.unknown_ids = unknown_ids or UnknownIds("score", metrics)
         self.max_queries = max_queries
         self.max_rank_pairs = max_rank_pairs
         self.scorer = scorer
@@ -97,7 +100,6 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             shown_item = repr(item.decode(errors="replace")) if isinstance(item, bytes) \
                 else int(item)
             raise invalid(f"candidate_item_ids: item {shown_item} is listed more than once")
-        servable.check_items("candidate_item_ids", items)
         return items
 
     def check_batch(self, request: Any) -> list[Any]:
@@ -159,8 +161,12 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
                 features = parse_features("user_features", query.user_features,
                                           schema.user_features,
                                           dict.fromkeys(schema.context, "context_features"))
-            else:
-                servable.check_users("user_id", np.array([user]), new_user_hint(schema))
+            known = {"item": ("candidate_item_ids", items)} if query.candidate_item_ids or \
+                query.string_candidate_item_ids else {}
+            if features is None:
+                known["user"] = ("user_id", np.array([user]))
+            self.unknown_ids.check(servable, known, new_user_hint(schema)
+                                   if features is None else "")
         except ServiceError as err:
             raise ServiceError(err.code, f"{field}{err.message}") from None
         checked = _Query(user, items, context, features, query.k, query.request_id, None)

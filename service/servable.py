@@ -65,7 +65,8 @@ def _missing(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.unique(ids[unknown]) if unknown.any() else ids[:0]
 
 
-def _shown(ids: np.ndarray) -> str:
+def shown_ids(ids: np.ndarray) -> str:
+    """Ids for an error message: the first few, and how many more."""
     def one(value: Any) -> str:
         return repr(value.decode(errors="replace")[:64]) if isinstance(value, bytes) else \
             str(value)
@@ -130,34 +131,14 @@ class Servable:
         return {n: input_spec(n, i, 1) for n, i in
                 sorted(self.signature_defs[signature].inputs.items())}
 
-    def check_items(self, field: str, item_ids: np.ndarray) -> None:
-        """INVALID_ARGUMENT naming ``field`` if an item id is not in the catalog."""
-        if self.catalog_sorted is None:
-            return
-        unknown = _missing(self.catalog_sorted, item_ids)
-        if unknown.size:
-            raise invalid(f"{field}: unknown item ids {_shown(unknown)} (not in the catalog "
-                          f"of model {self.name!r} version {self.version}, "
-                          f"{self.catalog_sorted.size} items)")
-
-    def check_users(self, field: str, user_ids: np.ndarray, hint: str = "") -> None:
-        """INVALID_ARGUMENT naming ``field`` if a user id has no stored features."""
-        if self.users_sorted is None:
-            return
-        unknown = _missing(self.users_sorted, user_ids)
-        if unknown.size:
-            raise invalid(f"{field}: unknown user ids {_shown(unknown)} (model {self.name!r} "
-                          f"version {self.version} has no features for them){hint}")
-
-    def check_row_ids(self, inputs: dict[str, np.ndarray], field: str = "inputs") -> None:
-        """Checks the ids among a ranking model's ``serving_default`` rows."""
-        if self.ranking is None:
-            return
-        user, item = self.user_input, self.item_input
-        if user in inputs:
-            self.check_users(f"{field}[{user!r}]", inputs[user])
-        if item in inputs:
-            self.check_items(f"{field}[{item!r}]", inputs[item])
+    def unknown(self, role: str, ids: np.ndarray) -> np.ndarray | None:
+        """The distinct ``ids`` of ``role`` (``user`` or ``item``) the model has never seen:
+        not in its catalog (items) or without stored features (users); None when the model
+        cannot tell (no catalog, or no stored user features)."""
+        known = self.catalog_sorted if role == "item" else self.users_sorted
+        if known is None:
+            return None
+        return _missing(known, np.asarray(ids))
 
     def rank_rows(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """``rank``'s inputs (one user, N ``item_ids``, the context) as N

@@ -39,6 +39,7 @@ from steadyrank.service.settings import HANDOVER_SIGNAL, ServerConfig, body_limi
 from steadyrank.service.shadow import ShadowScorer
 from steadyrank.service.telemetry import ServerMetrics
 from steadyrank.service.tensors import Limits
+from steadyrank.service.unknown_ids import UnknownIds
 from steadyrank.service.wire import Admission, Wire
 
 # A stop waits until no call has arrived for this long before it stops the gRPC server.
@@ -118,14 +119,17 @@ class Server:
         self._grpc = grpc.aio.server(options=options,
                                      maximum_concurrent_rpcs=self.config.max_concurrent_rpcs)
         limits = Limits(self.config.max_request_elements, self.config.max_string_bytes)
+        unknown_ids = UnknownIds(self.config.unknown_ids, self.metrics)
         services = [
             (prediction_service_pb2, "PredictionService",
-             PredictionServicer(self.manager, self.scorer, self.metrics, limits, self.shadow)),
+             PredictionServicer(self.manager, self.scorer, self.metrics, limits, self.shadow,
+                                unknown_ids)),
             (model_service_pb2, "ModelService", ModelServicer(self.manager, self.metrics)),
             (ranking_pb2, "RankingService",
              RankingServicer(self.manager, self.scorer, self.metrics,
                              self.config.max_candidates, self.shadow,
-                             self.config.max_queries, self.config.max_rank_pairs)),
+                             self.config.max_queries, self.config.max_rank_pairs,
+                             unknown_ids)),
             (health_pb2, "Health", self.health),
             (reflection_pb2, "ServerReflection", ReflectionServicer(
                 (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME))),

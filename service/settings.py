@@ -102,6 +102,10 @@ class ServerConfig:
     after a version switch (0: off)"""
     churn_window: float = 600.0
     """seconds the replaced version is kept after a switch to measure churn (0: off)"""
+    unknown_ids: str = "score"
+    """ids a model has never seen (new items, new users), on every API: score (what the
+    export computes: the out-of-vocabulary row and default facts) or reject
+    (INVALID_ARGUMENT naming them); counted in steadyrank_unknown_ids_total either way"""
     wait_for_models: float = 0.0
     """before serving, wait up to this many seconds for a first model version (beside a
     trainer that has not exported yet; 0: do not wait)"""
@@ -148,6 +152,8 @@ class ServerConfig:
         if self.recycle_after_loads is not None and self.recycle_after_loads < 0:
             raise ValueError(f"--recycle-after-loads must be >= 0, got "
                              f"{self.recycle_after_loads}")
+        if self.unknown_ids not in ("score", "reject"):
+            raise ValueError(f"--unknown-ids {self.unknown_ids!r}: must be score or reject")
         if self.shadow_queue < 1:
             raise ValueError(f"--shadow-queue must be >= 1, got {self.shadow_queue}")
         if self.max_inflight_bytes < self.max_message_bytes:

@@ -117,6 +117,19 @@ class ServerMetrics:
         self.replica = PairHistograms(
             "steadyrank_replica", "between the two replicas, per shadowed request",
             PAIR_LABELS, r)
+        self.unknown_ids = Counter(
+            "steadyrank_unknown_ids",
+            "Distinct ids per request that the model has never seen (not in its catalog, or "
+            "users without stored features), by model and role (user, item).",
+            ["model", "role"], registry=r)
+        self.unknown_id_requests = Counter(
+            "steadyrank_unknown_id_requests",
+            "Requests naming at least one id the model has never seen.", ["model"],
+            registry=r)
+        self.id_checked_requests = Counter(
+            "steadyrank_id_checked_requests",
+            "Requests whose ids were checked against the model's catalog and users.",
+            ["model"], registry=r)
         self.replica_by_rarity = Histogram(
             "steadyrank_replica_row_prediction_difference_relative",
             "Relative PD between the two replicas of each shadowed row, by the training "
@@ -211,7 +224,12 @@ class ServerMetrics:
             gauge.remove(*labels)
 
     def set_model_info(self, model: str, version: int, manifest: dict[str, Any]) -> None:
-        """Training time, export time and offline reproducibility of a loaded version."""
+        """Training time, export time and offline reproducibility of a loaded version; its
+        model's unknown-id counters start at 0 (so their rates exist before any request)."""
+        for counter in (self.unknown_id_requests, self.id_checked_requests):
+            counter.labels(model)
+        for role in ("user", "item"):
+            self.unknown_ids.labels(model, role)
         key = (model, str(version))
         values: list[tuple[Gauge, tuple[str, ...], float]] = []
         training = manifest.get("training", {})

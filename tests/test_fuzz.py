@@ -321,6 +321,32 @@ def test_fuzz_answers_only_allowed_codes_and_the_server_stays_well(chan, kind):
     assert grown < 256, f"RSS grew by {grown:.0f} MB over the {kind} fuzz"
 
 
+@pytest.fixture(scope="module")
+def reject_chan(server):
+    """A second server on the same models with ``--unknown-ids reject`` (the first runs the
+    default, ``score``): ids the models never saw are refused there."""
+    config = ServerConfig(model_base_path=server.config.model_base_path, port=0,
+                          metrics_port=-1, host="127.0.0.1", poll_seconds=0,
+                          max_candidates=500, max_request_elements=5000,
+                          max_message_bytes=4 << 20, max_inflight_bytes=8 << 20,
+                          max_string_bytes=1 << 16, shadow_rate=0.0, churn_rate=0.0,
+                          unknown_ids="reject")
+    thread = ServerThread(config)
+    srv = thread.start()
+    with client.channel(f"127.0.0.1:{srv.port}") as channel:
+        yield channel
+    thread.stop(grace=1)
+
+
+@pytest.mark.parametrize("kind", ["predict", "rank", "schema_rank", "examples"])
+def test_fuzz_under_the_reject_policy_answers_only_allowed_codes(reject_chan, kind):
+    """The id-carrying rounds again, fewer cases, where unknown ids are refused."""
+    case, strategies, _ = ROUNDS[kind]
+    run = seed(7000 + len(kind))(settings(FUZZ, max_examples=300)(given(**strategies)(case)))
+    run(reject_chan)
+    _healthy(reject_chan)
+
+
 def test_more_than_ten_thousand_cases_ran():
     if SEEN["cases"] == 0:
         pytest.skip("the fuzz rounds did not run in this session")
