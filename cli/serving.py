@@ -1,4 +1,4 @@
-"""The serving subcommands: ``serve``, ``rank`` and ``loadtest``."""
+"""The serving subcommands: ``serve``, ``rank``, ``loadtest`` and ``monitor``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,21 @@ def _rpc_error(err: Exception, server: str) -> int:
         print(f"error: {server}: {err.code().name}: {err.details()}", file=sys.stderr)
         return 1
     raise err
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from steadyrank.core.log import sayer
+    from steadyrank.service.monitor import run_monitor
+
+    if args.rate < 0 or args.duration < 0 or args.limit < 0:
+        raise ValueError("--rate, --duration and --limit must be >= 0")
+    if args.export and args.requests:
+        raise ValueError("--export and --requests: give one (recorded requests need no "
+                         "schema)")
+    run_monitor(args.model, args.replicas, args.metrics_port, args.export, args.requests,
+                args.rate, args.duration, args.limit, args.candidates, args.user_input,
+                args.timeout, args.seed, args.metrics_host, log=sayer("monitor"))
+    return 0
 
 
 def _rank(args: argparse.Namespace) -> int:
@@ -147,3 +162,37 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="users per request: > 1 sends batched Rank requests (default 1)")
     p.add_argument("--json", default=None, help="also write the summary to this JSON file")
     p.set_defaults(handler=_loadtest)
+
+    p = sub.add_parser("monitor", help="the live reproducibility monitor for any servers "
+                       "that speak TF Serving's API: the same requests to each replica "
+                       "(Predict), their PD and top-k swap on /metrics")
+    p.add_argument("--model", required=True, help="model name (the same on every replica, "
+                   "unless a --replica names its own)")
+    p.add_argument("--replica", dest="replicas", action="append", default=[],
+                   metavar="LABEL=HOST:PORT[/MODEL]", required=True,
+                   help="a replica endpoint; two or more (the first is compared with each "
+                   "other)")
+    p.add_argument("--metrics-port", type=int, default=8503,
+                   help="port of its /metrics (default 8503; 0 picks one; -1: none)")
+    p.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics")
+    p.add_argument("--export", default=None, metavar="DIR",
+                   help="an export of the model: its schema, catalog and users (default: "
+                   "the first replica's GetModelMetadata and catalog)")
+    p.add_argument("--requests", default=None, metavar="DIR",
+                   help="replay requests recorded by `steadyrank serve --record-requests "
+                   "DIR` instead of drawing them")
+    p.add_argument("--user-input", default=None, metavar="NAME",
+                   help="the user id input, when the signatures alone cannot tell it")
+    p.add_argument("--rate", type=float, default=5.0,
+                   help="requests per second (default 5; 0: as fast as answers come)")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="seconds to run (default 0: until stopped)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="requests to send (default 0: no bound)")
+    p.add_argument("--candidates", type=arguments.positive(int), default=100,
+                   help="catalog items per drawn request (rows for a model without ids; "
+                   "default 100)")
+    p.add_argument("--timeout", type=arguments.positive(float), default=10.0,
+                   help="per-request deadline in seconds (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="request sampling seed (default 0)")
+    p.set_defaults(handler=_monitor)

@@ -42,6 +42,7 @@ from steadyrank.model.artifact.layout import (
 )
 from steadyrank.service.batching import Scorer
 from steadyrank.service.manager import ModelManager
+from steadyrank.service.recorder import RequestRecorder
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
 from steadyrank.service.shadow import ShadowScorer
@@ -82,8 +83,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def __init__(self, manager: ModelManager, scorer: Scorer, metrics: ServerMetrics,
                  limits: Limits | None = None, shadow: ShadowScorer | None = None,
-                 unknown_ids: UnknownIds | None = None) -> None:
+                 unknown_ids: UnknownIds | None = None,
+                 recorder: RequestRecorder | None = None) -> None:
         self.manager = manager
+        self.recorder = recorder
         self.scorer = scorer
         self.metrics = metrics
         self.limits = limits or Limits()
@@ -105,6 +108,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             if self.shadow is not None:
                 self.shadow.offer(servable, signature, inputs, outputs[SCORE], ranked=False,
                                   replica=self.manager.replica_label(servable.name) == "a")
+            if self.recorder is not None and signature == DEFAULT_SIGNATURE:
+                self.recorder.offer(servable.name, inputs, ranked=False)
             return outputs
         if signature == RANK and servable.ranking is not None:
             user = servable.user_input

@@ -21,6 +21,7 @@ from steadyrank.model.artifact.layout import ITEM_IDS, RANK_WITH_FEATURES, SCORE
 from steadyrank.model.evaluation.metrics import topk_indices
 from steadyrank.service.batching import Scorer
 from steadyrank.service.manager import ModelManager
+from steadyrank.service.recorder import RequestRecorder
 from steadyrank.service.request_schema import InputSpec, RankSchema, parse_features, read_ids
 from steadyrank.service.rpc import deadline_of, requested_version, rpc
 from steadyrank.service.servable import Servable
@@ -71,8 +72,10 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
                  shadow: ShadowScorer | None = None,
                  max_queries: int = ServerConfig.max_queries,
                  max_rank_pairs: int = ServerConfig.max_rank_pairs,
-                 unknown_ids: UnknownIds | None = None) -> None:
+                 unknown_ids: UnknownIds | None = None,
+                 recorder: RequestRecorder | None = None) -> None:
         self.manager = manager
+        self.recorder = recorder
         self.unknown_ids = unknown_ids or UnknownIds("score", metrics)
         self.max_queries = max_queries
         self.max_rank_pairs = max_rank_pairs
@@ -244,6 +247,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             if self.shadow is not None and query.rows is not None:
                 self.shadow.offer(servable, SERVING_DEFAULT, query.rows, query_scores,
                                   ranked=True, replica=replica == "a")
+            if self.recorder is not None and query.rows is not None:
+                self.recorder.offer(servable.name, query.rows, ranked=True)
             target = (response.results.add(request_id=query.request_id) if batched
                       else response)
             for i in topk_indices(query_scores, query.k):

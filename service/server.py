@@ -34,6 +34,7 @@ from steadyrank.service.batching import Batcher, DirectScorer
 from steadyrank.service.manager import ModelManager, has_versions
 from steadyrank.service.prediction import ModelServicer, PredictionServicer
 from steadyrank.service.ranking_api import RankingServicer, ranking_pb2
+from steadyrank.service.recorder import RequestRecorder
 from steadyrank.service.rpc import Drain
 from steadyrank.service.settings import HANDOVER_SIGNAL, ServerConfig, body_limits
 from steadyrank.service.shadow import ShadowScorer
@@ -72,6 +73,12 @@ class Server:
                                    self.metrics, body_limits(config)), self.metrics)
         self.shadow = ShadowScorer(self.manager, self.metrics, config.shadow_rate,
                                    config.shadow_queue, churn_rate=config.churn_rate)
+        self.recorder = None
+        if config.record_requests is not None:
+            folder = Path(config.record_requests)
+            if config.worker is not None:  # each worker its own files
+                folder = folder / f"worker-{config.worker}"
+            self.recorder = RequestRecorder(folder, config.record_rate, config.record_files)
         self.health = health.aio.HealthServicer()
         self.drain = Drain()
         self.port = 0
@@ -108,6 +115,8 @@ class Server:
         gc.freeze()
         await self.scorer.start()
         self.shadow.start()
+        if self.recorder is not None:
+            self.recorder.start()
         handshake_ms = int(self.config.handshake_timeout * 1000)
         options = [("grpc.max_send_message_length", self.config.max_message_bytes),
                    ("grpc.max_receive_message_length", self.config.max_message_bytes),
@@ -123,13 +132,13 @@ class Server:
         services = [
             (prediction_service_pb2, "PredictionService",
              PredictionServicer(self.manager, self.scorer, self.metrics, limits, self.shadow,
-                                unknown_ids)),
+                                unknown_ids, self.recorder)),
             (model_service_pb2, "ModelService", ModelServicer(self.manager, self.metrics)),
             (ranking_pb2, "RankingService",
              RankingServicer(self.manager, self.scorer, self.metrics,
                              self.config.max_candidates, self.shadow,
                              self.config.max_queries, self.config.max_rank_pairs,
-                             unknown_ids)),
+                             unknown_ids, self.recorder)),
             (health_pb2, "Health", self.health),
             (reflection_pb2, "ServerReflection", ReflectionServicer(
                 (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME))),
@@ -223,6 +232,8 @@ class Server:
         self.wire.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.shadow.stop)
+        if self.recorder is not None:
+            await loop.run_in_executor(None, self.recorder.stop)
         await loop.run_in_executor(None, self.manager.stop)
         if self._http is not None:
             self._http.shutdown()

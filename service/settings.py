@@ -106,6 +106,14 @@ class ServerConfig:
     """ids a model has never seen (new items, new users), on every API: score (what the
     export computes: the out-of-vocabulary row and default facts) or reject
     (INVALID_ARGUMENT naming them); counted in steadyrank_unknown_ids_total either way"""
+    record_requests: Path | None = None
+    """keep a sample of the answered requests' rows in rotating files under DIR/MODEL/, for
+    steadyrank monitor --requests (default: none)"""
+    record_rate: float = 0.01
+    """fraction of requests --record-requests keeps"""
+    record_files: int = 50
+    """most request files kept per model (and worker) by --record-requests; the oldest go
+    first"""
     wait_for_models: float = 0.0
     """before serving, wait up to this many seconds for a first model version (beside a
     trainer that has not exported yet; 0: do not wait)"""
@@ -152,6 +160,10 @@ class ServerConfig:
         if self.recycle_after_loads is not None and self.recycle_after_loads < 0:
             raise ValueError(f"--recycle-after-loads must be >= 0, got "
                              f"{self.recycle_after_loads}")
+        if not 0.0 < self.record_rate <= 1.0:
+            raise ValueError(f"--record-rate {self.record_rate}: must be in (0, 1]")
+        if self.record_files < 1:
+            raise ValueError(f"--record-files must be >= 1, got {self.record_files}")
         if self.unknown_ids not in ("score", "reject"):
             raise ValueError(f"--unknown-ids {self.unknown_ids!r}: must be score or reject")
         if self.shadow_queue < 1:
