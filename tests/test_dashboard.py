@@ -107,7 +107,17 @@ def test_the_dashboard_has_the_panels_the_issue_lists():
 def test_compose_services_ports_and_volumes():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"trainer", "server", "lb", "traffic", "prometheus", "grafana"}
+    assert set(services) == {"trainer", "server", "lb", "traffic", "prometheus", "grafana",
+                             "monitor"}
+    # The TF Serving monitor is opt-in (`--profile monitor`), scraped as its own job.
+    monitor = services["monitor"]
+    assert monitor["profiles"] == ["monitor"] and monitor["command"][0] == "monitor"
+    assert [a for a in monitor["command"] if a.startswith("--replica=")] == [
+        "--replica=a=lb:8500/ml", "--replica=b=lb:8500/ml-b"]
+    scrape = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
+    assert jobs["steadyrank-monitor"]["dns_sd_configs"][0]["names"] == ["monitor"]
+    assert "--metrics-port=8503" in monitor["command"]
     ports = {p.split(":")[0]: name for name, s in services.items() for p in s.get("ports", [])}
     assert ports == {"3000": "grafana", "8500": "lb", "9090": "prometheus"}
     # `--scale server=N`: no fixed host port on the server; clients and traffic use the
