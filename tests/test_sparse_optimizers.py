@@ -132,14 +132,26 @@ def test_momenta_are_the_dense_averagers_and_their_products_close_in_form(kind, 
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("averaging", ["ema:0.5", "ema:0.9", "polyak:0.6"])
-def test_lazy_row_averages_equal_the_dense_average(averaging):
+def test_an_ema_with_its_step_count_takes_its_products_from_a_table():
+    total = 50
+    closed, table = Momenta("ema", 0.9), Momenta("ema", 0.9, steps=total)
+    assert closed.log_sums is None and table.log_sums is not None
+    for last in (-1, 0, 3, 30, total - 1):
+        first = tf.constant(np.arange(0, last + 2), tf.int64)  # first <= last + 1
+        np.testing.assert_allclose(table.product(first, tf.constant(last, tf.int64)).numpy(),
+                                   closed.product(first, tf.constant(last, tf.int64)).numpy(),
+                                   rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("averaging, steps", [("ema:0.5", 0), ("ema:0.9", 0), ("ema:0.9", 30),
+                                              ("polyak:0.6", 0)])
+def test_lazy_row_averages_equal_the_dense_average(averaging, steps):
     """Each row's average caught up lazily equals updating every row's average every step
     (the dense definition), in float64, midway and at the end."""
     kind, value = cfg.parse_averaging(averaging)
     total = 30
     start = polyak_start(total, value) if kind == "polyak" else None
-    momenta = Momenta(kind, value, start)
+    momenta = Momenta(kind, value, start, steps=steps)
     w0 = np.random.default_rng(2).normal(size=(ROWS, DIM))
     steps = _steps(3, total)
     opt = RowSparseOptimizer("sgd", 0.1, momenta=momenta)

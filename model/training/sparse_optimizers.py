@@ -33,6 +33,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -60,8 +61,8 @@ class Momenta:
     steps F, F+1, ...
     """
 
-    def __init__(self, kind: str, momentum: float = 0.0, polyak_from: int | None = None
-                 ) -> None:
+    def __init__(self, kind: str, momentum: float = 0.0, polyak_from: int | None = None,
+                 steps: int = 0) -> None:
         if kind not in ("ema", "polyak"):
             raise ValueError(f"unknown averaging {kind!r}; expected ema or polyak")
         if kind == "polyak" and polyak_from is None:
@@ -70,6 +71,15 @@ class Momenta:
         # The first step whose warm-up momentum reaches M: (1 + k) / (10 + k) >= M.
         self.warm_steps = (max(0, math.ceil((10 * momentum - 1) / (1 - momentum)))
                            if kind == "ema" else 0)
+        # With the run's step count, an EMA's products come from one table of cumulative
+        # log momenta (a gather, a subtraction and an exp per row, not a 9-term product):
+        # log_sums[i] = sum of log(momentum) over steps 0 .. i-1.
+        self.log_sums = None
+        if kind == "ema" and steps > 0:
+            k = np.arange(steps, dtype=np.float64)
+            mu = np.minimum(self.momentum, (1.0 + k) / (10.0 + k))
+            self.log_sums = tf.constant(np.concatenate([[0.0], np.cumsum(np.log(mu))]),
+                                        tf.float64)
 
     def at(self, step: tf.Tensor) -> tf.Tensor:
         """Step ``step``'s momentum (float64)."""
@@ -82,6 +92,9 @@ class Momenta:
     def product(self, first: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
         """The product of the momenta of steps ``first`` .. ``last`` (inclusive), for a
         vector of ``first`` and a scalar ``last``; 1 where the range is empty."""
+        if self.log_sums is not None:  # a row's range is first .. last, first <= last + 1
+            at = tf.gather(self.log_sums, tf.cast(first, tf.int64))
+            return tf.exp(self.log_sums[tf.cast(last, tf.int64) + 1] - at)
         a = tf.cast(first, tf.float64)
         b = tf.cast(last, tf.float64)
         empty = a > b
@@ -368,7 +381,7 @@ def make_training_optimizer(config: Config, total_steps: int, model: keras.Model
     e = t.embeddings
     momenta = None
     if averaging[0] == "ema":
-        momenta = Momenta("ema", averaging[1])
+        momenta = Momenta("ema", averaging[1], steps=total_steps)
     elif averaging[0] == "polyak":
         momenta = Momenta("polyak", polyak_from=polyak_start(total_steps, averaging[1]))
     sparse = RowSparseOptimizer(
