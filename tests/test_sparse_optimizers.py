@@ -136,7 +136,7 @@ def test_an_ema_with_its_step_count_takes_its_products_from_a_table():
     total = 50
     closed, table = Momenta("ema", 0.9), Momenta("ema", 0.9, steps=total)
     assert closed.log_sums is None and table.log_sums is not None
-    for last in (-1, 0, 3, 30, total - 1):
+    for last in (-1, 0, 3, 30, total - 1, total, total + 7):  # and past the planned steps
         first = tf.constant(np.arange(0, last + 2), tf.int64)  # first <= last + 1
         np.testing.assert_allclose(table.product(first, tf.constant(last, tf.int64)).numpy(),
                                    closed.product(first, tf.constant(last, tf.int64)).numpy(),

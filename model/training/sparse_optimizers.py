@@ -92,9 +92,20 @@ class Momenta:
     def product(self, first: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
         """The product of the momenta of steps ``first`` .. ``last`` (inclusive), for a
         vector of ``first`` and a scalar ``last``; 1 where the range is empty."""
-        if self.log_sums is not None:  # a row's range is first .. last, first <= last + 1
-            at = tf.gather(self.log_sums, tf.cast(first, tf.int64))
-            return tf.exp(self.log_sums[tf.cast(last, tf.int64) + 1] - at)
+        if self.log_sums is None:
+            return self._closed_product(first, last)
+        # A row's range is first .. last with first <= last + 1; past the table (a run that
+        # takes more steps than it planned) the closed form answers.
+        last = tf.cast(last, tf.int64)
+        size = tf.shape(self.log_sums, out_type=tf.int64)[0]
+        return tf.cond(
+            last + 1 < size,
+            lambda: tf.exp(tf.gather(self.log_sums, last + 1)
+                           - tf.gather(self.log_sums, tf.cast(first, tf.int64))),
+            lambda: self._closed_product(first, last))
+
+    def _closed_product(self, first: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
+        """:meth:`product` in closed form."""
         a = tf.cast(first, tf.float64)
         b = tf.cast(last, tf.float64)
         empty = a > b
