@@ -74,9 +74,10 @@ class Momenta:
         # With the run's step count, an EMA's products come from one table of cumulative
         # log momenta (a gather, a subtraction and an exp per row, not a 9-term product):
         # log_sums[i] = sum of log(momentum) over steps 0 .. i-1.
+        # The table covers the warm-up at least; past its end every step's momentum is M.
         self.log_sums = None
         if kind == "ema" and steps > 0:
-            k = np.arange(steps, dtype=np.float64)
+            k = np.arange(max(steps, self.warm_steps), dtype=np.float64)
             mu = np.minimum(self.momentum, (1.0 + k) / (10.0 + k))
             self.log_sums = tf.constant(np.concatenate([[0.0], np.cumsum(np.log(mu))]),
                                         tf.float64)
@@ -94,15 +95,14 @@ class Momenta:
         vector of ``first`` and a scalar ``last``; 1 where the range is empty."""
         if self.log_sums is None:
             return self._closed_product(first, last)
-        # A row's range is first .. last with first <= last + 1; past the table (a run that
-        # takes more steps than it planned) the closed form answers.
-        last = tf.cast(last, tf.int64)
-        size = tf.shape(self.log_sums, out_type=tf.int64)[0]
-        return tf.cond(
-            last + 1 < size,
-            lambda: tf.exp(tf.gather(self.log_sums, last + 1)
-                           - tf.gather(self.log_sums, tf.cast(first, tf.int64))),
-            lambda: self._closed_product(first, last))
+        # A row's range is first .. last with first <= last + 1. Steps past the table (a run
+        # that takes more steps than it planned) are past the warm-up: each adds log M.
+        end = int(self.log_sums.shape[0]) - 1
+        a, b = tf.cast(first, tf.int64), tf.cast(last, tf.int64) + 1
+        inside = (tf.gather(self.log_sums, tf.minimum(b, end))
+                  - tf.gather(self.log_sums, tf.minimum(a, end)))
+        beyond = tf.cast(tf.maximum(b - end, 0) - tf.maximum(a - end, 0), tf.float64)
+        return tf.exp(inside + beyond * math.log(self.momentum))
 
     def _closed_product(self, first: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
         """:meth:`product` in closed form."""
@@ -203,22 +203,14 @@ class RowSparseOptimizer(keras.optimizers.Optimizer):
             self._apply(variable, slots, rows, grad)
             return
 
-        def averaged() -> None:
-            caught = self._catch_up(variable, slots, rows)
-            self._apply(variable, slots, rows, grad)
-            step = self.iterations
-            mu = tf.cast(self.momenta.at(step), variable.dtype)
-            fresh = variable.sparse_read(rows)
-            slots["average"].scatter_update(tf.IndexedSlices(
-                mu * caught + (1.0 - mu) * fresh, rows))
-            slots["stamp"].scatter_update(tf.IndexedSlices(
-                tf.fill(tf.shape(rows), step), rows))
-
-        if self.momenta.polyak_from is None:
-            averaged()
-        else:  # before Polyak's first step the average restarts anyway: skip the work
-            tf.cond(self.iterations >= self.momenta.polyak_from, averaged,
-                    lambda: self._apply(variable, slots, rows, grad))
+        caught = self._catch_up(variable, slots, rows)
+        self._apply(variable, slots, rows, grad)
+        step = self.iterations
+        mu = tf.cast(self.momenta.at(step), variable.dtype)
+        fresh = variable.sparse_read(rows)
+        slots["average"].scatter_update(tf.IndexedSlices(mu * caught + (1.0 - mu) * fresh,
+                                                         rows))
+        slots["stamp"].scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), step), rows))
 
     def _catch_up(self, variable: tf.Variable, slots: dict[str, tf.Variable],
                   rows: tf.Tensor) -> tf.Tensor:
