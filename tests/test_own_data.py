@@ -207,14 +207,17 @@ def test_a_schema_draft_from_the_data_trains_once_roles_are_set(tmp_path, capsys
     assert 'column = "clicked"  # looks like the label' in text and 'task = "binary"' in text
     assert 'name = "tags"\nkind = "multi_hot"' in text
     assert 'name = "price"\nkind = "numeric"' in text and "fill = 0.0  # " in text
-    shopper = 'name = "shopper"\nkind = "categorical"\nrole = "context"  # looks like an id'
-    assert shopper in text
-    draft = text.replace(shopper, 'name = "shopper"\nkind = "categorical"\nrole = "user_id" #')
-    (tmp_path / "draft.toml").write_text(draft + "\n[train]\nepochs = 1\n")
+    # The ids and the sku's facts are guessed (the click log plants brand and price per sku).
+    assert 'name = "shopper"\nkind = "categorical"\nrole = "user_id"  # its name hints' in text
+    assert 'name = "sku"\nkind = "categorical"\nrole = "item_id"  # its name hints' in text
+    assert 'name = "brand"\nkind = "categorical"\nrole = "item"  # the same value' in text
+    # The draft trains as it is.
+    (tmp_path / "draft.toml").write_text(text + "\n[train]\nepochs = 1\n")
     config = cfg.load(tmp_path / "draft.toml")
     assert config.label.column == "clicked"
     prepared = prepare_data(config)
     assert prepared.schema.user_id.name == "shopper" and prepared.train.rows == 3840
+    assert prepared.schema.item_id.name == "sku"
     assert cli_main(["data", "schema", str(tmp_path / "none-*.parquet")]) == 1
     assert "matches no file" in capsys.readouterr().err
 
