@@ -23,7 +23,8 @@ def _trainer(args: argparse.Namespace) -> int:
     log = sayer("trainer")
     config = load(args.config, args.overrides)
     gate = replicas.Gate(args.max_churn_swap, args.max_churn_pd)
-    rounds = replicas.run(config, args.models, args.name, args.retrain_interval,
+    name = args.name or config.model_name(args.config)
+    rounds = replicas.run(config, args.models, name, args.retrain_interval,
                           args.keep, args.users, log=log, should_stop=stop.wait,
                           vary=args.vary, warm_start=args.warm_start, gate=gate,
                           warm_epochs=args.warm_start_epochs,
@@ -32,6 +33,13 @@ def _trainer(args: argparse.Namespace) -> int:
     log(f"done: {len(rounds)} round(s), latest version {rounds[-1].version}"
         + (f", {held} held back by the churn gate" if held else ""))
     return 0
+
+
+def model_name_of(config_path: str | None) -> str:
+    """The model a config trains and serves (``ml`` without a config)."""
+    from steadyrank.model.config import DEFAULT_MODEL_NAME, load
+
+    return load(config_path).model_name(config_path) if config_path else DEFAULT_MODEL_NAME
 
 
 def _traffic(args: argparse.Namespace) -> int:
@@ -44,8 +52,9 @@ def _traffic(args: argparse.Namespace) -> int:
         sayer("traffic")("rate 0: sending nothing")
         stop.wait()
         return 0
+    model = args.model or model_name_of(args.config)
     try:
-        stats = traffic.run(args.server, args.model, args.rate, args.duration,
+        stats = traffic.run(args.server, model, args.rate, args.duration,
                             args.candidates, args.predict_share, args.timeout,
                             args.ready_timeout, args.report_every, args.seed,
                             log=sayer("traffic"))
@@ -101,7 +110,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="configs/smelu.toml",
                    help="experiment config (default configs/smelu.toml)")
     p.add_argument("--models", default="models", help="model base path (default models)")
-    p.add_argument("--name", default="ml", help="model name (default ml; B is NAME-b)")
+    p.add_argument("--name", default=None, help="model name (default: the config's "
+                   "[serving] name, else its file's stem; B is NAME-b)")
     p.add_argument("--retrain-interval", type=float, default=0.0,
                    help="seconds between retrains; 0 (default): train once and exit")
     p.add_argument("--keep", type=positive(int), default=3,
@@ -133,7 +143,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "(open loop) until stopped")
     p.add_argument("--server", default=DEFAULT_SERVER,
                    help=f"default {DEFAULT_SERVER}")
-    p.add_argument("--model", default="ml", help="default ml")
+    p.add_argument("--model", default=None, help="model name (default: --config's, else ml)")
+    p.add_argument("--config", default=None,
+                   help="the trainer's config: the model is its [serving] name, else its "
+                   "file's stem")
     p.add_argument("--rate", type=_non_negative, default=5.0,
                    help="requests per second (default 5; 0: send nothing, stay up)")
     p.add_argument("--duration", type=float, default=0.0,

@@ -7,6 +7,7 @@ it), ``[model]`` and ``[train]``.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -191,6 +192,19 @@ class TrainConfig:
     table_memory_mb: int = 0
 
 
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DEFAULT_MODEL_NAME = "ml"  # a config read from no file, naming nothing
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How the trained model is served (``[serving]``): ``name`` is the model's name on the
+    server (its replica is NAME-b); empty: the config file's stem (``shop.toml`` serves
+    ``shop``). Not part of what a model is: renaming retrains nothing."""
+
+    name: str = ""
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole experiment."""
@@ -200,6 +214,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     label: Label | None = None  # with features: the declared schema; else the format's preset
     features: tuple[Feature, ...] = ()
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
     @property
     def task(self) -> str:
@@ -217,7 +232,14 @@ class Config:
         if self.label is not None:
             schema = parse_schema(asdict(self.label), [f.to_dict() for f in self.features])
             out.update(schema.to_dict())
+        if self.serving.name:
+            out["serving"] = asdict(self.serving)
         return out
+
+    def model_name(self, path: str | Path | None = None) -> str:
+        """The served model's name: ``serving.name``, else the config file's stem, else
+        ``ml``."""
+        return self.serving.name or (Path(path).stem if path else DEFAULT_MODEL_NAME)
 
 
 def _section(cls: type, raw: dict[str, Any], where: str) -> Any:
@@ -387,6 +409,10 @@ def validate(config: Config) -> Config:
         (m.min_id_count >= 1, "model.min_id_count", "must be >= 1"),
         (m.embedding_l2 >= 0, "model.embedding_l2", "must be >= 0"),
         (m.embedding_init_scale > 0, "model.embedding_init_scale", "must be > 0"),
+        (config.serving.name == "" or (bool(MODEL_NAME.match(config.serving.name))
+                                       and not config.serving.name.endswith("-b")),
+         "serving.name", "must be letters, digits, '_', '.' or '-' (not starting with one of "
+         "the last three) and not end in -b (NAME-b is the second replica)"),
         (m.embedding_init == "" or _parses(parse_embedding_init, m.embedding_init),
          "model.embedding_init", "must be 'uniform:S' or 'normal:S' with S > 0, or 'zeros'"),
         (t.table_memory_mb >= 0, "train.table_memory_mb", "must be >= 0"),
@@ -433,7 +459,7 @@ def validate(config: Config) -> Config:
     return config
 
 
-SECTIONS = ("data", "label", "features", "model", "train")
+SECTIONS = ("data", "label", "features", "model", "train", "serving")
 
 
 def from_dict(raw: dict[str, Any], where: str = "config") -> Config:
@@ -463,6 +489,7 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> Config:
         model=_section(ModelConfig, raw.get("model", {}), f"{where}: model"),
         train=_section(TrainConfig, raw.get("train", {}), f"{where}: train"),
         label=label, features=features,
+        serving=_section(ServingConfig, raw.get("serving", {}), f"{where}: serving"),
     ))
 
 
@@ -471,9 +498,13 @@ def same_config(recorded: Any, config: Config) -> bool:
     the recording lacks take their defaults, so exports made before a setting existed still
     match configs that leave it at its default (which is what they trained with)."""
     try:
-        return from_dict(recorded).to_dict() == config.to_dict()
+        ours = config.to_dict()
+        theirs = from_dict(recorded).to_dict()
     except (ConfigError, TypeError, AttributeError):
         return False
+    ours.pop("serving", None)  # a name on the server is not part of what was trained
+    theirs.pop("serving", None)
+    return ours == theirs
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
@@ -497,6 +528,8 @@ def with_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Co
         raw["model"].pop("task")  # follows label.task, which an override may change
     for text in overrides:
         section, name, value = parse_override(text)
+        if section == "serving":
+            raw.setdefault("serving", {})  # to_dict leaves an unset [serving] out
         if section not in raw:
             raise ConfigError(f"override {text!r}: unknown section {section!r}; known: "
                               f"{', '.join(raw)}")

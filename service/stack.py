@@ -48,6 +48,13 @@ class StackConfig:
     overrides: list[str] = field(default_factory=list)
     grace: float = 30.0
 
+    @property
+    def model_name(self) -> str:
+        """The model the trainer publishes: the config's [serving] name, else its stem."""
+        from steadyrank.model.config import load
+
+        return load(self.config, self.overrides).model_name(self.config)
+
     def validate(self) -> None:
         """ValueError naming the first bad setting."""
         if not self.config.is_file():
@@ -120,7 +127,7 @@ def commands(cfg: StackConfig, prometheus: str | None) -> dict[str, list[str]]:
     }
     if cfg.traffic_rate > 0:
         out["traffic"] = [*cli, "traffic", "--server", f"localhost:{cfg.port}", "--rate",
-                          str(cfg.traffic_rate)]
+                          str(cfg.traffic_rate), "--model", cfg.model_name]
     if prometheus:
         out["prometheus"] = [
             prometheus, f"--config.file={prometheus_config(cfg.work, cfg.metrics_port)}",
@@ -155,7 +162,8 @@ def up(cfg: StackConfig, console: IO[str] = sys.stdout) -> int:
                   "https://prometheus.io/download/ and run `make up` again",
                   file=console, flush=True)
         print("steadyrank up: first training takes a few minutes; then try "
-              f"`steadyrank rank --server localhost:{cfg.port} --model ml --user 1`. "
+              f"`steadyrank rank --server localhost:{cfg.port} --model {cfg.model_name} "
+              "--user USER`. "
               "Ctrl-C stops everything.", file=console, flush=True)
         code = _watch(children, stop, console)
     finally:

@@ -40,3 +40,87 @@ def test_loading_an_export_as_the_readme_says(tiny_data, tmp_path_factory, tmp_p
     expected = reader.load(base / "ml" / "1").score_pairs(np.array([1, 1]), np.array([1, 50]))
     np.testing.assert_allclose(printed, expected, rtol=1e-5)
     assert "SmeLU" in reader.op_types(reader.read_saved_model(base / "ml" / "1"))
+
+
+def _own_data_block() -> list[str]:
+    """The commands of README's "Run the stack on your data" block."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(r"<!-- readme-test: own-data -->\n```sh\n(.*?)```", text, re.S)
+    assert found, "README has no own-data block"
+    return [line.split("#")[0].strip() for line in found.group(1).strip().splitlines()]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_own_data_steps_run_as_the_readme_says(tmp_path):
+    """A newcomer's path: a CSV, the draft, `make up CONFIG=...` (its command, `steadyrank up`),
+    then `rank` with a context feature; the model is named after the config."""
+    import os
+    import shlex
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import wait_for
+    from tests.test_draft import _events, _write
+
+    draft_cmd, up_cmd, rank_cmd = _own_data_block()
+    assert draft_cmd == "steadyrank data schema userdata/events.csv > configs/shop.toml"
+    assert up_cmd == "make up CONFIG=configs/shop.toml"
+    assert rank_cmd.startswith("steadyrank rank --server localhost:8500 --model shop --user ")
+    (tmp_path / "userdata").mkdir()
+    (tmp_path / "configs").mkdir()
+    _write(_events(n=1500), tmp_path / "userdata" / "events.csv", "csv")
+    cli = [sys.executable, "-m", "steadyrank.cli"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # 1. The draft, written where the README writes it.
+    args = shlex.split(draft_cmd.split(">")[0])[1:]
+    done = subprocess.run([*cli, *args], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "configs" / "shop.toml").write_text(done.stdout)
+    # 2. `make up CONFIG=configs/shop.toml` runs `steadyrank up --config configs/shop.toml`
+    # (free ports here, one epoch to be quick).
+    assert "$(PY) -m steadyrank.cli up $(if $(CONFIG),--config $(CONFIG))" in (
+        REPO / "Makefile").read_text()
+    port, metrics, prometheus = _free_port(), _free_port(), _free_port()
+    log = open(tmp_path / "up.log", "w")  # noqa: SIM115
+    up = subprocess.Popen([*cli, "up", "--config", "configs/shop.toml", "--work", "run",
+                           "--port", str(port), "--metrics-port", str(metrics),
+                           "--prometheus-port", str(prometheus), "--traffic-rate", "2",
+                           "--set", "train.epochs=1"], cwd=tmp_path, env=env, stdout=log,
+                          stderr=subprocess.STDOUT)
+    try:
+        def served() -> bool:
+            check = subprocess.run([*cli, "health", "--server", f"localhost:{port}",
+                                    "--model", "shop-b"], capture_output=True, env=env)
+            return check.returncode == 0
+
+        assert wait_for(served, timeout=600, every=3), (tmp_path / "up.log").read_text()[-4000:]
+        assert (tmp_path / "run" / "models" / "shop" / "1" / "manifest.json").exists()
+        assert (tmp_path / "run" / "logs" / "trainer.log").exists()
+        # 3. The README's rank, on this server's port.
+        rank = shlex.split(rank_cmd.replace("localhost:8500", f"localhost:{port}"))[1:]
+        done = subprocess.run([*cli, *rank], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert len([line for line in done.stdout.splitlines() if line.strip()]) >= 5
+        import urllib.request
+
+        def monitored() -> bool:
+            text = urllib.request.urlopen(f"http://localhost:{metrics}/metrics",
+                                          timeout=10).read().decode()
+            return 'steadyrank_replica_prediction_difference_relative_count{model="shop"' in text
+
+        assert wait_for(monitored, timeout=120, every=2)
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(timeout=120)
+        log.close()
+    assert code == 0, (tmp_path / "up.log").read_text()[-4000:]
