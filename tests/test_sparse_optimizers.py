@@ -416,3 +416,33 @@ def test_tables_over_the_memory_budget_are_refused_before_training(tiny_data, sp
     assert item["adam"].weight_bytes == weights and item["adam"].slot_bytes == 2 * weights
     assert item["adagrad"].slot_bytes == weights
     assert item["averaged"].slot_bytes == 2 * weights + 600 * 8
+
+
+def test_lazy_averages_of_several_tables_updated_together_equal_the_dense_ones():
+    """Tables of two widths in one step (their averages are computed together per width)."""
+    rng = np.random.default_rng(5)
+    shapes = [(12, 3), (7, 3), (5, 2)]
+    momenta = Momenta("ema", 0.8, steps=25)
+    opt = RowSparseOptimizer("adagrad", 0.1, momenta=momenta)
+    start = [rng.normal(size=s) for s in shapes]
+    tables = [tf.Variable(w.astype(np.float32)) for w in start]
+    twins = [tf.Variable(w.astype(np.float32)) for w in start]  # each stepped alone
+    alone = [RowSparseOptimizer("adagrad", 0.1) for _ in shapes]
+    averages = [w.astype(np.float64).copy() for w in start]
+    for t in range(25):
+        pairs = []
+        for k, (rows, dim) in enumerate(shapes):
+            idx = rng.integers(0, rows, size=3)
+            grad = tf.IndexedSlices(tf.constant(rng.normal(size=(3, dim)), tf.float32),
+                                    tf.constant(idx, tf.int64), tf.constant([rows, dim]))
+            pairs.append((grad, tables[k]))
+            alone[k].apply_gradients([(grad, twins[k])])
+        opt.apply_gradients(pairs)
+        mu = float(momenta.at(tf.constant(t, tf.int64)))
+        for k in range(len(shapes)):
+            averages[k] = mu * averages[k] + (1 - mu) * twins[k].numpy().astype(np.float64)
+    for k in range(len(shapes)):
+        np.testing.assert_allclose(tables[k].numpy(), twins[k].numpy(), rtol=1e-6)
+    opt.swap_in_average(tables)
+    for k in range(len(shapes)):
+        np.testing.assert_allclose(tables[k].numpy(), averages[k], rtol=1e-5, atol=1e-5)

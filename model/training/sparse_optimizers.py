@@ -191,36 +191,55 @@ class RowSparseOptimizer(keras.optimizers.Optimizer):
         """The slots of table ``var`` by name."""
         return self._slots[self._index_dict[self._var_key(var)]]
 
-    def update_step(self, gradient: Any, variable: tf.Variable) -> None:
-        """One step on the rows the gradient names (every row for a dense gradient)."""
+    @staticmethod
+    def _rows(gradient: Any, variable: tf.Variable) -> tuple[tf.Tensor, tf.Tensor]:
+        """(rows, their gradients): the rows a sparse gradient names, or every row."""
         if isinstance(gradient, tf.IndexedSlices):
-            rows, grad = gradient.indices, gradient.values
-        else:
-            rows = tf.range(tf.shape(variable, out_type=tf.int64)[0])
-            grad = gradient
-        slots = self.slots(variable)
+            return gradient.indices, gradient.values
+        return tf.range(tf.shape(variable, out_type=tf.int64)[0]), gradient
+
+    def update_step(self, gradient: Any, variable: tf.Variable) -> None:
+        """One step on the rows the gradient names (every row for a dense gradient); the
+        averages, when kept, are updated by :meth:`_distributed_apply_gradients_fn`."""
+        rows, grad = self._rows(gradient, variable)
+        self._apply(variable, self.slots(variable), rows, grad)
+
+    def _distributed_apply_gradients_fn(self, distribution: Any, grads_and_vars: list,
+                                        **kwargs: Any) -> tf.Tensor:
+        """Without averaging, Keras' per-variable updates. With it, every table's step and
+        then the averages of the rows each used, computed for all tables of one dtype and
+        width at once: each row's average catches up over the steps its weights sat still,
+        then takes this step's momentum. (Per table the work is a few gathers and scatters;
+        the arithmetic, batched, does not grow with the number of tables.)"""
         if self.momenta is None:
-            self._apply(variable, slots, rows, grad)
-            return
-
-        caught = self._catch_up(variable, slots, rows)
-        self._apply(variable, slots, rows, grad)
+            return super()._distributed_apply_gradients_fn(distribution, grads_and_vars,
+                                                           **kwargs)
         step = self.iterations
-        mu = tf.cast(self.momenta.at(step), variable.dtype)
-        fresh = variable.sparse_read(rows)
-        slots["average"].scatter_update(tf.IndexedSlices(mu * caught + (1.0 - mu) * fresh,
-                                                         rows))
-        slots["stamp"].scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), step), rows))
-
-    def _catch_up(self, variable: tf.Variable, slots: dict[str, tf.Variable],
-                  rows: tf.Tensor) -> tf.Tensor:
-        """The rows' averages brought up to the step before this one: their weights held
-        still since their last update, so the skipped steps' momenta multiply in."""
-        stamps = slots["stamp"].sparse_read(rows)
-        keep = self.momenta.product(stamps + 1, self.iterations - 1)
-        keep = tf.cast(keep, variable.dtype)[:, None]
-        return keep * slots["average"].sparse_read(rows) + (1.0 - keep) * \
-            variable.sparse_read(rows)
+        work = []
+        for grad, var in grads_and_vars:
+            rows, values = self._rows(grad, var)
+            slots = self.slots(var)
+            before = (slots["stamp"].sparse_read(rows), slots["average"].sparse_read(rows),
+                      var.sparse_read(rows))
+            self._apply(var, slots, rows, values)
+            work.append((var, slots, rows, before))
+        groups: dict[tuple[Any, ...], list] = {}
+        for item in work:
+            var = item[0]
+            groups.setdefault((var.dtype, tuple(var.shape[1:])), []).append(item)
+        for (dtype, _), items in groups.items():
+            sizes = [tf.shape(rows)[0] for _, _, rows, _ in items]
+            stamps, average, old = (tf.concat([before[k] for *_, before in items], axis=0)
+                                    for k in range(3))
+            fresh = tf.concat([var.sparse_read(rows) for var, _, rows, _ in items], axis=0)
+            keep = tf.cast(self.momenta.product(stamps + 1, step - 1), dtype)[:, None]
+            mu = tf.cast(self.momenta.at(step), dtype)
+            updated = mu * (keep * average + (1.0 - keep) * old) + (1.0 - mu) * fresh
+            for (_, slots, rows, _), part in zip(items, tf.split(updated, sizes), strict=True):
+                slots["average"].scatter_update(tf.IndexedSlices(part, rows))
+                slots["stamp"].scatter_update(tf.IndexedSlices(
+                    tf.fill(tf.shape(rows), step), rows))
+        return self.iterations.assign_add(1)
 
     def _apply(self, variable: tf.Variable, slots: dict[str, tf.Variable], rows: tf.Tensor,
                grad: tf.Tensor) -> None:
