@@ -103,7 +103,10 @@ def test_trainer_cli(config, tmp_path, capsys):
                     "[model]\nembedding_dim = 4\ndeep_layers = [8]\n[train]\nepochs = 1\n")
     assert cli_main(["trainer", "--config", str(toml), "--models", str(tmp_path / "m"),
                      "--users", "20"]) == 0
-    manifest = json.loads((tmp_path / "m" / "ml-b" / "1" / layout.MANIFEST).read_text())
+    # Named after the config file (no [serving] name): c and c-b.
+    assert sorted(p.name for p in (tmp_path / "m").iterdir() if not p.name.startswith(".")
+                  ) == ["c", "c-b"]
+    manifest = json.loads((tmp_path / "m" / "c-b" / "1" / layout.MANIFEST).read_text())
     assert "offline_reproducibility" in manifest
     assert "published" in capsys.readouterr().err
     assert cli_main(["trainer", "--config", str(tmp_path / "missing.toml"),

@@ -1,6 +1,8 @@
 """Reproducibility techniques: shuffle modes, init/order seeds, weight averaging,
 co-distillation, vocabulary thresholds and embedding options."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -281,3 +283,21 @@ def test_embedding_init_scale_and_l2(tiny_data, splits):
     assert not model.losses  # no penalty outside training
     model(batch, training=True)
     assert len(model.losses) == 2 and all(float(x) > 0 for x in model.losses)
+
+
+def test_the_served_name_comes_from_the_config_and_is_not_part_of_what_trained(tmp_path):
+    from steadyrank.model import config as cfg
+
+    named = cfg.from_dict({"serving": {"name": "shop"}})
+    assert named.model_name("configs/other.toml") == "shop"
+    assert cfg.from_dict({}).model_name("configs/clicks.toml") == "clicks"
+    assert cfg.from_dict({}).model_name() == "ml"
+    assert cfg.same_config(named.to_dict(), cfg.from_dict({}))  # a rename retrains nothing
+    assert "serving" not in cfg.from_dict({}).to_dict()  # old records' keys are unchanged
+    assert cfg.with_overrides(cfg.from_dict({}), ["serving.name=clicks"]).serving.name == \
+        "clicks"
+    for bad in ("shop-b", "-x", "a b", "x/y"):
+        with pytest.raises(cfg.ConfigError, match=f"serving.name must be .*got '{bad}'"):
+            cfg.from_dict({"serving": {"name": bad}})
+    shipped = cfg.load(Path(__file__).resolve().parent.parent / "configs" / "smelu.toml")
+    assert shipped.model_name("configs/smelu.toml") == "ml"  # old deployments keep ml
