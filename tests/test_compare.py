@@ -415,3 +415,19 @@ def test_the_shipped_criteo_config_is_the_studys_named_recipe():
     assert judged["pairs"] >= 8 and sorted(judged["sources"]) == ["all", "order"]
     for source in ("all", "order"):
         assert judged["goals"][source][0]["selected"] == result["winner"]
+
+
+def test_ranking_grids_keep_a_multi_hot_context_list_per_row():
+    """A multi-hot context feature is one list per request, repeated for every candidate."""
+    import numpy as np
+
+    from steadyrank.model.evaluation.evalset import Requests
+
+    requests = Requests("u", "i", {"u": np.array([1, 2]),
+                                   "tags": np.array([["a", "b"], ["c", ""]], object)},
+                        np.array([10, 11, 12]))
+    grid = requests.grid()
+    assert grid["tags"].shape == (6, 2) and grid["tags"][3].tolist() == ["c", ""]
+    assert grid["u"].tolist() == [1, 1, 1, 2, 2, 2]
+    assert grid["i"].tolist() == [10, 11, 12, 10, 11, 12]
+    assert requests.grid(1)["tags"].tolist() == [["c", ""]] * 3

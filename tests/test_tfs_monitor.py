@@ -128,3 +128,39 @@ def test_replica_arguments_and_schema_errors(replicas, capsys):
     assert cli_main(["monitor", "--model", "ml", "--replica", "a=x:1", "--replica", "b=x:2",
                      "--requests", "/nonexistent", "--metrics-port", "-1"]) == 2
     assert "no recorded requests of model 'ml'" in capsys.readouterr().err
+
+
+def test_the_monitor_command_serves_metrics_and_stops_cleanly_on_sigterm(replicas, tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    work, _, ports, _, _ = replicas
+    log = tmp_path / "monitor.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "steadyrank.cli", "monitor", "--model", "ml",
+             "--replica", f"a=127.0.0.1:{ports[0]}", "--replica", f"b=127.0.0.1:{ports[1]}",
+             "--export", str(work / "a" / "ml"), "--metrics-port", "0",
+             "--metrics-host", "127.0.0.1", "--rate", "20", "--candidates", "20"],
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: "metrics on port" in log.read_text(), timeout=120), \
+            log.read_text()[-2000:]
+        port = int(re.search(r"metrics on port (\d+)", log.read_text()).group(1))
+
+        def compared() -> bool:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                          timeout=5).read().decode()
+            return 'steadyrank_monitor_pairs_total{model="ml"}' in text and \
+                'steadyrank_replica_topk_swap_rate_count{k="10"' in text
+
+        assert wait_for(compared, timeout=60), (log.read_text()[-3000:], urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()[-3000:])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0, log.read_text()[-2000:]
+    assert "done:" in log.read_text()

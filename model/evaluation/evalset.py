@@ -38,7 +38,8 @@ class Requests:
         ``index`` alone)."""
         picked = range(len(self)) if index is None else [index]
         n = len(self.items)
-        out = {k: np.repeat(v[list(picked)], n) for k, v in self.users.items()}
+        # axis 0: a multi-hot context feature is one list per request
+        out = {k: np.repeat(v[list(picked)], n, axis=0) for k, v in self.users.items()}
         out[self.item] = np.tile(self.items, len(picked))
         return out
 
