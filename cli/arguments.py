@@ -70,3 +70,20 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings: type, flags: l
 def settings_from(args: argparse.Namespace, settings: type, flags: list[Field]) -> Any:
     """The settings dataclass with each flag's parsed value."""
     return settings(**{f.name: getattr(args, f.name) for f in flags})
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a number >= 0."""
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_pacing(parser: argparse.ArgumentParser, zero_rate: str) -> None:
+    """``--rate`` (requests per second, default 5; ``zero_rate`` says what 0 means) and
+    ``--duration`` (seconds, default 0: until stopped), for commands that send requests."""
+    parser.add_argument("--rate", type=non_negative, default=5.0,
+                        help=f"requests per second (default 5; 0: {zero_rate})")
+    parser.add_argument("--duration", type=non_negative, default=0.0,
+                        help="seconds to run (default 0: until stopped)")

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from steadyrank.cli.arguments import positive
+from steadyrank.cli.arguments import add_pacing, non_negative, positive
 from steadyrank.core.log import sayer
 from steadyrank.service.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT, DEFAULT_SERVER
 
@@ -96,13 +96,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Adds ``trainer``, ``traffic``, ``health`` and ``up``."""
     p = sub.add_parser("trainer", help="train replicas NAME and NAME-b, measure their offline "
@@ -132,7 +125,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-churn-swap", type=_fraction, default=None, metavar="X",
                    help="publish a retrain only if its top-10 swap rate against the serving "
                    "version is <= X")
-    p.add_argument("--max-churn-pd", type=_non_negative, default=None, metavar="X",
+    p.add_argument("--max-churn-pd", type=non_negative, default=None, metavar="X",
                    help="publish a retrain only if its relative PD against the serving "
                    "version is <= X")
     p.add_argument("--set", dest="overrides", action="append", default=[],
@@ -147,10 +140,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None,
                    help="the trainer's config: the model is its [serving] name, else its "
                    "file's stem")
-    p.add_argument("--rate", type=_non_negative, default=5.0,
-                   help="requests per second (default 5; 0: send nothing, stay up)")
-    p.add_argument("--duration", type=float, default=0.0,
-                   help="seconds to run (default 0: until stopped)")
+    add_pacing(p, "send nothing, stay up")
     p.add_argument("--candidates", type=int, default=100,
                    help="random catalog items per Rank request (default 100; 0: whole catalog)")
     p.add_argument("--predict-share", type=float, default=0.2,

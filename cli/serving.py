@@ -183,10 +183,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "DIR` instead of drawing them")
     p.add_argument("--user-input", default=None, metavar="NAME",
                    help="the user id input, when the signatures alone cannot tell it")
-    p.add_argument("--rate", type=float, default=5.0,
-                   help="requests per second (default 5; 0: as fast as answers come)")
-    p.add_argument("--duration", type=float, default=0.0,
-                   help="seconds to run (default 0: until stopped)")
+    arguments.add_pacing(p, "as fast as answers come")
     p.add_argument("--limit", type=int, default=0,
                    help="requests to send (default 0: no bound)")
     p.add_argument("--candidates", type=arguments.positive(int), default=100,

@@ -237,6 +237,31 @@ def predict_request(model: str, rows: dict[str, np.ndarray],
     return request
 
 
+def examples_request(kind: str, model: str, rows: dict[str, Any]) -> Any:
+    """A ``RegressionRequest`` (``kind="regress"``) or ``ClassificationRequest``
+    (``"classify"``) of one tf.Example per row: each int in an int64_list, each float in a
+    float_list, each str in a bytes_list (a list value: all of its values)."""
+    from tensorflow_serving.apis import classification_pb2, regression_pb2
+
+    request = (regression_pb2.RegressionRequest() if kind == "regress"
+               else classification_pb2.ClassificationRequest())
+    request.model_spec.name = model
+    for i in range(len(next(iter(rows.values())))):
+        example = request.input.example_list.examples.add()
+        for name, column in rows.items():
+            value = column[i]
+            values = list(value) if isinstance(value, list | tuple | np.ndarray) else [value]
+            feature = example.features.feature[name]
+            if isinstance(values[0], str | bytes):
+                feature.bytes_list.value.extend(
+                    v.encode() if isinstance(v, str) else v for v in values)
+            elif isinstance(values[0], float | np.floating):
+                feature.float_list.value.extend(float(v) for v in values)
+            else:
+                feature.int64_list.value.extend(int(v) for v in values)
+    return request
+
+
 def loadtest(server: str, model: str, concurrency: int, duration: float,
              candidates: int = 100, k: int = 10, timeout: float = 5.0, warmup: float = 1.0,
              seed: int = 0, pool: list[Any] | None = None,

@@ -102,12 +102,7 @@ def test_predict_runs_other_signatures(predict_stub, local):
 
 def test_regress_on_tf_examples(predict_stub, local):
     users, items = pairs(local, 5)
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = "ml"
-    for u, i in zip(users, items, strict=True):
-        example = request.input.example_list.examples.add()
-        example.features.feature["user_id"].int64_list.value.append(int(u))
-        example.features.feature["item_id"].int64_list.value.append(int(i))
+    request = client.examples_request("regress", "ml", {"user_id": users, "item_id": items})
     response = predict_stub.Regress(request, timeout=30)
     np.testing.assert_allclose([r.value for r in response.result.regressions],
                                local.score_pairs(users, items), rtol=1e-6)

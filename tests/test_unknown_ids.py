@@ -7,10 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (
-    classification_pb2,
-    predict_pb2,
     prediction_service_pb2_grpc,
-    regression_pb2,
 )
 
 from steadyrank.model.artifact import reader
@@ -72,10 +69,7 @@ def test_predict_rows_naming_new_items(served, local):
     policy, srv, chan = served
     stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
     users, items = _rows(local)
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "ml"
-    request.inputs["user_id"].CopyFrom(tf.make_tensor_proto(users))
-    request.inputs["item_id"].CopyFrom(tf.make_tensor_proto(items))
+    request = client.predict_request("ml", {"user_id": users, "item_id": items})
     before = _counted(srv, "item")
     if policy == "reject":
         _refused(lambda: stub.Predict(request, timeout=30),
@@ -118,12 +112,7 @@ def test_regress_on_examples_naming_new_items(served, local):
     policy, _, chan = served
     stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
     users, items = _rows(local)
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = "ml"
-    for u, i in zip(users, items, strict=True):
-        example = request.input.example_list.examples.add()
-        example.features.feature["user_id"].int64_list.value.append(int(u))
-        example.features.feature["item_id"].int64_list.value.append(int(i))
+    request = client.examples_request("regress", "ml", {"user_id": users, "item_id": items})
     if policy == "reject":
         _refused(lambda: stub.Regress(request, timeout=30),
                  "input.examples['item_id']: unknown item ids 88888, 99999")
@@ -171,15 +160,9 @@ def test_classify_examples_with_a_new_string_item(shop):
     """A binary model with string ids and context features: Classify alike."""
     policy, chan, model = shop
     stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = "shop"
     rows = {"shopper": ["s001", "s002"], "sku": ["k1000", "k-new"], "device": ["ios", "web"],
             "hour": [9.0, 20.0]}
-    for i in range(2):
-        example = request.input.example_list.examples.add()
-        for name in ("shopper", "sku", "device"):
-            example.features.feature[name].bytes_list.value.append(rows[name][i].encode())
-        example.features.feature["hour"].float_list.value.append(rows["hour"][i])
+    request = client.examples_request("classify", "shop", rows)
     if policy == "reject":
         _refused(lambda: stub.Classify(request, timeout=30),
                  "input.examples['sku']: unknown item ids 'k-new'")
