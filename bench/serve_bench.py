@@ -142,7 +142,7 @@ def rss_mb(pid: int) -> float:
 
 def server_rss(served: Served) -> dict[str, float]:
     """RSS of the server process and, under a supervisor, of each worker."""
-    from steadyrank.service.supervisor import worker_pids
+    from steadyrank.service.serve.supervisor import worker_pids
 
     out = {"main": rss_mb(served.proc.pid)}
     for i, pid in enumerate(worker_pids(served.proc.pid)):

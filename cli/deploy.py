@@ -15,7 +15,7 @@ from steadyrank.service.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT, DEFA
 
 def _trainer(args: argparse.Namespace) -> int:
     from steadyrank.model.config import load
-    from steadyrank.model.evaluation import replicas
+    from steadyrank.model.publishing import replicas
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -43,7 +43,7 @@ def model_name_of(config_path: str | None) -> str:
 
 
 def _traffic(args: argparse.Namespace) -> int:
-    from steadyrank.service import traffic
+    from steadyrank.service.client import traffic
 
     if args.rate == 0:  # switched off (TRAFFIC_RATE=0): stay up quietly until stopped
         stop = threading.Event()
@@ -65,7 +65,7 @@ def _traffic(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from steadyrank.service.probe import health
+    from steadyrank.service.client.probe import health
 
     problem = health(args.server, args.model, args.timeout)
     if problem:
@@ -77,7 +77,7 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from steadyrank.service import stack
+    from steadyrank.cli import stack
 
     return stack.up(stack.StackConfig(
         config=Path(args.config), work=Path(args.work), port=args.port,

@@ -180,11 +180,11 @@ def _compare(args: argparse.Namespace) -> int:
     import shlex
 
     from steadyrank.model.config import load
-    from steadyrank.model.evaluation import compare, report
+    from steadyrank.model.evaluation import compare, pairs, report
 
     command = "steadyrank " + shlex.join(args.argv)
     variants = compare.parse_variants(args.variants)
-    vary = compare.parse_vary(args.vary)
+    vary = pairs.parse_vary(args.vary)
     if args.winner and args.winner not in {v.name for v in variants}:
         raise ValueError(f"--winner {args.winner!r} is not one of the variants")
     config = load(args.config, args.overrides)

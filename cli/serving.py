@@ -20,15 +20,15 @@ def _logging(level: str, worker: str | None = None) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     _logging(args.log_level)
-    from steadyrank.service import supervisor
+    from steadyrank.service.serve import supervisor
 
     config = arguments.settings_from(args, settings.ServerConfig, settings.flag_fields())
     return supervisor.serve(config, args.log_level)
 
 
 def _serve_worker(args: argparse.Namespace) -> int:
-    from steadyrank.service import supervisor
-    from steadyrank.service.server import serve
+    from steadyrank.service.serve import supervisor
+    from steadyrank.service.serve.server import serve
 
     config = supervisor.config_from_json(args.config_json)
     _logging(args.log_level, config.worker)
@@ -46,7 +46,7 @@ def _rpc_error(err: Exception, server: str) -> int:
 
 def _monitor(args: argparse.Namespace) -> int:
     from steadyrank.core.log import sayer
-    from steadyrank.service.monitor import run_monitor
+    from steadyrank.service.client.monitor import run_monitor
 
     if args.rate < 0 or args.duration < 0 or args.limit < 0:
         raise ValueError("--rate, --duration and --limit must be >= 0")
@@ -61,7 +61,7 @@ def _monitor(args: argparse.Namespace) -> int:
 
 def _rank(args: argparse.Namespace) -> int:
     from steadyrank.service import client
-    from steadyrank.service.requests import ModelInputs
+    from steadyrank.service.client.model_inputs import ModelInputs
 
     try:
         with client.channel(args.server) as chan:

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from steadyrank.model.artifact.layout import ITEM_IDS, RANK, RANK_WITH_FEATURES
+from steadyrank.service.serve.status import invalid, shown
 from steadyrank.service.settings import MAX_ID_CHARS, MAX_VALUE_CHARS
-from steadyrank.service.status import invalid, shown
 
 DT_FLOAT, DT_STRING, DT_INT64 = 1, 7, 9  # tensorflow.DataType values
 DTYPE_NAMES = {DT_INT64: "int64", DT_FLOAT: "float", DT_STRING: "string"}

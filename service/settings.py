@@ -29,6 +29,8 @@ DEFAULT_SERVER = f"localhost:{DEFAULT_PORT}"  # where clients look by default
 # Version loads before a worker is replaced (under the supervisor): at ~0.25 MB kept by
 # TensorFlow per load, about 25 MB at most; hourly retrains recycle every few days.
 DEFAULT_RECYCLE_AFTER_LOADS = 100
+# TF Serving's gRPC message limit (INT_MAX, both directions): what clients accept.
+MAX_MESSAGE_BYTES = 2**31 - 1
 INTERNAL = {"flag": False}  # field metadata: set by the supervisor, not a flag
 
 

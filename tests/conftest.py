@@ -203,7 +203,7 @@ def kill_serve(proc: subprocess.Popen) -> None:
     """Kills a ``serve`` supervisor left running by a failed test, and its workers."""
     import signal
 
-    from steadyrank.service import supervisor as workers
+    from steadyrank.service.serve import supervisor as workers
 
     children = workers.worker_pids(proc.pid)  # before the kill: then they are re-parented
     if proc.poll() is None:

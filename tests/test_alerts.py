@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from steadyrank.service.telemetry import ServerMetrics
+from steadyrank.service.serve.telemetry import ServerMetrics
 
 PROMETHEUS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 SUFFIXES = ("_bucket", "_count", "_sum", "_total")
@@ -43,7 +43,7 @@ def test_alerts_fire_and_stay_quiet_as_their_unit_tests_say():
 
 def test_prometheus_configs_pass_promtool_check(tmp_path):
     """The compose config (DNS discovery of every server replica) and `make up`'s rewrite."""
-    from steadyrank.service import stack
+    from steadyrank.cli import stack
 
     result = run("check", "config", "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -65,7 +65,7 @@ def exported_names() -> set[str]:
     """Every sample name the server exports (its workers' and its supervisor's)."""
     from prometheus_client import CollectorRegistry
 
-    from steadyrank.service.supervisor import supervisor_metrics
+    from steadyrank.service.serve.supervisor import supervisor_metrics
 
     registries = [ServerMetrics().registry, CollectorRegistry()]
     supervisor_metrics(registries[1])

@@ -20,8 +20,8 @@ from tensorflow_serving.apis import (
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model.artifact import reader
 from steadyrank.service import client
-from steadyrank.service.requests import ModelInputs
-from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.client.model_inputs import ModelInputs
+from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 
 
@@ -222,7 +222,7 @@ def test_a_click_model_without_ids_predicts_and_classifies_but_does_not_rank(ser
     model = models["clicks"]
     specs = ModelInputs.read(chan, "clicks").rows
     rng = np.random.default_rng(0)
-    from steadyrank.service.requests import random_rows
+    from steadyrank.service.client.model_inputs import random_rows
     rows = random_rows(rng, specs, 5)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "clicks"

@@ -8,9 +8,9 @@ import grpc
 import numpy as np
 import pytest
 
-from steadyrank.service.batching import Batcher, DirectScorer
-from steadyrank.service.status import ServiceError
-from steadyrank.service.telemetry import ServerMetrics
+from steadyrank.service.serve.batching import Batcher, DirectScorer
+from steadyrank.service.serve.status import ServiceError
+from steadyrank.service.serve.telemetry import ServerMetrics
 
 
 class FakeServable:
@@ -178,8 +178,8 @@ def test_a_request_that_gives_up_frees_its_queue_slot():
 
 
 def test_both_scorers_offer_what_the_handlers_call():
-    from steadyrank.service.batching import Batcher, DirectScorer, Scorer
-    from steadyrank.service.telemetry import ServerMetrics
+    from steadyrank.service.serve.batching import Batcher, DirectScorer, Scorer
+    from steadyrank.service.serve.telemetry import ServerMetrics
 
     wanted = {n for n in dir(Scorer) if not n.startswith("_")}
     assert {"score", "rows", "call", "start", "stop"} <= wanted
@@ -229,7 +229,7 @@ def test_requests_of_other_inputs_or_signatures_never_share_a_call():
 
 
 def test_a_request_the_model_refuses_does_not_fail_the_ones_batched_with_it():
-    from steadyrank.service.status import invalid
+    from steadyrank.service.serve.status import invalid
 
     class Picky(FakeServable):
         def call(self, signature, inputs):

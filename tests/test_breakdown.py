@@ -12,7 +12,8 @@ from steadyrank.model.artifact import reader
 from steadyrank.model.artifact.layout import RARITY_BUCKETS, rarity_bucket
 from steadyrank.model.data.batches import concat
 from steadyrank.model.data.splits import prepare_data
-from steadyrank.model.evaluation import breakdown, metrics
+from steadyrank.model.evaluation import breakdown
+from steadyrank.model.measures import metrics
 from steadyrank.model.training.workflow import train_and_export
 from tests.conftest import small_config
 

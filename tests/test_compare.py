@@ -10,7 +10,8 @@ from steadyrank.cli.main import main as cli_main
 from steadyrank.model.artifact import reader
 from steadyrank.model.config import from_dict, load, same_config, techniques
 from steadyrank.model.data import synth
-from steadyrank.model.evaluation import compare, metrics, pair_records, report
+from steadyrank.model.evaluation import compare, pair_records, pairs, report
+from steadyrank.model.measures import metrics
 
 
 @pytest.mark.parametrize("text, message", [
@@ -132,7 +133,7 @@ def test_compare_cli_writes_a_report_from_the_exports(synth_config, tmp_path, ca
     b = reader.load(tmp_path / "work" / "all" / "relu" / "pair0-b")
     assert (a.manifest["seed"], b.manifest["seed"]) == (1, 2)
     from steadyrank.model.data.splits import prepare_data
-    from steadyrank.model.evaluation.accuracy import predict
+    from steadyrank.model.measures.accuracy import predict
     prepared = prepare_data(from_dict(raw))
     expected = metrics.relative_pd(predict(a.score, prepared.eval_batches())[0],
                                    predict(b.score, prepared.eval_batches())[0])
@@ -362,13 +363,13 @@ def test_variant_techniques_and_vary_sources():
                          ("smelu+ema:2", "train.weight_averaging must be")]:
         with pytest.raises(ValueError, match=message):
             compare.parse_variants(bad)[0].apply(base)
-    assert compare.replica_seeds("all", 1) == ((3, 3), (4, 4))
-    assert compare.replica_seeds("init", 1) == ((3, 3), (4, 3))
-    assert compare.replica_seeds("order", 1) == ((3, 3), (3, 4))
-    assert compare.replica_seeds("async", 1) == ((3, 3), (3, 3))
-    assert compare.parse_vary("order, all,order") == ["order", "all"]
+    assert pairs.replica_seeds("all", 1) == ((3, 3), (4, 4))
+    assert pairs.replica_seeds("init", 1) == ((3, 3), (4, 3))
+    assert pairs.replica_seeds("order", 1) == ((3, 3), (3, 4))
+    assert pairs.replica_seeds("async", 1) == ((3, 3), (3, 3))
+    assert pairs.parse_vary("order, all,order") == ["order", "all"]
     with pytest.raises(ValueError, match="--vary must name sources"):
-        compare.parse_vary("all,seed")
+        pairs.parse_vary("all,seed")
 
 
 def test_compare_cli_rejects_bad_arguments(tmp_path, capsys):

@@ -24,7 +24,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from steadyrank.service import client, probe
+from steadyrank.service import client
+from steadyrank.service.client import probe
 from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.test_dashboard import dashboard, queries
 

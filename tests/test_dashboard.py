@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from steadyrank.service.telemetry import ServerMetrics
+from steadyrank.service.serve.telemetry import ServerMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "deploy" / "grafana"

@@ -17,11 +17,11 @@ from steadyrank.model.artifact import reader
 from steadyrank.model.config import ConfigError, from_dict, load
 from steadyrank.model.data import synth
 from steadyrank.model.data.splits import prepare_data
-from steadyrank.model.evaluation import metrics
+from steadyrank.model.measures import metrics
 from steadyrank.model.training import distributed
 from steadyrank.model.training import local_cluster as cluster
 from steadyrank.service import client
-from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import REPO, data_overrides, eval_columns
 

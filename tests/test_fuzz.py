@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (
 )
 
 from steadyrank.service import client
-from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2
 from tests.conftest import rss_mb, train_small_models
 
@@ -412,8 +412,8 @@ class _Context:
 def test_bodies_over_the_in_flight_budget_are_refused_not_queued():
     import asyncio
 
-    from steadyrank.service.telemetry import ServerMetrics
-    from steadyrank.service.wire import Admission, Wire
+    from steadyrank.service.serve.telemetry import ServerMetrics
+    from steadyrank.service.serve.wire import Admission, Wire
 
     metrics = ServerMetrics()
     wire = Wire(Admission(max_message_bytes=1000, max_inflight_bytes=1500, metrics=metrics),

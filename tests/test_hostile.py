@@ -15,12 +15,12 @@ from tensorflow.core.framework import tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from steadyrank.service import client
-from steadyrank.service.batching import Batcher, DirectScorer
-from steadyrank.service.manager import fingerprint
-from steadyrank.service.server import ServerConfig, ServerThread
-from steadyrank.service.status import ServiceError
+from steadyrank.service.serve.batching import Batcher, DirectScorer
+from steadyrank.service.serve.manager import fingerprint
+from steadyrank.service.serve.server import ServerConfig, ServerThread
+from steadyrank.service.serve.status import ServiceError
+from steadyrank.service.serve.telemetry import ServerMetrics
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
-from steadyrank.service.telemetry import ServerMetrics
 from tests.conftest import train_small_models, wait_for
 
 

@@ -109,7 +109,7 @@ def test_every_public_module_imports_alone_without_side_effects():
     theirs_writes = {w for b in baselines for w in _lasting(b["writes"])}
     theirs_spawned = {p for b in baselines for p in b["spawned"]}
     modules = public_modules()
-    assert {"steadyrank.model.network.layers", "steadyrank.service.server",
+    assert {"steadyrank.model.network.layers", "steadyrank.service.serve.server",
             "steadyrank.core.fileio", "steadyrank.model.artifact.reader"} <= set(modules)
     with ThreadPoolExecutor(2) as pool:
         results = dict(zip(modules, pool.map(_import, modules), strict=True))
@@ -122,18 +122,19 @@ def test_every_public_module_imports_alone_without_side_effects():
 
 
 def test_the_server_imports_no_training_code():
-    loaded = _import("steadyrank.service.server", "steadyrank.service.supervisor")["modules"]
+    loaded = _import("steadyrank.service.serve.server",
+                     "steadyrank.service.serve.supervisor")["modules"]
     training = [m for m in loaded if m.startswith((
         "tensorflow_recommenders", "tf_keras", "steadyrank.model.network",
         "steadyrank.model.training", "steadyrank.model.data",
-        "steadyrank.model.evaluation.compare", "steadyrank.model.evaluation.replicas",
+        "steadyrank.model.evaluation", "steadyrank.model.publishing",
         "steadyrank.model.artifact.writer"))]
     assert training == []
     assert "steadyrank.model.artifact.reader" in loaded  # what it does use
 
 
 def test_clients_import_neither_tensorflow_nor_training_code():
-    loaded = _import("steadyrank.service.client", "steadyrank.service.probe")["modules"]
+    loaded = _import("steadyrank.service.client", "steadyrank.service.client.probe")["modules"]
     assert not [m for m in loaded if m.startswith(("tensorflow", "steadyrank.model.network"))]
 
 
@@ -151,11 +152,21 @@ def test_the_library_loads_on_first_use(use):
 # ------------------------------------------------------------------------ the layering
 
 # For each package (the longest matching prefix wins), the steadyrank packages its modules
-# may import. Imports inside a package itself are always allowed.
-# Evaluation's measures are leaves (numpy and the config only) that training may use.
-MEASURES = ("steadyrank.model.evaluation.metrics", "steadyrank.model.evaluation.accuracy")
+# may import. Imports inside a package itself are always allowed. Inside model the rooms go
+# publishing -> evaluation -> training -> network -> data -> config, with measures a leaf
+# every room may use and the artifact reader on core and ops only.
 READER_SIDE = ("steadyrank.model.artifact.layout", "steadyrank.model.artifact.reader",
                "steadyrank.model.artifact.gate", "steadyrank.model.schema")
+BELOW_TRAINING = ("steadyrank.core", "steadyrank.ops", "steadyrank.model.config",
+                  "steadyrank.model.schema", "steadyrank.model.data",
+                  "steadyrank.model.network", "steadyrank.model.artifact",
+                  "steadyrank.model.measures")
+SERVICE_BASE = ("steadyrank.core", "steadyrank.ops", "steadyrank.proto",
+                "steadyrank.model.measures.metrics", *READER_SIDE)
+SERVICE_SHARED = ("steadyrank.service.settings", "steadyrank.service.stubs",
+                  "steadyrank.service.protos", "steadyrank.service.request_schema",
+                  "steadyrank.service.pair_metrics", "steadyrank.service.recorded_requests",
+                  "steadyrank.service._generated")
 ALLOWED = {
     "steadyrank.core": (),
     "steadyrank.model": (),  # the package's __init__: a docstring
@@ -163,6 +174,7 @@ ALLOWED = {
     "steadyrank.proto": (),
     "steadyrank.ops": ("steadyrank.core",),
     "steadyrank.model.config": ("steadyrank.core", "steadyrank.ops", "steadyrank.model.schema"),
+    "steadyrank.model.measures": ("steadyrank.model.config", "steadyrank.model.schema"),
     "steadyrank.model.data": ("steadyrank.core", "steadyrank.model.config",
                               "steadyrank.model.schema"),
     "steadyrank.model.network": ("steadyrank.core", "steadyrank.ops", "steadyrank.model.config",
@@ -172,17 +184,15 @@ ALLOWED = {
                                          "steadyrank.model.config", "steadyrank.model.schema",
                                          "steadyrank.model.data",
                                          "steadyrank.model.network", *READER_SIDE),
-    "steadyrank.model.training": ("steadyrank.core", "steadyrank.ops",
-                                  "steadyrank.model.config", "steadyrank.model.schema",
-                                  "steadyrank.model.data",
-                                  "steadyrank.model.network", "steadyrank.model.artifact",
-                                  *MEASURES),
-    "steadyrank.model.evaluation": ("steadyrank.core", "steadyrank.ops", "steadyrank.model"),
-    "steadyrank.model.evaluation.metrics": (),
-    "steadyrank.model.evaluation.accuracy": ("steadyrank.model.config",
-                                             "steadyrank.model.schema"),
-    "steadyrank.service": ("steadyrank.core", "steadyrank.ops", "steadyrank.proto",
-                           "steadyrank.model.evaluation.metrics", *READER_SIDE),
+    "steadyrank.model.training": BELOW_TRAINING,
+    "steadyrank.model.evaluation": (*BELOW_TRAINING, "steadyrank.model.training"),
+    "steadyrank.model.publishing": (*BELOW_TRAINING, "steadyrank.model.training",
+                                    "steadyrank.model.evaluation"),
+    # service: the shared modules (settings, stubs, the request schema, pair metrics), the
+    # server's room and the clients' room; neither room imports the other.
+    "steadyrank.service": SERVICE_BASE,
+    "steadyrank.service.serve": (*SERVICE_BASE, *SERVICE_SHARED),
+    "steadyrank.service.client": (*SERVICE_BASE, *SERVICE_SHARED),
     "steadyrank.cli": ("steadyrank",),
 }
 
@@ -239,3 +249,7 @@ def test_the_layering_check_catches_upward_imports(tmp_path):
     bad.write_text("from steadyrank.model.artifact import writer\n")
     assert len(_violations("steadyrank.service.mod", bad)) == 1
     assert _violations("steadyrank.cli.mod", bad) == []
+    bad.write_text("from steadyrank.service.serve import shadow\n")  # a client on the server
+    assert len(_violations("steadyrank.service.client.mod", bad)) == 1
+    bad.write_text("from steadyrank.service.client import traffic\n")
+    assert len(_violations("steadyrank.service.serve.mod", bad)) == 1

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from steadyrank.model.evaluation import metrics
+from steadyrank.model.measures import metrics
 
 
 def test_prediction_difference_by_hand():

@@ -5,10 +5,10 @@ import shutil
 import grpc
 import pytest
 
-from steadyrank.service.manager import ModelManager, replica_of, version_folders
-from steadyrank.service.servable import LoadError
-from steadyrank.service.status import ServiceError
-from steadyrank.service.telemetry import ServerMetrics
+from steadyrank.service.serve.manager import ModelManager, replica_of, version_folders
+from steadyrank.service.serve.servable import LoadError
+from steadyrank.service.serve.status import ServiceError
+from steadyrank.service.serve.telemetry import ServerMetrics
 
 
 class Loaded:
@@ -156,7 +156,7 @@ def test_version_folders_skip_files_and_hidden_folders(tmp_path):
 
 def test_the_replaced_version_is_kept_for_the_churn_window(tmp_path, monkeypatch):
     clock = {"now": 100.0}
-    monkeypatch.setattr("steadyrank.service.manager.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("steadyrank.service.serve.manager.time.monotonic", lambda: clock["now"])
     metrics = ServerMetrics()
     manager = ModelManager(tmp_path, metrics, poll_seconds=0, loader=loader, churn_seconds=60)
     write(tmp_path, "m", 1)

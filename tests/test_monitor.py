@@ -23,9 +23,9 @@ from steadyrank.model.artifact import reader
 from steadyrank.model.config import load as load_config
 from steadyrank.model.data import synth
 from steadyrank.model.data.splits import prepare_data
-from steadyrank.model.evaluation import metrics as repro
+from steadyrank.model.measures import metrics as repro
 from steadyrank.service import client
-from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import eval_columns, wait_for
 

@@ -13,8 +13,8 @@ from steadyrank.model.artifact import layout, reader
 from steadyrank.model.config import from_dict
 from steadyrank.model.data import synth
 from steadyrank.model.data.splits import prepare_data
-from steadyrank.model.evaluation import metrics as repro
-from steadyrank.model.evaluation import replicas
+from steadyrank.model.measures import metrics as repro
+from steadyrank.model.publishing import replicas
 from tests.conftest import eval_columns
 
 
@@ -165,8 +165,8 @@ def test_vary_order_keeps_the_init_seed(config, tmp_path):
 def test_server_exports_the_churn_gate(config, tmp_path):
     from prometheus_client import generate_latest
 
-    from steadyrank.service.manager import ModelManager
-    from steadyrank.service.telemetry import ServerMetrics
+    from steadyrank.service.serve.manager import ModelManager
+    from steadyrank.service.serve.telemetry import ServerMetrics
 
     (tmp_path / "ml" / "1").mkdir(parents=True)
     gate_record.gate_path(tmp_path, "ml").write_text(json.dumps({

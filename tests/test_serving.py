@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
 
 from steadyrank.model.artifact import reader
 from steadyrank.service import client
-from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import train_small_models, wait_for
 
@@ -499,7 +499,7 @@ def _mean(histogram, *labels):
 
 
 def test_live_replica_metrics_match_offline_metrics(models):
-    from steadyrank.model.evaluation import metrics as repro
+    from steadyrank.model.measures import metrics as repro
 
     thread, srv = start(models, shadow_rate=1.0)
     try:
@@ -569,7 +569,7 @@ def test_identical_replicas_show_zero_difference(models, tmp_path):
     np.array([[b"x", b"yy"], [b"zzz", b"w"]], object), np.array(5, np.int64),
     np.array([True, False]), np.array([], np.float32)])
 def test_to_array_equals_tensorflow_for_every_layout(value):
-    from steadyrank.service.tensors import to_array
+    from steadyrank.service.serve.tensors import to_array
 
     for proto in (tf.make_tensor_proto(value), tf.make_tensor_proto(
             value.reshape(-1)[:1], shape=value.shape) if value.size else None):
@@ -589,7 +589,7 @@ def test_to_array_reads_listed_values_as_tensorflow_does(field, dtype, values):
     """Values listed one by one in ``*_val`` (not packed in tensor_content) decode alike."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 
-    from steadyrank.service.tensors import to_array
+    from steadyrank.service.serve.tensors import to_array
 
     proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum, tensor_shape=(
         tensor_shape_pb2.TensorShapeProto(dim=[{"size": 2}, {"size": 2}])), **{field: values})
@@ -601,8 +601,8 @@ def test_to_array_reads_listed_values_as_tensorflow_does(field, dtype, values):
 def test_string_bytes_are_counted_exactly_near_the_limit():
     """The serialized size only decides whether to count: strings of 900 bytes in a proto
     over 1,000 bytes pass a 1,000-byte limit; 1,080 bytes of strings do not."""
-    from steadyrank.service.status import ServiceError
-    from steadyrank.service.tensors import Limits, check_declared
+    from steadyrank.service.serve.status import ServiceError
+    from steadyrank.service.serve.tensors import Limits, check_declared
 
     limits = Limits(max_string_bytes=1000)
     fits = tf.make_tensor_proto(np.array([b"123456789"] * 100, object))
@@ -617,7 +617,7 @@ def test_string_bytes_are_counted_exactly_near_the_limit():
 def test_signature_inputs_are_read_once_per_signature_object():
     from tensorflow.core.protobuf import meta_graph_pb2
 
-    from steadyrank.service import tensors
+    from steadyrank.service.serve import tensors
 
     def signature(dim: int) -> meta_graph_pb2.SignatureDef:
         sig = meta_graph_pb2.SignatureDef()

@@ -5,8 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from steadyrank.service.shadow import ShadowScorer, request_metrics
-from steadyrank.service.telemetry import ServerMetrics
+from steadyrank.service.pair_metrics import request_metrics
+from steadyrank.service.serve.shadow import ShadowScorer
+from steadyrank.service.serve.telemetry import ServerMetrics
 from tests.conftest import wait_for
 
 

@@ -25,7 +25,8 @@ import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from steadyrank.model.artifact import layout, reader
-from steadyrank.service import client, supervisor
+from steadyrank.service import client
+from steadyrank.service.serve import supervisor
 from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import (
     kill_serve,

@@ -14,9 +14,11 @@ import grpc
 import pytest
 import yaml
 
+from steadyrank.cli import stack
 from steadyrank.cli.main import main as cli_main
-from steadyrank.service import client, probe, stack, traffic
-from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service import client
+from steadyrank.service.client import probe, traffic
+from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import REPO, data_overrides, train_small_models
 

@@ -7,9 +7,10 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model.artifact import reader
-from steadyrank.model.evaluation import metrics as repro
-from steadyrank.service import client, recorder
-from steadyrank.service.monitor import (
+from steadyrank.model.measures import metrics as repro
+from steadyrank.service import client
+from steadyrank.service import recorded_requests as recorder
+from steadyrank.service.client.monitor import (
     MonitorError,
     parse_replica,
     run_monitor,

@@ -15,7 +15,7 @@ from steadyrank.model import config as cfg
 from steadyrank.model.artifact import layout, reader, writer
 from steadyrank.model.artifact.reader import score_in_batches
 from steadyrank.model.data.splits import prepare_data
-from steadyrank.model.evaluation.accuracy import predict
+from steadyrank.model.measures.accuracy import predict
 from steadyrank.model.training import inputs, trainer
 from steadyrank.model.training.inputs import make_input
 from steadyrank.model.training.trainer import TrainError, member_seeds, train, train_member

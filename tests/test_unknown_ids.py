@@ -12,7 +12,7 @@ from tensorflow_serving.apis import (
 
 from steadyrank.model.artifact import reader
 from steadyrank.service import client
-from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 from tests.conftest import train_small_models
 

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 CHECK = """
 import json
 from pathlib import Path
-from steadyrank.service import stack
+from steadyrank.cli import stack
 from steadyrank.ops import build
 from steadyrank.service import protos
 messages, stubs = protos.load()

@@ -17,8 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from steadyrank.service import client
-from steadyrank.service import supervisor as workers
-from steadyrank.service.server import ServerConfig, ServerThread
+from steadyrank.service.serve import supervisor as workers
+from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2_grpc
 from tests.conftest import kill_serve, serve_ports, start_serve, train_small_models, wait_for
 

@@ -1,6 +1,6 @@
-"""Evaluation: reproducibility metrics (shared with the server's live monitor), accuracy,
-``steadyrank compare`` and its report, and the replica trainer with its churn gate.
+"""Evaluation: ``steadyrank compare`` (replica pairs per variant, their measures and
+breakdowns, pair records) and its report, and ``steadyrank explain-pd``.
 
-May import every other room of ``steadyrank.model``. ``metrics`` imports only numpy, so the
-server can use it without the rest.
+May import the rooms below it (``training``, ``network``, ``data``, ``artifact``,
+``measures``, the config and schema); never ``publishing``.
 """

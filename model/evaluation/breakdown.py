@@ -22,7 +22,7 @@ import numpy as np
 
 from steadyrank.model.artifact.layout import RAREST_COUNT, RARITY, RARITY_BUCKETS, rarity_bucket
 from steadyrank.model.artifact.reader import ExportError, LoadedModel, as_tensors, load
-from steadyrank.model.evaluation import metrics
+from steadyrank.model.measures import metrics
 
 PARTS = ("tables", "network")
 DECILES = 10

@@ -18,7 +18,7 @@ import numpy as np
 from steadyrank.model.artifact.layout import ITEM_IDS
 from steadyrank.model.artifact.reader import LoadedModel
 from steadyrank.model.data.splits import Prepared
-from steadyrank.model.evaluation.accuracy import predict
+from steadyrank.model.measures.accuracy import predict
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 from steadyrank.core.fileio import atomic_write_json, atomic_write_text
 from steadyrank.model.artifact.layout import RARITY_BUCKETS
 from steadyrank.model.evaluation import intervals
-from steadyrank.model.evaluation.metrics import SWAP_KS, swap_key
+from steadyrank.model.measures.metrics import SWAP_KS, swap_key
 
 ACCURACY_SLACK = 0.0  # the winner's loss may not exceed ReLU's
 REQUEST_BOUND = 1.2  # the winner's request time over ReLU's

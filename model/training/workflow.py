@@ -12,7 +12,7 @@ from steadyrank.model.artifact.reader import score_in_batches
 from steadyrank.model.artifact.writer import ServingModule, export, parameter_count
 from steadyrank.model.config import Config, techniques
 from steadyrank.model.data.splits import Prepared, prepare_data
-from steadyrank.model.evaluation.accuracy import accuracy, predict
+from steadyrank.model.measures.accuracy import accuracy, predict
 from steadyrank.model.network.features import row_counts
 from steadyrank.model.schema import NO_RANKING
 from steadyrank.model.training.trainer import remove_checkpoints, train

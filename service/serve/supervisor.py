@@ -359,7 +359,7 @@ def serve(config: Any, log_level: str = "info") -> int:
     config.validate()
     count = config.workers if config.workers is not None else usable_cores()
     if count == 1 and not config.recycle_after_loads:
-        from steadyrank.service.server import serve as serve_one
+        from steadyrank.service.serve.server import serve as serve_one
 
         return serve_one(config)
     if config.recycle_after_loads is None:

@@ -34,7 +34,7 @@ from steadyrank.model.artifact.layout import (
     USERS,
 )
 from steadyrank.service.request_schema import PADS, InputSpec, RankSchema, input_spec
-from steadyrank.service.status import invalid
+from steadyrank.service.serve.status import invalid
 
 SHOWN_IDS = 5  # unknown ids listed in an error message
 WARM_ROWS = 16

@@ -33,8 +33,8 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 
-from steadyrank.service.status import ServiceError, exhausted, invalid
-from steadyrank.service.telemetry import ServerMetrics
+from steadyrank.service.serve.status import ServiceError, exhausted, invalid
+from steadyrank.service.serve.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.wire")
 INLINE_PARSE_BYTES = 64 << 10  # bodies above this are parsed in a worker thread

@@ -11,10 +11,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from steadyrank.service.status import ServiceError, invalid, unavailable
+from steadyrank.service.serve.status import ServiceError, invalid, unavailable
 
 log = logging.getLogger("steadyrank.rpc")
-MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving's gRPC message limit: INT_MAX, both directions
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 DRAINING = ("the server is shutting down; send the call again (another server process or "
             "replica will answer it)")

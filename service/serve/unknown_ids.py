@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from steadyrank.service.servable import Servable, shown_ids
-from steadyrank.service.status import invalid
+from steadyrank.service.serve.servable import Servable, shown_ids
+from steadyrank.service.serve.status import invalid
 
 POLICIES = ("score", "reject")
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from steadyrank.model.artifact.layout import CATALOG, ITEM_IDS, USER_IDS, USERS
 from steadyrank.service.request_schema import InputSpec, feature_value, parse_text
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 
@@ -170,27 +169,11 @@ def random_rows(rng: np.random.Generator, specs: dict[str, InputSpec], rows: int
     return out
 
 
-def catalog_and_users(chan: Any, model: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """A ranking model's item ids and its known user ids (None without ``users``), asked
-    over ``chan`` with ``Predict``."""
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-    from steadyrank.service.client import predict_signature
-
-    predict = prediction_service_pb2_grpc.PredictionServiceStub(chan)
-    catalog = predict_signature(predict, model, CATALOG)[ITEM_IDS]
-    try:
-        users = predict_signature(predict, model, USERS)[USER_IDS]
-    except Exception:  # noqa: BLE001  (a model without user features has no ``users``)
-        users = None
-    return catalog, users
-
-
 def sample_rows(rng: np.random.Generator, inputs: ModelInputs, rows: int,
                 known: tuple[np.ndarray, np.ndarray | None] | None = None
                 ) -> dict[str, np.ndarray]:
     """Random ``serving_default`` rows; for a ranking model, with ``known`` (its catalog and
-    user ids, :func:`catalog_and_users`), ids the model knows."""
+    user ids, :func:`steadyrank.service.client.catalog_and_users`), ids the model knows."""
     out = random_rows(rng, inputs.rows, rows)
     if inputs.ranks and known is not None and inputs.item_input:
         catalog, users = known

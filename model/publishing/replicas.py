@@ -1,11 +1,11 @@
 """Train and publish a replica pair (``NAME`` and ``NAME-b``) for serving: what the trainer runs.
 
 One round trains replica A and replica B (same data and config; for version ``v`` the seeds
-of :func:`~steadyrank.model.evaluation.compare.replica_seeds` with pair ``v - 1``: with
+of :func:`~steadyrank.model.evaluation.pairs.replica_seeds` with pair ``v - 1``: with
 ``vary="all"`` A is seeded ``2v - 1`` and B ``2v``, with ``"order"`` they share the init seed
 and differ by row order, with ``"init"`` the reverse) into a hidden staging folder under the
 model base path, measures their offline reproducibility
-(:func:`~steadyrank.model.evaluation.compare.replica_pair_metrics`: relative and absolute
+(:func:`~steadyrank.model.evaluation.pairs.replica_pair_metrics`: relative and absolute
 PD on the eval split, top-k swap rate and Kendall tau of full-catalog rankings), writes it
 into both manifests, and then moves both versions into place with a rename each (same file
 system: atomic). A server never sees a half-written version, and
@@ -37,13 +37,14 @@ from steadyrank.model.artifact.gate import read_gate, write_gate
 from steadyrank.model.artifact.layout import MANIFEST, replica_name, versions
 from steadyrank.model.config import Config
 from steadyrank.model.data.splits import Prepared, prepare_data
-from steadyrank.model.evaluation import compare, metrics
+from steadyrank.model.evaluation import pairs
 from steadyrank.model.evaluation.evalset import (
     Requests,
     eval_scores,
     rank_all,
     ranking_requests,
 )
+from steadyrank.model.measures import metrics
 from steadyrank.model.schema import NO_RANKING
 from steadyrank.model.training.workflow import train_and_export
 
@@ -129,7 +130,7 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
                          "bound the relative PD (--max-churn-pd) instead")
     version = next_version(base, name)
     names = (name, replica_name(name))
-    seeds = compare.replica_seeds(vary, version - 1)
+    seeds = pairs.replica_seeds(vary, version - 1)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=base, prefix=".staging-"))
     try:
@@ -146,7 +147,7 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
                 prepared=prepared, version=version, extra={"replica_of": name, "vary": vary},
                 log=log, order_seed=order_seed, warm_start=warm))
         a, b = (reader.load(p) for p in staged)
-        measured = compare.replica_pair_metrics(a, b, prepared, requests, tau_users=users)
+        measured = pairs.replica_pair_metrics(a, b, prepared, requests, tau_users=users)
         offline = {k: float(measured[k]) for k in OFFLINE_KEYS if k in measured}
         for path, partner in zip(staged, reversed(names), strict=True):
             _update_manifest(path, offline_reproducibility={**offline, "partner": partner})

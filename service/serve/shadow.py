@@ -5,7 +5,7 @@ a row-wise signature, any schema, and the primary's scores) at
 ``rate`` and puts it on a bounded queue (a full queue drops it and counts the drop). A
 background thread takes what is queued, scores it with the replica ``NAME-b`` in one model
 call, and records, per request pair, the reproducibility metrics of
-:mod:`steadyrank.model.evaluation.metrics` (the functions ``steadyrank compare`` uses) as Prometheus
+:mod:`steadyrank.model.measures.metrics` (the functions ``steadyrank compare`` uses) as Prometheus
 histograms. After a version switch, for a warm-up window, a sample of requests is also
 scored by the replaced version, and the same metrics measure the churn a retrain causes
 (``steadyrank_version_churn_*``). None of this runs on the request path: a missing, failing
@@ -33,14 +33,14 @@ from steadyrank.model.artifact.layout import (
     SERVING_DEFAULT,
     rarity_bucket,
 )
-from steadyrank.model.evaluation import metrics as repro
-from steadyrank.service.batching import batch_key
-from steadyrank.service.servable import Servable
+from steadyrank.model.measures import metrics as repro
+from steadyrank.service.pair_metrics import observe
+from steadyrank.service.serve.batching import batch_key
+from steadyrank.service.serve.servable import Servable
+from steadyrank.service.serve.telemetry import ServerMetrics
 from steadyrank.service.settings import ServerConfig
-from steadyrank.service.telemetry import PairHistograms, ServerMetrics
 
 log = logging.getLogger("steadyrank.shadow")
-KENDALL_MAX_CANDIDATES = 2000  # tau is O(n^2); larger requests skip it
 MAX_JOBS_PER_CALL = 64
 
 
@@ -80,58 +80,6 @@ class ShadowJob:
     def rows(self) -> int:
         """The number of scored rows."""
         return int(self.scores.size)
-
-
-def request_metrics_rows(scores_a: np.ndarray, scores_b: np.ndarray, ranked: bool = True
-                         ) -> dict[str, np.ndarray]:
-    """Reproducibility metrics of each request (row) of [requests, candidates] score arrays.
-
-    Computed with :mod:`steadyrank.model.evaluation.metrics`, vectorised over the requests.
-    With ``ranked``: top-k swap only for k below the number of candidates (with k or fewer,
-    both top-k sets are all of them and cannot differ); Kendall tau for 2 to 2,000
-    candidates. Without: the prediction differences only.
-    """
-    n = scores_a.shape[1]
-    out = {"relative_pd": repro.relative_pd_per_example(scores_a, scores_b).mean(axis=1),
-           "absolute_pd": repro.absolute_pd_per_example(scores_a, scores_b).mean(axis=1)}
-    if not ranked:
-        return out
-    for k in repro.SWAP_KS:
-        if k < n:
-            out[repro.swap_key(k)] = repro.topk_swap(scores_a, scores_b, k)
-    if 2 <= n <= KENDALL_MAX_CANDIDATES:
-        out["kendall_tau"] = repro.kendall_tau_rows(scores_a, scores_b)
-    return out
-
-
-def request_metrics(scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, float]:
-    """func:`request_metrics_rows` of one request's candidate scores."""
-    rows = request_metrics_rows(np.asarray(scores_a)[None], np.asarray(scores_b)[None])
-    return {name: float(values[0]) for name, values in rows.items()}
-
-
-def observe(family: PairHistograms, labels: list[tuple[str, ...]], scores_a: list[np.ndarray],
-            scores_b: list[np.ndarray], ranked: list[bool] | None = None) -> None:
-    """Records each request pair's metrics in a family of histograms (one label set each).
-
-    Requests with the same number of candidates (and ``ranked`` flag) are measured together.
-    """
-    flags = ranked or [True] * len(scores_a)
-    by_size: dict[tuple[int, bool], list[int]] = {}
-    for i, scores in enumerate(scores_a):
-        by_size.setdefault((scores.size, flags[i]), []).append(i)
-    for (_, is_ranked), members in by_size.items():
-        values = request_metrics_rows(np.stack([scores_a[i] for i in members]),
-                                      np.stack([scores_b[i] for i in members]), is_ranked)
-        for row, i in enumerate(members):
-            family.pd_relative.labels(*labels[i]).observe(values["relative_pd"][row])
-            family.pd_absolute.labels(*labels[i]).observe(values["absolute_pd"][row])
-            for k in repro.SWAP_KS:
-                if repro.swap_key(k) in values:
-                    family.topk_swap.labels(*labels[i], str(k)).observe(
-                        values[repro.swap_key(k)][row])
-            if "kendall_tau" in values:
-                family.kendall_tau.labels(*labels[i]).observe(values["kendall_tau"][row])
 
 
 class ShadowScorer:

@@ -1,7 +1,7 @@
 """A steady trickle of requests, so a fresh deployment's dashboard has data to show.
 
 Open loop: requests leave at ``rate`` per second whatever the answers do, as real users'
-requests would. Requests are drawn from the model's schema (:mod:`steadyrank.service.requests`):
+requests would. Requests are drawn from the model's schema (:mod:`.model_inputs`):
 for a ranking model mostly ``Rank`` (random known users over random candidates, or the whole
 catalog, with random context values), with a share of ``Predict`` on ``serving_default``; for
 a model without ids (a click model), ``Predict`` only. It waits for the server and the
@@ -23,7 +23,7 @@ import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from steadyrank.service import client
-from steadyrank.service.requests import ModelInputs
+from steadyrank.service.client.model_inputs import ModelInputs
 from steadyrank.service.stubs import ranking_pb2_grpc
 
 

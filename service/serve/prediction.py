@@ -40,22 +40,22 @@ from steadyrank.model.artifact.layout import (
     SCORES,
     SERVING_DEFAULT,
 )
-from steadyrank.service.batching import Scorer
-from steadyrank.service.manager import ModelManager
-from steadyrank.service.recorder import RequestRecorder
-from steadyrank.service.rpc import deadline_of, requested_version, rpc
-from steadyrank.service.servable import Servable
-from steadyrank.service.shadow import ShadowScorer
-from steadyrank.service.status import invalid, not_found, shown, unimplemented
-from steadyrank.service.telemetry import ServerMetrics
-from steadyrank.service.tensors import (
+from steadyrank.service.recorded_requests import RequestRecorder
+from steadyrank.service.serve.batching import Scorer
+from steadyrank.service.serve.manager import ModelManager
+from steadyrank.service.serve.rpc import deadline_of, requested_version, rpc
+from steadyrank.service.serve.servable import Servable
+from steadyrank.service.serve.shadow import ShadowScorer
+from steadyrank.service.serve.status import invalid, not_found, shown, unimplemented
+from steadyrank.service.serve.telemetry import ServerMetrics
+from steadyrank.service.serve.tensors import (
     Limits,
     check_inputs,
     output_filter,
     parse_inputs,
     to_proto,
 )
-from steadyrank.service.unknown_ids import UnknownIds
+from steadyrank.service.serve.unknown_ids import UnknownIds
 
 DEFAULT_SIGNATURE = SERVING_DEFAULT
 State = get_model_status_pb2.ModelVersionStatus.State

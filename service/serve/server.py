@@ -1,7 +1,7 @@
 """``steadyrank serve``: the gRPC server, its metrics endpoint, and graceful shutdown.
 
 The server is asyncio gRPC: request handling runs on one event loop, model calls in model
-threads (see :mod:`steadyrank.service.batching`), model loading in a polling thread.
+threads (see :mod:`steadyrank.service.serve.batching`), model loading in a polling thread.
 
 Services: ``tensorflow.serving.PredictionService``, ``tensorflow.serving.ModelService``,
 ``steadyrank.RankingService``, ``grpc.health.v1.Health`` and server reflection. Metrics are
@@ -30,18 +30,18 @@ from grpc_reflection.v1alpha._async import ReflectionServicer
 from prometheus_client import start_http_server
 from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
-from steadyrank.service.batching import Batcher, DirectScorer
-from steadyrank.service.manager import ModelManager, has_versions
-from steadyrank.service.prediction import ModelServicer, PredictionServicer
-from steadyrank.service.ranking_api import RankingServicer, ranking_pb2
-from steadyrank.service.recorder import RequestRecorder
-from steadyrank.service.rpc import Drain
+from steadyrank.service.recorded_requests import RequestRecorder
+from steadyrank.service.serve.batching import Batcher, DirectScorer
+from steadyrank.service.serve.manager import ModelManager, has_versions
+from steadyrank.service.serve.prediction import ModelServicer, PredictionServicer
+from steadyrank.service.serve.ranking_api import RankingServicer, ranking_pb2
+from steadyrank.service.serve.rpc import Drain
+from steadyrank.service.serve.shadow import ShadowScorer
+from steadyrank.service.serve.telemetry import ServerMetrics
+from steadyrank.service.serve.tensors import Limits
+from steadyrank.service.serve.unknown_ids import UnknownIds
+from steadyrank.service.serve.wire import Admission, Wire
 from steadyrank.service.settings import HANDOVER_SIGNAL, ServerConfig, body_limits
-from steadyrank.service.shadow import ShadowScorer
-from steadyrank.service.telemetry import ServerMetrics
-from steadyrank.service.tensors import Limits
-from steadyrank.service.unknown_ids import UnknownIds
-from steadyrank.service.wire import Admission, Wire
 
 # A stop waits until no call has arrived for this long before it stops the gRPC server.
 DRAIN_QUIET_SECONDS = 0.25

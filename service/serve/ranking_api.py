@@ -18,19 +18,19 @@ import grpc
 import numpy as np
 
 from steadyrank.model.artifact.layout import ITEM_IDS, RANK_WITH_FEATURES, SCORES, SERVING_DEFAULT
-from steadyrank.model.evaluation.metrics import topk_indices
-from steadyrank.service.batching import Scorer
-from steadyrank.service.manager import ModelManager
-from steadyrank.service.recorder import RequestRecorder
+from steadyrank.model.measures.metrics import topk_indices
+from steadyrank.service.recorded_requests import RequestRecorder
 from steadyrank.service.request_schema import InputSpec, RankSchema, parse_features, read_ids
-from steadyrank.service.rpc import deadline_of, requested_version, rpc
-from steadyrank.service.servable import Servable
+from steadyrank.service.serve.batching import Scorer
+from steadyrank.service.serve.manager import ModelManager
+from steadyrank.service.serve.rpc import deadline_of, requested_version, rpc
+from steadyrank.service.serve.servable import Servable
+from steadyrank.service.serve.shadow import ShadowScorer
+from steadyrank.service.serve.status import ServiceError, invalid, unimplemented
+from steadyrank.service.serve.telemetry import ServerMetrics
+from steadyrank.service.serve.unknown_ids import UnknownIds
 from steadyrank.service.settings import ServerConfig
-from steadyrank.service.shadow import ShadowScorer
-from steadyrank.service.status import ServiceError, invalid, unimplemented
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
-from steadyrank.service.telemetry import ServerMetrics
-from steadyrank.service.unknown_ids import UnknownIds
 
 # The fields of a single-query RankRequest, left unset in a batched one (request_id stays
 # the caller's id of the whole call).

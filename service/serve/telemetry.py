@@ -7,7 +7,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from steadyrank.model.evaluation.metrics import SWAP_KS, swap_key
+from steadyrank.model.measures.metrics import SWAP_KS, swap_key
+from steadyrank.service.pair_metrics import (
+    CHURN_LABELS,
+    PAIR_LABELS,
+    PD_BUCKETS,
+    PairHistograms,
+)
 
 # Sub-millisecond resolution at the low end: an in-process model call takes ~1 ms.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005,
@@ -16,41 +22,6 @@ BATCH_REQUEST_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 BATCH_ROW_BUCKETS = (1, 10, 100, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # Relative PD of replicas is typically 0.01-0.1; absolute PD (ratings) 0.01-0.3.
-PD_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15,
-              0.2, 0.3, 0.5, 1.0, 2.0)
-SWAP_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-# No negative bound: the client then omits _sum (OpenMetrics); a tau <= 0 lands in le="0".
-TAU_BUCKETS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
-PAIR_LABELS = ["model", "version_a", "version_b"]
-CHURN_LABELS = ["model", "version_old", "version_new"]
-
-
-class PairHistograms:
-    """Per-request-pair reproducibility histograms of two models, under one name prefix.
-
-    ``{prefix}_prediction_difference_relative`` and ``_absolute``, ``{prefix}_topk_swap_rate``
-    (by ``k``) and ``{prefix}_kendall_tau``; each observation is one request's value (a mean
-    over its candidates for PD).
-    """
-
-    def __init__(self, prefix: str, between: str, labels: list[str],
-                 registry: CollectorRegistry) -> None:
-        self.pd_relative = Histogram(
-            f"{prefix}_prediction_difference_relative",
-            f"Relative PD {between} (mean over its candidates of |p1 - p2| / "
-            "((|p1| + |p2|) / 2)).", labels, buckets=PD_BUCKETS, registry=registry)
-        self.pd_absolute = Histogram(
-            f"{prefix}_prediction_difference_absolute",
-            f"Absolute PD {between} (mean over its candidates of |p1 - p2|).", labels,
-            buckets=PD_BUCKETS, registry=registry)
-        self.topk_swap = Histogram(
-            f"{prefix}_topk_swap_rate", f"Top-k swap rate 1 - |topk(A) & topk(B)| / k "
-            f"{between}, by k.", [*labels, "k"], buckets=SWAP_BUCKETS, registry=registry)
-        self.kendall_tau = Histogram(
-            f"{prefix}_kendall_tau", f"Kendall tau-b of the candidate scores {between}.",
-            labels, buckets=TAU_BUCKETS, registry=registry)
-
-
 class ServerMetrics:
     """Request, batching and model-version metrics of one server.
 

@@ -44,11 +44,10 @@ from steadyrank.model.artifact.layout import (
     USER_IDS,
     USERS,
 )
-from steadyrank.service import client, recorder
+from steadyrank.service import client, recorded_requests
+from steadyrank.service.client.model_inputs import random_rows
+from steadyrank.service.pair_metrics import PAIR_LABELS, PairHistograms, observe
 from steadyrank.service.request_schema import InputSpec, input_spec
-from steadyrank.service.requests import random_rows
-from steadyrank.service.shadow import observe
-from steadyrank.service.telemetry import PAIR_LABELS, PairHistograms
 
 
 class MonitorError(ValueError):
@@ -167,7 +166,7 @@ def replayed(folder: str | Path, model: str, loop: bool = True
     first = True
     while True:
         count = 0
-        for record in recorder.read(folder, model):
+        for record in recorded_requests.read(folder, model):
             count += 1
             yield record.rows, record.ranked
         if count == 0 and first:

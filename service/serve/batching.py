@@ -29,10 +29,10 @@ import grpc
 import numpy as np
 
 from steadyrank.model.artifact.layout import SCORE, SERVING_DEFAULT
-from steadyrank.service.servable import Servable
+from steadyrank.service.serve.servable import Servable
+from steadyrank.service.serve.status import ServiceError, deadline, exhausted, unavailable
+from steadyrank.service.serve.telemetry import ServerMetrics
 from steadyrank.service.settings import ServerConfig
-from steadyrank.service.status import ServiceError, deadline, exhausted, unavailable
-from steadyrank.service.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.batching")
 

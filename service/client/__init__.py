@@ -19,17 +19,16 @@ import grpc
 import numpy as np
 
 from steadyrank.model.artifact import layout
-from steadyrank.service.requests import (
+from steadyrank.service.client.model_inputs import (
     ModelInputs,
-    catalog_and_users,
     random_value,
     rank_request,
     sample_rows,
 )
-from steadyrank.service.rpc import MAX_MESSAGE_BYTES
+from steadyrank.service.settings import MAX_MESSAGE_BYTES
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
 
-__all__ = ["rank_request"]  # built in steadyrank.service.requests, used from here
+__all__ = ["rank_request"]  # built in steadyrank.service.client.model_inputs, used from here
 
 # The read-only methods are safe to send again. A draining server answers UNAVAILABLE; a call
 # that reaches a process just as it hands over to a successor can be answered CANCELLED by
@@ -171,9 +170,23 @@ class LoadResult:
             f"max {d['max_ms']:.2f}"])
 
 
+def catalog_and_users(chan: Any, model: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A ranking model's item ids and its known user ids (None without ``users``), asked
+    over ``chan`` with ``Predict``."""
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    predict = prediction_service_pb2_grpc.PredictionServiceStub(chan)
+    catalog = predict_signature(predict, model, layout.CATALOG)[layout.ITEM_IDS]
+    try:
+        users = predict_signature(predict, model, layout.USERS)[layout.USER_IDS]
+    except Exception:  # noqa: BLE001  (a model without user features has no ``users``)
+        users = None
+    return catalog, users
+
+
 def request_pool(chan: grpc.Channel, model: str, candidates: int, k: int, size: int = 2000,
                  seed: int = 0, queries: int = 1) -> list[Any]:
-    """Random requests drawn from the model's schema (:mod:`steadyrank.service.requests`).
+    """Random requests drawn from the model's schema (:mod:`.model_inputs`).
 
     A ranking model: Rank requests of known users, ``candidates`` random catalog items each
     (0: all), random values for the context features; with ``queries`` > 1 each request is a

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from steadyrank.model.artifact.gate import read_gate
 from steadyrank.model.artifact.layout import primary_name, replica_name, version_folders
-from steadyrank.service.servable import LoadError, Servable, load_servable
-from steadyrank.service.status import invalid, not_found, shown
-from steadyrank.service.telemetry import ServerMetrics
+from steadyrank.service.serve.servable import LoadError, Servable, load_servable
+from steadyrank.service.serve.status import invalid, not_found, shown
+from steadyrank.service.serve.telemetry import ServerMetrics
 
 log = logging.getLogger("steadyrank.models")
 Loader = Callable[[str, int, Path], Servable]

@@ -18,7 +18,7 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from steadyrank.service.status import invalid, shown
+from steadyrank.service.serve.status import invalid, shown
 
 # Bytes per element of the fixed-size dtypes an input may carry.
 ITEMSIZE = {types_pb2.DT_FLOAT: 4, types_pb2.DT_DOUBLE: 8, types_pb2.DT_INT32: 4,
