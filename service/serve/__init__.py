@@ -1,0 +1,1 @@
+"""The server's room: ``steadyrank serve`` and everything it runs (never a client module)."""
