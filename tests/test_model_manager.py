@@ -5,6 +5,7 @@ import shutil
 import grpc
 import pytest
 
+from steadyrank.model.artifact.manifest import Manifest
 from steadyrank.service.serve.manager import ModelManager, replica_of, version_folders
 from steadyrank.service.serve.servable import LoadError
 from steadyrank.service.serve.status import ServiceError
@@ -14,9 +15,9 @@ from steadyrank.service.serve.telemetry import ServerMetrics
 class Loaded:
     def __init__(self, name, version, path):
         self.name, self.version, self.path = name, version, path
-        self.manifest = {"training": {"seconds": 12.5}, "created": 1.7e9 + version,
-                         "offline_reproducibility": {"relative_pd": 0.03,
-                                                     "top10_swap_rate": 0.2}}
+        self.manifest = Manifest.from_dict({
+            "training": {"seconds": 12.5}, "created": 1.7e9 + version,
+            "offline_reproducibility": {"relative_pd": 0.03, "top10_swap_rate": 0.2}})
 
 
 def loader(name, version, path):

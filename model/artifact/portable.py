@@ -33,7 +33,7 @@ def make_portable(export: str | Path, base: str | Path) -> Path:
     ExportError when that version exists already or the export cannot be read."""
     source = resolve(export)
     manifest = read_export_manifest(source)
-    number = int(manifest.get("version") or source.name)
+    number = int(manifest.version or source.name)
     base = Path(base)
     target = base / str(number)
     if target.exists():

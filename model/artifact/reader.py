@@ -8,7 +8,6 @@ SmeLU ops, found by scanning the SavedModel's graph and function library.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,13 @@ from steadyrank.core.errors import SteadyRankError
 from steadyrank.model.artifact.layout import (
     CATALOG,
     ITEM_IDS,
-    MANIFEST,
     RANK,
     SCORE,
     SCORES,
     SERVING_DEFAULT,
     versions,
 )
+from steadyrank.model.artifact.manifest import Manifest, ManifestError
 from steadyrank.ops import OP_TYPES, load_library
 from steadyrank.ops.portable import op_types
 
@@ -48,12 +47,12 @@ def resolve(path: str | Path) -> Path:
     return path / str(found[-1])
 
 
-def read_export_manifest(version: Path) -> dict[str, Any]:
+def read_export_manifest(version: Path) -> Manifest:
     """The manifest of a version folder, without loading its graph."""
     try:
-        return json.loads((Path(version) / MANIFEST).read_text())
-    except (OSError, ValueError) as err:
-        raise ExportError(f"{version}: unreadable {MANIFEST}: {err}") from None
+        return Manifest.read(version)
+    except ManifestError as err:
+        raise ExportError(str(err)) from None
 
 
 def read_saved_model(path: Path) -> saved_model_pb2.SavedModel:
@@ -108,36 +107,12 @@ def score_in_batches(serve: Any, inputs: Mapping[str, np.ndarray], batch: int = 
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
-def ranks(manifest: dict[str, Any]) -> bool:
-    """Whether an export ranks items for users: its schema has a user id and an item id
-    (an export made before schemas always did)."""
-    schema = manifest.get("schema")
-    if schema is None:
-        return True
-    roles = {f.get("role") for f in schema.get("features", [])}
-    return {"user_id", "item_id"} <= roles
-
-
-def id_inputs(manifest: dict[str, Any],
-              signature_defs: dict[str, meta_graph_pb2.SignatureDef]) -> tuple[str, str]:
-    """(user id input, item id input) of a ranking export: from the roles of its schema
-    record, or, for an export made before schemas, ``rank``'s one input beside ``item_ids``
-    and ``serving_default``'s other one."""
-    schema = manifest.get("schema")
-    if schema:
-        roles = {f.get("role"): f["name"] for f in schema["features"]}
-        return roles["user_id"], roles["item_id"]
-    (user,) = set(signature_defs[RANK].inputs) - {ITEM_IDS}
-    (item,) = set(signature_defs[SERVING_DEFAULT].inputs) - {user}
-    return user, item
-
-
 @dataclass
 class LoadedModel:
     """An export loaded for scoring in Python."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     module: Any
     signature_defs: dict[str, meta_graph_pb2.SignatureDef]
 
@@ -167,12 +142,12 @@ class LoadedModel:
     def score_pairs(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """serving_default scores of (user, item) pairs, for a ranking export without
         context features."""
-        user, item = id_inputs(self.manifest, self.signature_defs)
+        user, item = self.manifest.id_inputs(self.signature_defs)
         return self.score({user: np.asarray(user_ids), item: np.asarray(item_ids)})
 
     def rank_items(self, user_id: Any, item_ids: np.ndarray) -> np.ndarray:
         """``rank`` scores of candidate items for one user (no context features)."""
-        user, _ = id_inputs(self.manifest, self.signature_defs)
+        user, _ = self.manifest.id_inputs(self.signature_defs)
         return self.rank({user: user_id, ITEM_IDS: np.asarray(item_ids)})
 
     def rank(self, request: Mapping[str, Any]) -> np.ndarray:

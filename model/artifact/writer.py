@@ -34,21 +34,23 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from steadyrank.core.fileio import atomic_write_json
 from steadyrank.model.artifact.layout import (
     CATALOG,
     EXAMPLES,
     EXAMPLES_INPUT,
     ITEM_IDS,
-    MANIFEST,
     RANK,
     RANK_WITH_FEATURES,
     RAREST_COUNT,
     RARITY,
+    SCORE,
+    SCORES,
     SERVING_DEFAULT,
+    USER_IDS,
     USERS,
     versions,
 )
+from steadyrank.model.artifact.manifest import Manifest
 from steadyrank.model.artifact.reader import ExportError
 from steadyrank.model.data.columns import PAD_INT, PAD_STRING
 from steadyrank.model.network.features import input_spec
@@ -132,7 +134,7 @@ class ServingModule(tf.Module):
 
     def _serve(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """serving_default: the score of each row."""
-        return {"score": self.score(inputs)}
+        return {SCORE: self.score(inputs)}
 
     def _examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         """The score of each serialized tf.Example."""
@@ -145,7 +147,7 @@ class ServingModule(tf.Module):
                 width = tf.shape(dense)[1]
                 parsed[f.name] = tf.pad(dense, [[0, 0], [0, f.max_len - width]],
                                         constant_values=pad)
-        return {"score": self.score(parsed)}
+        return {SCORE: self.score(parsed)}
 
     def _rank(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """The scores of N candidate items for one user (and, for rank_with_features, the
@@ -156,7 +158,7 @@ class ServingModule(tf.Module):
             rows[f.name] = _broadcast(inputs[f.name], n)
         facts = {f.name: _broadcast(inputs[f.name], n) for f in self.user_facts
                  if f.name in inputs}
-        return {"scores": self.score(rows, facts or None)}
+        return {SCORES: self.score(rows, facts or None)}
 
     def _rarity(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """rarity: each row's rarest categorical value's training count (the fewest
@@ -173,11 +175,11 @@ class ServingModule(tf.Module):
 
     def _catalog(self) -> dict[str, tf.Tensor]:
         """The item ids the model knows."""
-        return {"item_ids": tf.identity(self.item_ids)}
+        return {ITEM_IDS: tf.identity(self.item_ids)}
 
     def _users(self) -> dict[str, tf.Tensor]:
         """The user ids the model has stored facts for."""
-        return {"user_ids": tf.identity(self.user_ids)}
+        return {USER_IDS: tf.identity(self.user_ids)}
 
     def signatures(self) -> dict[str, Any]:
         """Concrete functions by signature name, for ``tf.saved_model.save``."""
@@ -194,9 +196,11 @@ def parameter_count(members: list[RankingModel]) -> int:
     return int(sum(np.prod(v.shape) for m in members for v in m.trainable_variables))
 
 
-def export(module: ServingModule, base: str | Path, manifest: dict[str, Any],
+def export(module: ServingModule, base: str | Path, manifest: Manifest,
            version: int | None = None) -> Path:
-    """Saves ``module`` as ``base/VERSION`` (next free version by default); returns the path."""
+    """Saves ``module`` as ``base/VERSION`` (next free version by default) with ``manifest``
+    (stamped with the version, the time, the signatures and TensorFlow's version); returns
+    the path."""
     base = Path(base)
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=base, prefix=".tmp-export-"))
@@ -205,10 +209,9 @@ def export(module: ServingModule, base: str | Path, manifest: dict[str, Any],
         staged = tmp / "model"
         while True:
             number = version if version is not None else max(versions(base), default=0) + 1
-            record = {**manifest, "version": number, "created": time.time(),
-                      "signatures": sorted(module.signatures()),
-                      "tensorflow": tf.__version__}
-            atomic_write_json(staged / MANIFEST, record)
+            manifest.updated(version=number, created=time.time(),
+                             signatures=sorted(module.signatures()),
+                             tensorflow=tf.__version__).write(staged)
             target = base / str(number)
             try:
                 os.rename(staged, target)  # atomic; fails if the version already exists

@@ -192,9 +192,8 @@ def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str,
         m = read_export_manifest(version)  # checked before the (slow) graph load
     except ExportError:
         return None
-    same = (same_config(m.get("config"), config) and m.get("seed") == seeds[0]
-            and m.get("order_seed", m.get("seed")) == seeds[1]
-            and m.get("data", {}).get("checksum") == checksum and m.get("split") == split)
+    same = (same_config(m.config, config) and m.order_seeds == seeds
+            and m.data_checksum == checksum and m.split == split)
     return load(version) if same else None
 
 

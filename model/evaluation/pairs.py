@@ -75,11 +75,10 @@ def replica_pair_metrics(a: LoadedModel, b: LoadedModel, prepared: Prepared,
             out[metrics.swap_key(k)] = metrics.topk_swap_rate(ra, rb, k)
         out["kendall_tau"] = float(np.mean([metrics.kendall_tau(ra[i], rb[i])
                                             for i in range(min(tau_users, len(requests)))]))
-    out["train_seconds"] = (a.manifest["training"]["seconds"]
-                            + b.manifest["training"]["seconds"]) / 2
-    out["train_examples_per_second"] = (a.manifest["training"]["examples_per_second"]
-                                        + b.manifest["training"]["examples_per_second"]) / 2
-    out["parameters"] = a.manifest["parameters"]
+    out["train_seconds"] = (a.manifest.training_seconds + b.manifest.training_seconds) / 2
+    out["train_examples_per_second"] = (a.manifest.examples_per_second
+                                        + b.manifest.examples_per_second) / 2
+    out["parameters"] = a.manifest.parameters
     out.update(breakdown)
     out["request_seconds"] = (request_latency(a, requests, prepared)
                               + request_latency(b, requests, prepared)) / 2

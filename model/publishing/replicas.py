@@ -20,7 +20,6 @@ path, which the server exports as metrics.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -30,11 +29,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from steadyrank.core.fileio import atomic_write_json
 from steadyrank.core.log import Log, say
 from steadyrank.model.artifact import reader
 from steadyrank.model.artifact.gate import read_gate, write_gate
-from steadyrank.model.artifact.layout import MANIFEST, replica_name, versions
+from steadyrank.model.artifact.layout import replica_name, versions
+from steadyrank.model.artifact.manifest import Manifest
 from steadyrank.model.config import Config
 from steadyrank.model.data.splits import Prepared, prepare_data
 from steadyrank.model.evaluation import pairs
@@ -95,10 +94,7 @@ def next_version(base: Path, name: str) -> int:
 
 
 def _update_manifest(version_dir: Path, **fields: Any) -> None:
-    manifest_path = version_dir / MANIFEST
-    manifest = json.loads(manifest_path.read_text())
-    manifest.update(fields)
-    atomic_write_json(manifest_path, manifest)
+    Manifest.read(version_dir).updated(**fields).write(version_dir)
 
 
 def _serving(base: Path, replica: str) -> Path | None:
@@ -258,7 +254,7 @@ def run(config: Config, base: str | Path, name: str = "ml", retrain_interval: fl
             return rounds
 
 
-def offline_metrics(manifest: dict[str, Any]) -> dict[str, float]:
+def offline_metrics(manifest: Manifest) -> dict[str, float]:
     """The offline reproducibility numbers a trainer wrote into a manifest ({} if none)."""
-    found = manifest.get("offline_reproducibility", {})
+    found = manifest.offline_reproducibility
     return {k: float(found[k]) for k in OFFLINE_KEYS if k in found}

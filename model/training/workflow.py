@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from steadyrank.core.log import Log, say
+from steadyrank.model.artifact.manifest import Manifest
 from steadyrank.model.artifact.reader import score_in_batches
 from steadyrank.model.artifact.writer import ServingModule, export, parameter_count
 from steadyrank.model.config import Config, techniques
@@ -76,21 +77,20 @@ def train_and_export(config: Config, seed: int, export_dir: str | Path,
     scores, labels = predict(lambda inputs: score_in_batches(module.serve, inputs),
                              prepared.eval_batches())
     metrics = accuracy(prepared.schema.label.task, labels, scores)
-    manifest = {
-        "config": config.to_dict(), "seed": seed, "order_seed": order_seed,
-        "member_seeds": result.seeds, "techniques": techniques(config),
-        "warm_start": str(warm_start) if warm_start is not None else None,
-        "schema": schema_record(prepared),
-        "ranking": None if prepared.schema.ranks else NO_RANKING,
-        "data": {"dataset": config.data.source, "checksum": prepared.checksum,
-                 "train_rows": prepared.train.rows, "eval_rows": prepared.eval.rows},
-        "metrics": metrics, "parameters": parameter_count(result.members),
-        "training": {"seconds": result.seconds, "examples": result.examples,
-                     "examples_per_second": result.examples_per_second,
-                     "history": result.history},
-        "distribution": {"strategy": config.train.strategy, "shards": result.sharding},
-        **(extra or {}),
-    }
+    manifest = Manifest(
+        config=config.to_dict(), seed=seed, order_seed=order_seed, member_seeds=result.seeds,
+        techniques=techniques(config),
+        warm_start=str(warm_start) if warm_start is not None else None,
+        schema=schema_record(prepared),
+        ranking=None if prepared.schema.ranks else NO_RANKING,
+        data={"dataset": config.data.source, "checksum": prepared.checksum,
+              "train_rows": prepared.train.rows, "eval_rows": prepared.eval.rows},
+        metrics=metrics, parameters=parameter_count(result.members),
+        training={"seconds": result.seconds, "examples": result.examples,
+                  "examples_per_second": result.examples_per_second,
+                  "history": result.history},
+        distribution={"strategy": config.train.strategy, "shards": result.sharding},
+    ).updated(**(extra or {}))
     path = export(module, export_dir, manifest, version)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     log(f"exported {path} (eval {shown})")

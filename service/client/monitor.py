@@ -100,7 +100,7 @@ def schema_from_export(path: str | Path) -> Schema:
             model.signature_defs[SERVING_DEFAULT].inputs.items()}
     if not model.ranks:
         return Schema(rows)
-    user, item = reader.id_inputs(model.manifest, model.signature_defs)
+    user, item = model.manifest.id_inputs(model.signature_defs)
     users = (model.module.signatures[USERS]()[USER_IDS].numpy()
              if USERS in model.signature_defs else None)
     return Schema(rows, user, item, model.item_ids, users)

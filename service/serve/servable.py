@@ -33,6 +33,7 @@ from steadyrank.model.artifact.layout import (
     USER_IDS,
     USERS,
 )
+from steadyrank.model.artifact.manifest import Manifest
 from steadyrank.service.request_schema import PADS, InputSpec, RankSchema, input_spec
 from steadyrank.service.serve.status import invalid
 
@@ -96,18 +97,14 @@ class Servable:
     loaded_at: float
 
     @property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         """The export's manifest (config, schema, seed, training, offline reproducibility)."""
         return self.model.manifest
 
     @property
     def task(self) -> str:
         """``rating`` or ``binary``, from the export's manifest."""
-        schema = self.model.manifest.get("schema")
-        if schema:
-            return str(schema["label"]["task"])
-        return str(self.model.manifest.get("config", {}).get("model", {}).get("task",
-                                                                               "rating"))
+        return self.model.manifest.task
 
     @property
     def ranks(self) -> bool:
@@ -124,7 +121,7 @@ class Servable:
     def item_input(self) -> str:
         """The item id's input name in ``serving_default`` (a ranking model)."""
         assert self.ranking is not None
-        return reader.id_inputs(self.manifest, self.signature_defs)[1]
+        return self.manifest.id_inputs(self.signature_defs)[1]
 
     def row_specs(self, signature: str = SERVING_DEFAULT) -> dict[str, InputSpec]:
         """The inputs of a row-wise signature, one row each."""
@@ -178,9 +175,9 @@ def model_error(err: Exception) -> str:
     return re.sub(r"^Name: <unknown>, ", "", reason)[:300]
 
 
-def _required(manifest: dict[str, Any]) -> tuple[str, ...]:
+def _required(manifest: Manifest) -> tuple[str, ...]:
     """The signatures a version must have: the ranking ones when it ranks."""
-    return (*REQUIRED_SIGNATURES, *(RANKING_SIGNATURES if reader.ranks(manifest) else ()))
+    return (*REQUIRED_SIGNATURES, *(RANKING_SIGNATURES if manifest.ranks else ()))
 
 
 def load_servable(name: str, version: int, path: Path) -> Servable:
@@ -205,7 +202,7 @@ def load_servable(name: str, version: int, path: Path) -> Servable:
     catalog = catalog_sorted = users = ranking = None
     if RANK in signature_defs and CATALOG in signature_defs:
         try:
-            user_name, _ = reader.id_inputs(manifest, signature_defs)
+            user_name, _ = manifest.id_inputs(signature_defs)
             ranking = RankSchema.read(signature_defs, user_name)
             catalog = model.module.signatures[CATALOG]()[ITEM_IDS].numpy()
             users = (_ids(model.module.signatures[USERS]()[USER_IDS].numpy())

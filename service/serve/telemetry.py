@@ -7,6 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from steadyrank.model.artifact.manifest import Manifest
 from steadyrank.model.measures.metrics import SWAP_KS, swap_key
 from steadyrank.service.pair_metrics import (
     CHURN_LABELS,
@@ -194,7 +195,7 @@ class ServerMetrics:
         else:
             gauge.remove(*labels)
 
-    def set_model_info(self, model: str, version: int, manifest: dict[str, Any]) -> None:
+    def set_model_info(self, model: str, version: int, manifest: Manifest) -> None:
         """Training time, export time and offline reproducibility of a loaded version; its
         model's unknown-id counters start at 0 (so their rates exist before any request)."""
         for counter in (self.unknown_id_requests, self.id_checked_requests):
@@ -203,12 +204,11 @@ class ServerMetrics:
             self.unknown_ids.labels(model, role)
         key = (model, str(version))
         values: list[tuple[Gauge, tuple[str, ...], float]] = []
-        training = manifest.get("training", {})
-        if "seconds" in training:
-            values.append((self.training_seconds, key, float(training["seconds"])))
-        if "created" in manifest:
-            values.append((self.created, key, float(manifest["created"])))
-        offline = manifest.get("offline_reproducibility", {})
+        if "seconds" in manifest.training:
+            values.append((self.training_seconds, key, manifest.training_seconds))
+        if manifest.created is not None:
+            values.append((self.created, key, float(manifest.created)))
+        offline = manifest.offline_reproducibility
         if "relative_pd" in offline:
             values.append((self.offline_pd, key, float(offline["relative_pd"])))
         for k in SWAP_KS:
