@@ -34,7 +34,7 @@ def test_an_unseen_schema_trains_exports_and_scores_with_only_a_config(tmp_path,
     assert schema["price"]["transform"] == "log1p"
     assert schema["hour"]["statistics"]["mean"] == pytest.approx(11.5, abs=0.6)
     assert sorted(model.signature_defs) == ["__saved_model_init_op", "catalog", "examples",
-                                            "rank", "serving_default"]  # no user facts
+                                            "rank", "rarity", "serving_default"]  # no user facts
     assert set(model.input_names) == {"shopper", "sku", "device", "hour"}
     scores = model.score({"shopper": np.array(["s001", "s001", "new-shopper"], object),
                           "sku": np.array([1000, 1001, 1000]),

@@ -73,8 +73,9 @@ def test_reserve_port_holds_a_port_the_workers_can_share_and_refuses_a_taken_one
 def test_the_supervisor_loads_no_tensorflow():
     """The supervisor only spawns and watches: its modules stay light (its workers hold the
     models), so N workers cost N runtimes, not N + 1."""
-    code = ("import sys\nfrom steadyrank.cli import main\nfrom steadyrank.service import "
-            "supervisor, settings\nimport prometheus_client.multiprocess\n"
+    code = ("import sys\nfrom steadyrank.cli import main\nfrom steadyrank.service.serve import "
+            "supervisor\nfrom steadyrank.service import settings\n"
+            "import prometheus_client.multiprocess\n"
             "print(sorted(m for m in ('tensorflow', 'grpc', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
