@@ -24,6 +24,16 @@ def _trainer(args: argparse.Namespace) -> int:
     config = load(args.config, args.overrides)
     gate = replicas.Gate(args.max_churn_swap, args.max_churn_pd)
     name = args.name or config.model_name(args.config)
+    if args.follow or config.data.follow:
+        from steadyrank.model.publishing import continuous
+
+        rounds = continuous.follow(config, args.models, name, args.users, log=log,
+                                   should_stop=stop.wait, poll_seconds=args.poll_seconds,
+                                   vary=args.vary, gate=gate, max_rounds=args.max_rounds)
+        held = sum(not r.published for r in rounds)
+        log(f"done: {len(rounds)} round(s)" + (f", {held} held back by the churn gate"
+                                                if held else ""))
+        return 0
     rounds = replicas.run(config, args.models, name, args.retrain_interval,
                           args.keep, args.users, log=log, should_stop=stop.wait,
                           vary=args.vary, warm_start=args.warm_start, gate=gate,
@@ -107,6 +117,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "[serving] name, else its file's stem; B is NAME-b)")
     p.add_argument("--retrain-interval", type=float, default=0.0,
                    help="seconds between retrains; 0 (default): train once and exit")
+    p.add_argument("--follow", action="store_true",
+                   help="train continuously: a round, warm-started, on each set of new "
+                   "files the config's data.train globs name (also [data] follow = true)")
+    p.add_argument("--poll-seconds", type=positive(float), default=30.0,
+                   help="with --follow: how often to look for new files (default 30)")
+    p.add_argument("--max-rounds", type=int, default=0,
+                   help="with --follow: stop after this many rounds (default 0: never)")
     p.add_argument("--keep", type=positive(int), default=3,
                    help="versions of each replica to keep (default 3)")
     p.add_argument("--users", type=positive(int), default=100,

@@ -74,6 +74,7 @@ class DataConfig:
     columns: tuple[str, ...] = ()
     load: str = "auto"
     memory_budget_mb: int = 1024
+    follow: bool = False
 
     @property
     def source(self) -> str:
@@ -187,6 +188,9 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
     checkpoint_steps: int = 0
     embeddings: EmbeddingTrainConfig = field(default_factory=EmbeddingTrainConfig)
+    # Continuous training: each round also replays the most recent shards holding at least
+    # this many rows (whole shards; 0: the new shards alone).
+    replay_rows: int = 0
     # The most the embedding tables and their optimizer slots may take, in MiB; a model
     # over it is refused before training. 0: 80% of this machine's physical memory.
     table_memory_mb: int = 0
@@ -416,6 +420,9 @@ def validate(config: Config) -> Config:
         (m.embedding_init == "" or _parses(parse_embedding_init, m.embedding_init),
          "model.embedding_init", "must be 'uniform:S' or 'normal:S' with S > 0, or 'zeros'"),
         (t.table_memory_mb >= 0, "train.table_memory_mb", "must be >= 0"),
+        (t.replay_rows >= 0, "train.replay_rows", "must be >= 0"),
+        (not d.follow or d.source in FILE_FORMATS, "data.follow",
+         "needs files to follow: format parquet, csv or criteo"),
         (0 < d.eval_fraction < 1, "data.eval_fraction", "must be in (0, 1)"),
         (d.split in ("random", "time"), "data.split", "must be 'random' or 'time'"),
         (d.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}"),

@@ -246,3 +246,55 @@ class StatsBuilder:
             vocabularies={t: Vocabulary(*c.result()) for t, c in self.counters.items()},
             numeric=self.moments,
             facts={role: latest.result() for role, latest in self.latest.items()})
+
+
+def merge_vocabularies(old: Vocabulary, new: Vocabulary) -> Vocabulary:
+    """Counts of both added up per value, most frequent first, then by value."""
+    kind = pa.string() if old.values.dtype == object or new.values.dtype == object \
+        else pa.int64()
+    counter = ValueCounter("string" if kind == pa.string() else "int64")
+    for vocab in (old, new):
+        if len(vocab.values):
+            counter.parts.append(pa.table({"value": pa.array(vocab.values.tolist(), kind),
+                                           "count": pa.array(vocab.counts, pa.int64())}))
+    return Vocabulary(*counter.result())
+
+
+def merge_moments(old: Moments, new: Moments) -> Moments:
+    """The moments of both sets of values (Chan et al.'s parallel update)."""
+    if old.count == 0:
+        return Moments(new.count, new.mean, new.m2, new.minimum, new.maximum)
+    if new.count == 0:
+        return Moments(old.count, old.mean, old.m2, old.minimum, old.maximum)
+    total = old.count + new.count
+    delta = new.mean - old.mean
+    return Moments(total, old.mean + delta * new.count / total,
+                   old.m2 + new.m2 + delta * delta * old.count * new.count / total,
+                   min(old.minimum, new.minimum), max(old.maximum, new.maximum))
+
+
+def merge_facts(old: FactTable, new: FactTable) -> FactTable:
+    """Each id's facts: the newer table's where it has the id (its rows came later), the
+    older's otherwise; ids sorted."""
+    keep_old = ~np.isin(old.ids, new.ids)
+    ids = np.concatenate([old.ids[keep_old], new.ids])
+    order = np.argsort(ids, kind="stable")
+    values = {k: np.concatenate([old.values[k][keep_old], new.values[k]])[order]
+              for k in new.values}
+    return FactTable(ids[order], values)
+
+
+def merge_stats(old: DataStats, new: DataStats) -> DataStats:
+    """The statistics of the rows of both (``old`` from earlier rows, ``new`` from later
+    ones): what a model trained continuously carries from round to round."""
+    rows = old.rows + new.rows
+    label_mean = ((old.label_mean * old.rows + new.label_mean * new.rows) / rows
+                  if rows else 0.0)
+    empty = Vocabulary(np.array([], np.int64), np.array([], np.int64))
+    vocabularies = {t: merge_vocabularies(old.vocabularies.get(t, empty), v)
+                    for t, v in new.vocabularies.items()}
+    numeric = {k: merge_moments(old.numeric.get(k, Moments()), v)
+               for k, v in new.numeric.items()}
+    facts = {role: merge_facts(old.facts[role], table) if role in old.facts else table
+             for role, table in new.facts.items()}
+    return DataStats(rows, label_mean, vocabularies, numeric, facts)

@@ -106,12 +106,15 @@ def _serving(base: Path, replica: str) -> Path | None:
 def train_round(config: Config, base: str | Path, name: str = "ml", users: int = 100,
                 log: Log = say, vary: str = "all", warm_start: bool = False,
                 gate: Gate | None = None, warm_epochs: int = 1,
-                warm_lr_scale: float = 0.1) -> Round:
+                warm_lr_scale: float = 0.1, prepared: Prepared | None = None,
+                warm_rows: dict | None = None, record: dict[str, Any] | None = None) -> Round:
     """Trains and measures version ``next_version`` of ``name`` and ``name-b``, and
     publishes it unless the churn gate holds it back. A warm-started replica trains
     ``warm_epochs`` epochs from the serving weights at ``warm_lr_scale`` times the learning
     rate (its optimizer starts afresh, and Adam's first steps are about the learning rate in
-    every weight, which would shake a trained model); a fresh start trains the config's."""
+    every weight, which would shake a trained model); a fresh start trains the config's.
+    ``prepared`` (default: the config's data), ``warm_rows`` (tables that grew, mapped by
+    value) and ``record`` (written into both manifests) are for continuous training."""
     if warm_epochs < 1:
         raise ValueError(f"--warm-start-epochs must be >= 1, got {warm_epochs}")
     if not warm_lr_scale > 0:
@@ -119,7 +122,7 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
     base = Path(base)
     gate = gate or Gate()
     started = time.perf_counter()
-    prepared = prepare_data(config, log=log)
+    prepared = prepared or prepare_data(config, log=log)
     requests = ranking_requests(prepared, users)
     if gate.max_swap is not None and requests is None:
         raise ValueError(f"--max-churn-swap bounds a top-10 swap rate, and {NO_RANKING}; "
@@ -140,8 +143,10 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
                 learning_rate=config.train.learning_rate * warm_lr_scale)) if warm else config)
             staged.append(train_and_export(
                 run_config, seed, staging / replica, staging / f"ckpt-{replica}",
-                prepared=prepared, version=version, extra={"replica_of": name, "vary": vary},
-                log=log, order_seed=order_seed, warm_start=warm))
+                prepared=prepared, version=version,
+                extra={"replica_of": name, "vary": vary, **(record or {})},
+                log=log, order_seed=order_seed, warm_start=warm,
+                warm_rows=warm_rows if warm else None))
         a, b = (reader.load(p) for p in staged)
         measured = pairs.replica_pair_metrics(a, b, prepared, requests, tau_users=users)
         offline = {k: float(measured[k]) for k in OFFLINE_KEYS if k in measured}

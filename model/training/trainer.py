@@ -177,14 +177,15 @@ def build_variables(model: RankingModel | CoDistillation, prepared: Prepared) ->
 
 def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Path | None,
                  log: Log = say, prefix: str = "", order_seed: int | None = None,
-                 warm_from: Any = None) -> tuple[RankingModel, float, int,
-                                                 list[dict[str, float]]]:
+                 warm_from: Any = None, warm_rows: dict | None = None
+                 ) -> tuple[RankingModel, float, int, list[dict[str, float]]]:
     """Trains one model; returns (model, seconds, examples trained, per-epoch logs).
 
     ``seed`` initialises the weights, ``order_seed`` (default ``seed``) draws the row order.
     With weight averaging the returned model holds the averaged weights; with
     co-distillation it is tower A. ``warm_from`` (a previous export's member) gives the
-    starting weights (both towers when co-distilling), unless a checkpoint resumes the run.
+    starting weights (both towers when co-distilling), unless a checkpoint resumes the run;
+    ``warm_rows`` maps the rows of tables that grew (:func:`warmstart.table_row_maps`).
     Under a distribution strategy the model returned is a local copy of the trained one, and
     the logs end with ``{"shards": ...}``, the layout of its embedding tables.
     """
@@ -224,7 +225,7 @@ def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Pa
     if warm_from is not None:
         build_variables(model, prepared)
         towers = [model.tower_a, model.tower_b] if isinstance(model, CoDistillation) else [model]
-        copied = sum(copy_weights(t, warm_from) for t in towers)
+        copied = sum(copy_weights(t, warm_from, row_maps=warm_rows) for t in towers)
         log(f"{prefix}warm start: {copied} variables from the previous version")
     if strategy is None:
         # The tables and the optimizer's slots are made now, not in the pass's first step:
@@ -324,7 +325,8 @@ def _sample_loss(model: RankingModel, sample: dict[str, np.ndarray], batch: int 
 
 def train(config: Config, seed: int, prepared: Prepared,
           checkpoint_dir: str | Path | None = None, log: Log = say,
-          order_seed: int | None = None, warm_start: str | Path | None = None) -> TrainResult:
+          order_seed: int | None = None, warm_start: str | Path | None = None,
+          warm_rows: dict | None = None) -> TrainResult:
     """Trains the configured model (``config.train.ensemble`` members): weights initialised
     from ``seed`` (or from the export ``warm_start``), rows ordered from ``order_seed``
     (default: ``seed``). ``prepared``: the data
@@ -351,7 +353,7 @@ def train(config: Config, seed: int, prepared: Prepared,
         prefix = f"member {i + 1}/{len(seeds)} " if len(seeds) > 1 else ""
         model, took, n, logs = train_member(
             config, data, member_seed, folder, log, prefix, order_seed=member_order,
-            warm_from=previous[i] if previous is not None else None)
+            warm_from=previous[i] if previous is not None else None, warm_rows=warm_rows)
         if len(seeds) > 1:
             release_optimizer(model)  # the next member trains beside this one's tables only
         members.append(model)

@@ -6,14 +6,23 @@ depends on what else the process built, makes names unreliable), checked by shap
 the variable's own name (kernel, bias, embeddings, ...). A retrain
 that starts where the serving version stands moves less than one from a fresh random init,
 which lowers version-to-version churn.
+
+Tables may grow between versions (a model trained continuously meets new values): with
+``row_maps`` a table whose vocabulary changed takes the previous version's row of every
+value both vocabularies hold (and the out-of-vocabulary rows), matched by value
+(:func:`table_row_maps`); rows of new values keep their fresh init.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from steadyrank.model.artifact.reader import ExportError, load
+from steadyrank.model.network.features import table_specs
 
 
 def _leaf(name: str) -> str:
@@ -25,20 +34,64 @@ def previous_members(path: str | Path) -> list[Any]:
     return list(load(path).module.members)
 
 
-def copy_weights(target: Any, source: Any, where: str = "") -> int:
+TABLE = re.compile(r"table_([^/]+)/embedding/embeddings")
+
+
+def _table(name: str) -> str | None:
+    found = TABLE.search(name)
+    return found.group(1) if found else None
+
+
+def copy_weights(target: Any, source: Any, where: str = "",
+                 row_maps: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> int:
     """Assigns every variable of ``target`` from its counterpart in ``source``; returns how
-    many. Raises ExportError naming the first variable that has no counterpart."""
+    many. ``row_maps`` (table -> (previous rows, new rows)): a table of another size takes
+    those rows. Raises ExportError naming the first variable that has no counterpart."""
     ours, theirs = list(target.variables), list(source.variables)
+    maps = row_maps or {}
     what = where or "the previous version"
     if len(ours) != len(theirs):
         raise ExportError(f"cannot warm start from {what}: it has {len(theirs)} variables, "
                           f"this model {len(ours)} (the architecture changed; train from "
                           "scratch)")
     for var, other in zip(ours, theirs, strict=True):
-        if tuple(other.shape) != tuple(var.shape) or _leaf(other.name) != _leaf(var.name):
+        remapped = _table(var.name) in maps and tuple(other.shape[1:]) == tuple(var.shape[1:])
+        if (tuple(other.shape) != tuple(var.shape) and not remapped) or \
+                _leaf(other.name) != _leaf(var.name):
             raise ExportError(f"cannot warm start from {what}: {var.name} {tuple(var.shape)} "
                               f"meets {other.name} {tuple(other.shape)} there (the "
                               "architecture changed; train from scratch)")
     for var, other in zip(ours, theirs, strict=True):
-        var.assign(other)
+        table = _table(var.name)
+        if table in maps:
+            old_rows, new_rows = maps[table]
+            values = var.numpy()
+            values[new_rows] = other.numpy()[old_rows]
+            var.assign(values)
+        else:
+            var.assign(other)
     return len(ours)
+
+
+def table_row_maps(schema: Any, config: Any, old: Any, new: Any
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each vocabulary table whose rows differ between the statistics ``old`` (the
+    previous version's) and ``new``: (previous rows, new rows) of the values both keep, the
+    out-of-vocabulary rows first. Hashed tables keep their rows and need no map."""
+    before, after = table_specs(schema, old, config), table_specs(schema, new, config)
+    maps = {}
+    for name, spec in after.items():
+        prior = before.get(name)
+        if prior is None or spec.hash_buckets:
+            continue
+        if (len(prior.vocabulary) == len(spec.vocabulary) and prior.oov_buckets ==
+                spec.oov_buckets and np.array_equal(prior.vocabulary, spec.vocabulary)):
+            continue
+        where = {v: i for i, v in enumerate(prior.vocabulary.tolist())}
+        pairs = [(where[v] + prior.oov_buckets, i + spec.oov_buckets)
+                 for i, v in enumerate(spec.vocabulary.tolist()) if v in where]
+        oov = min(prior.oov_buckets, spec.oov_buckets)
+        old_rows = np.array([*range(oov), *(p[0] for p in pairs)], np.int64)
+        new_rows = np.array([*range(oov), *(p[1] for p in pairs)], np.int64)
+        maps[name] = (old_rows, new_rows)
+    return maps

@@ -61,7 +61,8 @@ def train_and_export(config: Config, seed: int, export_dir: str | Path,
                      keep_checkpoints: bool = False, version: int | None = None,
                      extra: dict[str, Any] | None = None, log: Log = say,
                      order_seed: int | None = None,
-                     warm_start: str | Path | None = None) -> Path:
+                     warm_start: str | Path | None = None,
+                     warm_rows: dict | None = None) -> Path:
     """Trains a model (or ensemble) for ``seed`` (init) and ``order_seed`` (row order,
     default ``seed``) and exports it as a new version.
 
@@ -72,7 +73,7 @@ def train_and_export(config: Config, seed: int, export_dir: str | Path,
     checkpoint_dir = Path(checkpoint_dir or default_checkpoint_dir(export_dir, seed))
     prepared = prepared or prepare_data(config, log=log)
     result = train(config, seed, prepared, checkpoint_dir, log, order_seed=order_seed,
-                   warm_start=warm_start)
+                   warm_start=warm_start, warm_rows=warm_rows)
     module = serving_module(result.members, prepared)
     scores, labels = predict(lambda inputs: score_in_batches(module.serve, inputs),
                              prepared.eval_batches())
