@@ -9,6 +9,7 @@ import pytest
 from steadyrank.cli.main import main as cli_main
 from steadyrank.model import config as cfg
 from steadyrank.model.artifact import reader
+from steadyrank.model.artifact.gate import read_follow_status
 from steadyrank.model.artifact.layout import versions
 from steadyrank.model.data.stats_store import load_stats, save_stats
 from steadyrank.model.publishing import continuous, replicas
@@ -181,6 +182,9 @@ def test_a_held_back_round_keeps_its_shards_pending_until_more_arrive(tmp_path):
     gate = replicas.Gate(max_pd=1e-9)  # any change is over it
     held = follow(conf, base, "clicks", users=20, log=quiet, max_rounds=1, gate=gate)
     assert [r.published for r in held] == [False]
+    status = read_follow_status(base, "clicks")  # what the server exports
+    assert status["round"] == 1 and status["published"] is False
+    assert status["pending_shards"] == 1 and status["waiting_since"] > 0
     state = FollowState.read(state_folder(base, "clicks"))
     assert state.held == [str(data / "shard-001.parquet")] and len(state.consumed) == 1
     # The same pending shards are not retried until another one arrives.
@@ -189,6 +193,10 @@ def test_a_held_back_round_keeps_its_shards_pending_until_more_arrive(tmp_path):
     shard(data, 2, np.arange(100, 130))
     again = follow(conf, base, "clicks", users=20, log=quiet, max_rounds=1)
     assert again[0].published
+    status = read_follow_status(base, "clicks")
+    assert status["round"] == 2 and status["published"] is True
+    assert status["pending_shards"] == 0 and status["waiting_since"] == 0
+    assert status["rows"] == 2 * ROWS and 0 <= status["progressive_log_loss"] < 1.5
     record = reader.load(base / "clicks" / str(again[0].version)).manifest.extra["follow"]
     assert record["shards"] == [str(data / "shard-001.parquet"),
                                 str(data / "shard-002.parquet")]

@@ -181,3 +181,30 @@ def test_server_exports_the_churn_gate(config, tmp_path):
     assert 'steadyrank_retrain_held_back_versions{model="ml"} 3.0' in text
     assert 'steadyrank_retrain_churn_topk_swap_rate{k="10",model="ml"} 0.3' in text
     assert 'steadyrank_retrain_churn_prediction_difference_relative{model="ml"} 0.04' in text
+
+
+def test_server_exports_a_following_trainers_status(tmp_path):
+    from prometheus_client import generate_latest
+
+    from steadyrank.service.serve.manager import ModelManager
+    from steadyrank.service.serve.telemetry import ServerMetrics
+
+    (tmp_path / "ml" / "1").mkdir(parents=True)
+    gate_record.write_follow_status(tmp_path, "ml", {
+        "model": "ml", "round": 7, "rows": 1500, "progressive_log_loss": 0.45,
+        "oov_share": 0.125, "pending_shards": 2, "waiting_since": 1700000000.0,
+        "round_time": 1699999000.0, "progressive_rmse": None})
+    gate_record.follow_status_path(tmp_path, "other").write_text("{not json")
+    metrics = ServerMetrics()
+    manager = ModelManager(tmp_path, metrics, poll_seconds=0,
+                           loader=lambda *a: (_ for _ in ()).throw(OSError("no model")))
+    manager.poll()
+    text = generate_latest(metrics.registry).decode()
+    assert 'steadyrank_follow_round{model="ml"} 7.0' in text
+    assert 'steadyrank_follow_round_rows{model="ml"} 1500.0' in text
+    assert 'steadyrank_follow_progressive_log_loss{model="ml"} 0.45' in text
+    assert 'steadyrank_follow_oov_share{model="ml"} 0.125' in text
+    assert 'steadyrank_follow_pending_shards{model="ml"} 2.0' in text
+    assert 'steadyrank_follow_waiting_since_timestamp_seconds{model="ml"} 1.7e+09' in text
+    assert 'steadyrank_follow_progressive_rmse{model="ml"}' not in text  # a binary task
+    assert 'model="other"' not in text  # an unreadable status is skipped

@@ -42,6 +42,7 @@ from steadyrank.core.errors import DataError
 from steadyrank.core.fileio import atomic_write_json
 from steadyrank.core.log import Log, say
 from steadyrank.model.artifact import reader
+from steadyrank.model.artifact.gate import write_follow_status
 from steadyrank.model.artifact.layout import RARITY, versions
 from steadyrank.model.config import Config
 from steadyrank.model.data.batches import concat
@@ -198,7 +199,8 @@ def run_round(config: Config, base: Path, name: str, state: FollowState, shards:
                          warm_lr_scale=1.0, prepared=replace(prepared, stats=merged),
                          warm_rows=warm_rows, record={"follow": record})
     record = {**record, "version": result.version, "published": result.published,
-              "churn": result.churn, "seconds": time.perf_counter() - started}
+              "churn": result.churn, "seconds": time.perf_counter() - started,
+              "time": time.time()}
     if result.published:
         old = state.stats
         state = replace(state, round=number, stats=stats, held=[],
@@ -239,12 +241,33 @@ def follow(config: Config, base: str | Path, name: str, users: int = 100, log: L
         f"in {state.round} round(s)")
     rounds: list[Round] = []
     wait = should_stop or (lambda seconds: time.sleep(seconds) or False)
+    waiting_since = 0.0
     while not max_rounds or len(rounds) < max_rounds:
         shards = pending(config, state)
+        waiting_since = (waiting_since or time.time()) if shards else 0.0
+        report(base, name, state, len(shards), waiting_since)
         if not shards or sorted(str(s) for s in shards) == sorted(state.held):
             if wait(poll_seconds):
                 break
             continue
         result, state = run_round(config, base, name, state, shards, users, log, vary, gate)
         rounds.append(result)
+        left = pending(config, state)
+        # Held-back shards have waited since they were first seen; ones that came during
+        # a published round, since now.
+        since = waiting_since if not result.published else time.time()
+        waiting_since = since if left else 0.0
+        report(base, name, state, len(left), waiting_since)
     return rounds
+
+
+def report(base: Path, name: str, state: FollowState, waiting: int, since: float) -> None:
+    """Writes the status the server exports: the latest round's numbers, and the shards
+    waiting (and since when; 0: none waits)."""
+    last = state.rounds[-1] if state.rounds else {}
+    numbers = {k: v for k, v in last.items()
+               if k.startswith("progressive_") or k in ("oov_share", "rows")}
+    write_follow_status(base, name, {
+        "model": name, "round": state.round, "published": last.get("published"),
+        "round_time": last.get("time"), "pending_shards": waiting, "waiting_since": since,
+        "time": time.time(), **numbers})

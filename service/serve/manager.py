@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from steadyrank.model.artifact.gate import read_gate
+from steadyrank.model.artifact.gate import read_follow_status, read_gate
 from steadyrank.model.artifact.layout import primary_name, replica_name, version_folders
 from steadyrank.service.serve.servable import LoadError, Servable, load_servable
 from steadyrank.service.serve.status import invalid, not_found, shown
@@ -214,11 +214,15 @@ class ModelManager:
             self._read_churn_gates(names)
 
     def _read_churn_gates(self, names: list[str]) -> None:
-        """Exports the trainer's churn gate decisions (hidden files beside the models)."""
+        """Exports the trainer's churn gate decisions and, for a following trainer, its
+        status (hidden files beside the models)."""
         for name in names:
             record = read_gate(self.base, name)
             if record is not None:
                 self.metrics.set_churn_gate(name, record)
+            status = read_follow_status(self.base, name)
+            if status is not None:
+                self.metrics.set_follow_status(name, status)
 
     def _set(self, name: str, status: VersionStatus) -> None:
         with self._lock:

@@ -170,6 +170,19 @@ class ServerMetrics:
             "steadyrank_retrain_held_back_versions",
             "Retrains the churn gate has held back so far (from the trainer's gate file).",
             ["model"])
+        self.follow = {key: fact(f"steadyrank_follow_{key}", text, ["model"]) for key, text in (
+            ("round", "The following trainer's latest published round."),
+            ("round_rows", "Rows the latest round trained on (its new shards and replay)."),
+            ("progressive_log_loss", "Log loss of the serving version on the latest round's "
+             "newest shard, before training on it (progressive validation)."),
+            ("progressive_rmse", "RMSE of the serving version on the latest round's newest "
+             "shard, before training on it (progressive validation)."),
+            ("oov_share", "Share of the latest round's newest-shard rows that meet an "
+             "out-of-vocabulary row of the serving version."),
+            ("pending_shards", "Shards that arrived and no round has trained on yet."),
+            ("waiting_since_timestamp_seconds", "Since when shards have been waiting (Unix "
+             "time; 0: none waits)."),
+            ("round_timestamp_seconds", "When the latest round ended (Unix time)."))}
         self._states: dict[tuple[str, str], tuple[str, ...]] = {}
         self._info: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
@@ -231,6 +244,19 @@ class ServerMetrics:
                     float(churn[swap_key(k)]))
         self.retrain_published.labels(model).set(1.0 if record.get("published") else 0.0)
         self.retrain_held.labels(model).set(float(record.get("rejected", 0)))
+
+    def set_follow_status(self, model: str, record: dict[str, Any]) -> None:
+        """A following trainer's status for ``model`` (its status file)."""
+        values = {"round": record.get("round"), "round_rows": record.get("rows"),
+                  "progressive_log_loss": record.get("progressive_log_loss"),
+                  "progressive_rmse": record.get("progressive_rmse"),
+                  "oov_share": record.get("oov_share"),
+                  "pending_shards": record.get("pending_shards"),
+                  "waiting_since_timestamp_seconds": record.get("waiting_since"),
+                  "round_timestamp_seconds": record.get("round_time")}
+        for key, value in values.items():
+            if isinstance(value, int | float):
+                self.follow[key].labels(model).set(float(value))
 
     def forget_version(self, model: str, version: int) -> None:
         """Drops a version whose folder is gone from the per-version gauges."""
