@@ -56,8 +56,18 @@ def _data_synth(args: argparse.Namespace) -> int:
             rows=args.rows, seed=args.seed, shard_rows=args.shard_rows,
             format=args.format or "parquet", zipf_exponent=args.zipf,
             click_rate=args.click_rate if args.click_rate is not None else 0.25)
-        print(criteo_synth.generate(spec, args.out, force=args.force))
+        if args.start_shard is None and not args.every and not args.shards:
+            print(criteo_synth.generate(spec, args.out, force=args.force))
+            return 0
+        if args.force:
+            raise ValueError("--force replaces a whole folder; a stream (--start-shard, "
+                             "--shards, --every) appends to one")
+        criteo_synth.stream(spec, args.out, start=args.start_shard, count=args.shards or 0,
+                            every=args.every)
+        print(args.out)
         return 0
+    if args.start_shard is not None or args.every or args.shards:
+        raise ValueError("--start-shard, --shards and --every apply to --schema criteo")
     from steadyrank.model.data import synth
 
     if args.format:
@@ -351,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "TSV (default parquet)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace an existing folder")
+    p.add_argument("--start-shard", type=int, default=None, metavar="N",
+                   help="with --schema criteo: append shards to --out from shard N on, each "
+                   "continuing the last (the bytes the whole run writes for them; default "
+                   "with --shards or --every: the one after those already there)")
+    p.add_argument("--shards", type=int, default=None, metavar="N",
+                   help="with --schema criteo: append N shards (default: to the stream's end)")
+    p.add_argument("--every", type=float, default=0.0, metavar="SECONDS",
+                   help="with --schema criteo: wait SECONDS between shards (a live stream "
+                   "for `trainer --follow`)")
     p.set_defaults(handler=_data_synth)
     p = data.add_parser("schema", help="print a first draft of a schema ([data], [label], "
                         "[[features]]) from a sample of a file's rows")

@@ -200,3 +200,50 @@ def test_criteo_synth_writes_criteo_tsv(tmp_path):
     assert prepare_data(config).train.rows == 2400
     with pytest.raises(ValueError, match="--format must be one of parquet, criteo"):
         criteo_synth.CriteoSpec(rows=10, format="csv").check()
+
+
+def test_criteo_stream_appends_shards_that_continue_the_whole_run(tmp_path):
+    from steadyrank.core.errors import DataError
+    from steadyrank.model.data import criteo_synth
+
+    spec = criteo_synth.CriteoSpec(rows=7_000, shard_rows=2_000, seed=5)
+    whole = criteo_synth.generate(spec, tmp_path / "whole", log=lambda _: None)
+    live, lines, naps = tmp_path / "live", [], []
+    assert criteo_synth.stream(spec, live, count=1, log=lines.append) == ["part-00000.parquet"]
+    assert not list(live.glob(".*.tmp"))  # each shard is put in place whole
+    # Resumed with no start: the next shard on, one wait between shards, to the end.
+    assert criteo_synth.stream(spec, live, every=5, log=lines.append, sleep=naps.append) == [
+        "part-00001.parquet", "part-00002.parquet", "part-00003.parquet"]
+    assert naps == [5, 5]
+    for name in ("part-00000.parquet", "part-00003.parquet"):  # the same bytes
+        assert (live / name).read_bytes() == (whole / name).read_bytes()
+    assert json.loads((live / "manifest.json").read_text()) == json.loads(
+        (whole / "manifest.json").read_text())
+    # An explicit start: a shard already there is kept.
+    assert criteo_synth.stream(spec, live, start=2, count=1, log=lines.append) == []
+    assert "already there" in lines[-1]
+    with pytest.raises(ValueError, match=r"--start-shard must be in \[0, 3\].*got 4"):
+        criteo_synth.stream(spec, live, start=4, log=lines.append)
+    other = criteo_synth.CriteoSpec(rows=7_000, shard_rows=2_000, seed=6)
+    with pytest.raises(DataError, match="another spec"):
+        criteo_synth.stream(other, live, log=lines.append)
+    with pytest.raises(ValueError, match="--every must be >= 0"):
+        criteo_synth.stream(spec, tmp_path / "x", every=-1, log=lines.append)
+
+
+def test_data_synth_cli_streams(tmp_path, capsys):
+    from steadyrank.cli.main import main
+
+    out = tmp_path / "s"
+    args = ["data", "synth", "--schema", "criteo", "--rows", "3000", "--shard-rows", "1000",
+            "--out", str(out)]
+    assert main([*args, "--shards", "2"]) == 0
+    assert sorted(p.name for p in out.glob("part-*")) == ["part-00000.parquet",
+                                                          "part-00001.parquet"]
+    assert main([*args, "--start-shard", "2"]) == 0
+    assert len(list(out.glob("part-*"))) == 3
+    assert main([*args, "--shards", "1", "--force"]) == 2
+    assert "--force replaces a whole folder" in capsys.readouterr().err
+    assert main(["data", "synth", "--rows", "10", "--every", "1", "--out", str(tmp_path / "m")]
+                ) == 2
+    assert "apply to --schema criteo" in capsys.readouterr().err

@@ -15,16 +15,20 @@ Everything is drawn with numpy, vectorised, one shard at a time, written and dro
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from steadyrank.core.fileio import combined_checksum, sha256_file, staged_folder
+from steadyrank.core.errors import DataError
+from steadyrank.core.fileio import atomic_write_json, combined_checksum, sha256_file, staged_folder
 from steadyrank.core.log import Log, sayer
 from steadyrank.model.data.presets import CRITEO_CATEGORIES, CRITEO_INTEGERS
 
@@ -183,6 +187,52 @@ def calibrated_bias(spec: CriteoSpec, planted: _Planted, sample: int = 50_000) -
     return (lo + hi) / 2
 
 
+def _planted(spec: CriteoSpec) -> _Planted:
+    """The planted model of ``spec`` (its bias calibrated): the same spec, the same model."""
+    planted = _plant(spec, np.random.default_rng(spec.seed))
+    planted.bias = calibrated_bias(spec, planted)
+    return planted
+
+
+def shard_count(spec: CriteoSpec) -> int:
+    """How many shards the whole stream has."""
+    return -(-spec.rows // spec.shard_rows)
+
+
+def shard_name(spec: CriteoSpec, index: int) -> str:
+    """Shard ``index``'s file name (``part-00003.parquet`` or ``day-00003.tsv``)."""
+    return (f"part-{index:05d}.parquet" if spec.format == "parquet"
+            else f"day-{index:05d}.tsv")
+
+
+def _write_shard(spec: CriteoSpec, planted: _Planted, index: int, folder: Path
+                 ) -> dict[str, Any]:
+    """Writes shard ``index`` (rows ``index * shard_rows`` on) into ``folder``, whole: under
+    a hidden temporary name, then renamed. Returns its manifest entry."""
+    first = index * spec.shard_rows
+    n = min(spec.shard_rows, spec.rows - first)
+    table = _shard(spec, planted, np.random.default_rng([spec.seed, index]), first, n)
+    name = shard_name(spec, index)
+    tmp = folder / f".{name}.tmp"
+    if spec.format == "parquet":
+        pq.write_table(table, tmp, row_group_size=131_072)
+    else:
+        pa_csv.write_csv(table, tmp, pa_csv.WriteOptions(
+            include_header=False, delimiter="\t", quoting_style="none"))
+    os.replace(tmp, folder / name)
+    return {"file": name, "rows": int(n), "clicks": int(table.column("label").to_numpy().sum()),
+            "sha256": sha256_file(folder / name)}
+
+
+def _manifest(spec: CriteoSpec, shards: list[dict[str, Any]]) -> dict[str, Any]:
+    digests = {s["file"]: s["sha256"] for s in shards}
+    rows = sum(s["rows"] for s in shards)
+    return {"kind": KIND, "spec": asdict(spec), "cardinalities": spec.cardinalities,
+            "shards": [{k: v for k, v in s.items() if k != "sha256"} for s in shards],
+            "files": digests, "checksum": combined_checksum(digests),
+            "click_rate": sum(s["clicks"] for s in shards) / max(rows, 1)}
+
+
 def generate(spec: CriteoSpec, out: str | Path, force: bool = False, log: Log = _say
              ) -> Path:
     """Writes the dataset to the folder ``out``, shard by shard (into a temporary folder
@@ -190,32 +240,70 @@ def generate(spec: CriteoSpec, out: str | Path, force: bool = False, log: Log = 
     spec.check()
     started = time.perf_counter()
     with staged_folder(out, force) as tmp:
-        planted = _plant(spec, np.random.default_rng(spec.seed))
-        planted.bias = calibrated_bias(spec, planted)
-        shards, written = [], 0
-        while written < spec.rows:
-            n = min(spec.shard_rows, spec.rows - written)
-            table = _shard(spec, planted, np.random.default_rng([spec.seed, len(shards)]),
-                           written, n)
-            if spec.format == "parquet":
-                name = f"part-{len(shards):05d}.parquet"
-                pq.write_table(table, tmp / name, row_group_size=131_072)
-            else:
-                name = f"day-{len(shards):05d}.tsv"
-                pa_csv.write_csv(table, tmp / name, pa_csv.WriteOptions(
-                    include_header=False, delimiter="\t", quoting_style="none"))
-            shards.append({"file": name, "rows": int(n),
-                           "clicks": int(table.column("label").to_numpy().sum())})
-            written += n
+        planted = _planted(spec)
+        shards: list[dict[str, Any]] = []
+        written = 0
+        for index in range(shard_count(spec)):
+            shards.append(_write_shard(spec, planted, index, tmp))
+            written += shards[-1]["rows"]
             rate = written / (time.perf_counter() - started)
             log(f"{written:,}/{spec.rows:,} rows ({len(shards)} shards, {rate:,.0f} rows/s, "
                 f"ETA {(spec.rows - written) / rate:,.0f} s)")
-        digests = {s["file"]: sha256_file(tmp / s["file"]) for s in shards}
-        manifest = {"kind": KIND, "spec": asdict(spec), "cardinalities": spec.cardinalities,
-                    "shards": shards, "files": digests, "checksum": combined_checksum(digests),
-                    "click_rate": sum(s["clicks"] for s in shards) / spec.rows}
+        manifest = _manifest(spec, shards)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     out = Path(out)
     log(f"wrote {out} ({spec.rows:,} rows, click rate {manifest['click_rate']:.3f}) in "
         f"{time.perf_counter() - started:.1f}s")
     return out
+
+
+def stream(spec: CriteoSpec, out: str | Path, start: int | None = None, count: int = 0,
+           every: float = 0.0, log: Log = _say,
+           sleep: Callable[[float], object] = time.sleep) -> list[str]:
+    """Appends shards of the stream to the folder ``out``, each continuing the last (the
+    same bytes ``generate`` writes for them), and keeps its ``manifest.json`` current.
+
+    ``start``: the first shard's index (None: the one after the shards already there);
+    ``count``: how many to write (0: to the stream's end); ``every``: seconds between shards
+    (0: at once), for a live stream a following trainer reads. A shard already present is
+    kept, not rewritten. Returns the names written.
+    """
+    spec.check()
+    if every < 0:
+        raise ValueError(f"--every must be >= 0 seconds, got {every}")
+    if count < 0:
+        raise ValueError(f"--shards must be >= 0, got {count}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    shards: list[dict[str, Any]] = []
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old.get("kind") != KIND or old.get("spec") != asdict(spec):
+            raise DataError(out, "holds a stream of another spec "
+                            f"({old.get('spec')}); use a new folder or the same flags")
+        shards = [{**s, "sha256": old["files"][s["file"]]} for s in old["shards"]]
+    total = shard_count(spec)
+    present = {s["file"] for s in shards}
+    first = len(shards) if start is None else start
+    if not 0 <= first < total:
+        raise ValueError(f"--start-shard must be in [0, {total - 1}] (the stream has {total} "
+                         f"shards of {spec.shard_rows:,} rows), got {first}")
+    last = total if not count else min(total, first + count)
+    planted = _planted(spec)
+    written: list[str] = []
+    for index in range(first, last):
+        if written and every:
+            sleep(every)
+        name = shard_name(spec, index)
+        if name in present and (out / name).exists():
+            log(f"{out / name} is already there: kept")
+            continue
+        entry = _write_shard(spec, planted, index, out)
+        shards = sorted([s for s in shards if s["file"] != name] + [entry],
+                        key=lambda s: s["file"])
+        atomic_write_json(manifest_path, _manifest(spec, shards), sort_keys=False)
+        written.append(name)
+        log(f"wrote {out / name} (shard {index + 1}/{total}, rows "
+            f"{index * spec.shard_rows:,}+{entry['rows']:,})")
+    return written
