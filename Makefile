@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools test test-compose up lint bench-ops bench-train bench-serve bench-workers bench-dist bench-cuda build-ops clean
+.PHONY: install tools test test-compose up lint bench-ops bench-train bench-serve bench-workers bench-dist bench-continuous bench-cuda build-ops clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,10 @@ test-compose: install
 	$(PY) -m pytest -q -m compose tests/test_compose.py
 
 # The stack as local processes (no Docker): data, trainer, server, traffic, Prometheus.
-# CONFIG=path/to/schema.toml trains and serves another schema (default configs/smelu.toml).
+# CONFIG=path/to/schema.toml trains and serves another schema (default configs/smelu.toml);
+# STREAM=1: continuous training on a live Criteo-shaped stream (configs/stream.toml).
 up: install
-	$(PY) -m steadyrank.cli up $(if $(CONFIG),--config $(CONFIG))
+	$(PY) -m steadyrank.cli up $(if $(CONFIG),--config $(CONFIG)) $(if $(STREAM),--stream)
 
 lint: install
 	$(PY) -m ruff check .
@@ -58,6 +59,9 @@ bench-workers: install
 
 bench-dist: install
 	$(PY) bench/dist_bench.py --repeats 3
+
+bench-continuous: install
+	$(PY) bench/continuous_bench.py --rounds 10
 
 # Standalone CUDA checks and bandwidth benchmarks of the SmeLU and g-SmeLU kernels (need a GPU
 # to run; compile anywhere with nvcc).

@@ -89,11 +89,12 @@ def _health(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from steadyrank.cli import stack
 
+    config = args.config or (stack.STREAM_CONFIG if args.stream else stack.DEFAULT_CONFIG)
     return stack.up(stack.StackConfig(
-        config=Path(args.config), work=Path(args.work), port=args.port,
+        config=Path(config), work=Path(args.work), port=args.port,
         metrics_port=args.metrics_port, prometheus_port=args.prometheus_port,
         traffic_rate=args.traffic_rate, retrain_interval=args.retrain_interval,
-        overrides=args.overrides))
+        overrides=args.overrides, stream=args.stream, stream_every=args.stream_every))
 
 
 def _fraction(text: str) -> float:
@@ -179,7 +180,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("up", help="the whole stack as local processes: data, train A and B, "
                        "serve, traffic, and Prometheus if installed; Ctrl-C stops it")
-    p.add_argument("--config", default="configs/smelu.toml", help="default configs/smelu.toml")
+    p.add_argument("--config", default=None, help="default configs/smelu.toml "
+                   "(configs/stream.toml with --stream)")
+    p.add_argument("--stream", action="store_true",
+                   help="continuous training: a process appends a Criteo-shaped shard every "
+                   "--stream-every seconds under WORK/data/stream and the trainer follows "
+                   "them (a round per shard)")
+    p.add_argument("--stream-every", type=float, default=120.0,
+                   help="with --stream: seconds between shards (default 120)")
     p.add_argument("--work", default="run", help="folder for models, data and logs "
                    "(default run)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT,

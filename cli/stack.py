@@ -2,7 +2,10 @@
 
 Starts the trainer (fetches MovieLens 100K, trains and publishes replicas A and B), the
 server (which waits for the first export), the traffic generator, and Prometheus if a
-``prometheus`` binary is on the PATH, with the same rules as the compose stack. Every
+``prometheus`` binary is on the PATH, with the same rules as the compose stack. With
+``stream`` (``make up STREAM=1``, as ``deploy/compose.stream.yml`` for compose) a ``stream``
+process appends a Criteo-shaped shard every ``stream_every`` seconds under ``WORK/data/stream``
+and the trainer follows them (``configs/stream.toml``). Every
 child's output goes to ``WORK/logs/NAME.log`` and, prefixed with its name, to the console.
 Ctrl-C (or SIGTERM) stops them all: SIGTERM first, SIGKILL after a grace period.
 """
@@ -26,6 +29,11 @@ from steadyrank.service.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
 PROMETHEUS_DIR = Path(str(importlib.resources.files("steadyrank.prometheus")))
 # The server discovery of deploy/prometheus/prometheus.yml (every compose replica, by DNS),
 # replaced by the local server's address for `steadyrank up`.
+# The live stream of `up --stream` (the flags of deploy/compose.stream.yml's stream service).
+STREAM_SPEC = ("--schema", "criteo", "--rows", "2000000", "--shard-rows", "20000", "--seed", "7")
+STREAM_CONFIG = Path("configs/stream.toml")
+DEFAULT_CONFIG = Path("configs/smelu.toml")
+
 COMPOSE_DISCOVERY = f"""    dns_sd_configs:
       - names: ["server"]
         type: A
@@ -38,7 +46,7 @@ COMPOSE_DISCOVERY = f"""    dns_sd_configs:
 class StackConfig:
     """Settings of ``steadyrank up`` (the CLI flags of the same names)."""
 
-    config: Path = Path("configs/smelu.toml")
+    config: Path = DEFAULT_CONFIG
     work: Path = Path("run")
     port: int = DEFAULT_PORT
     metrics_port: int = DEFAULT_METRICS_PORT
@@ -47,6 +55,8 @@ class StackConfig:
     retrain_interval: float = 0.0
     overrides: list[str] = field(default_factory=list)
     grace: float = 30.0
+    stream: bool = False
+    stream_every: float = 120.0
 
     @property
     def model_name(self) -> str:
@@ -64,6 +74,8 @@ class StackConfig:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: not a port")
         if self.traffic_rate < 0 or self.retrain_interval < 0:
             raise ValueError("--traffic-rate and --retrain-interval must be >= 0")
+        if self.stream_every <= 0:
+            raise ValueError(f"--stream-every {self.stream_every}: must be > 0 seconds")
 
 
 class Child:
@@ -118,10 +130,19 @@ def commands(cfg: StackConfig, prometheus: str | None) -> dict[str, list[str]]:
     """The argv of every process of the stack, by name."""
     cli = [sys.executable, "-m", "steadyrank.cli"]
     models, data = cfg.work / "models", cfg.work / "data"
-    sets = [a for o in [f"data.data_dir={data}", *cfg.overrides] for a in ("--set", o)]
-    out = {
+    shards = data / "stream"
+    given = [f"data.data_dir={data}",
+             *([f'data.train=["{shards / "part-*.parquet"}"]'] if cfg.stream else []),
+             *cfg.overrides]
+    sets = [a for o in given for a in ("--set", o)]
+    out = {}
+    if cfg.stream:
+        out["stream"] = [*cli, "data", "synth", *STREAM_SPEC, "--out", str(shards),
+                         "--every", str(cfg.stream_every)]
+    out |= {
         "trainer": [*cli, "trainer", "--config", str(cfg.config), "--models", str(models),
-                    "--retrain-interval", str(cfg.retrain_interval), *sets],
+                    "--retrain-interval", str(cfg.retrain_interval), *sets,
+                    *(["--poll-seconds", "10"] if cfg.stream else [])],
         "server": [*cli, "serve", "--model-base-path", str(models), "--port", str(cfg.port),
                    "--metrics-port", str(cfg.metrics_port), "--wait-for-models", "86400"],
     }
@@ -180,7 +201,7 @@ def _watch(children: list[Child], stop: threading.Event, console: IO[str]) -> in
     while not stop.wait(0.5):
         for child in children:
             rc = child.proc.poll()
-            if rc is None or (child.name == "trainer" and rc == 0):
+            if rc is None or (child.name in ("trainer", "stream") and rc == 0):
                 continue
             print(f"steadyrank up: {child.name} exited with {rc}; see {child.log_path}",
                   file=console, flush=True)

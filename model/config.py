@@ -26,6 +26,7 @@ FILE_FORMATS = ("parquet", "csv", "criteo")
 PRESET_FORMATS = ("movielens-100k", "synthetic")
 FORMATS = (*FILE_FORMATS, *PRESET_FORMATS)
 DATASETS = PRESET_FORMATS  # the legacy key data.dataset names one of these
+SCHEMA_PRESETS = ("criteo",)  # data.schema: preset schemas files in that shape may name
 LOADS = ("auto", "memory", "stream")
 
 
@@ -52,6 +53,8 @@ class DataConfig:
     ``steadyrank data synth``), which bring their schemas. ``dataset`` is the older name of
     ``format`` for those two. ``time_column``: ``split = "time"`` and the ``time`` and
     ``window:N`` row orders follow it; user and item facts take their latest value by it.
+    ``schema``: a preset by name (``criteo``: label, I1..I13, C1..C26) for files in that
+    shape, instead of declaring ``[label]`` and ``[[features]]``.
     ``delimiter``, ``header`` and ``columns``: CSV only; a file without a header holds
     ``columns`` in order (default: the features in declared order, the label, then the time
     column). ``load``: ``memory`` holds the rows in memory
@@ -75,6 +78,7 @@ class DataConfig:
     load: str = "auto"
     memory_budget_mb: int = 1024
     follow: bool = False
+    schema: str = ""  # a preset schema by name ("criteo") instead of [label], [[features]]
 
     @property
     def source(self) -> str:
@@ -427,6 +431,12 @@ def validate(config: Config) -> Config:
         (d.split in ("random", "time"), "data.split", "must be 'random' or 'time'"),
         (d.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}"),
         (d.format in ("", *FORMATS), "data.format", f"must be one of {', '.join(FORMATS)}"),
+        (d.schema in ("", *SCHEMA_PRESETS), "data.schema",
+         f"must name a preset schema: {', '.join(SCHEMA_PRESETS)}"),
+        (not d.schema or config.label is None, "data.schema",
+         "names a preset; declare either it or [label] and [[features]], not both"),
+        (not d.schema or d.source in FILE_FORMATS, "data.schema",
+         "applies to files (format parquet, csv or criteo); the other formats bring theirs"),
         (d.load in LOADS, "data.load", f"must be one of {', '.join(LOADS)}"),
         (d.memory_budget_mb >= 1, "data.memory_budget_mb", "must be >= 1"),
         (len(d.delimiter) == 1, "data.delimiter", "must be one character"),

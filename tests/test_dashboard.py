@@ -33,10 +33,27 @@ def datasource() -> dict:
     return source
 
 
-def queries(dash: dict) -> list[tuple[str, str]]:
-    """(panel title, PromQL) of every query panel."""
-    return [(p["title"], t["expr"]) for p in dash["panels"] if p["type"] != "row"
-            for t in p["targets"]]
+# The row whose panels only a following trainer (stream mode) feeds.
+CONTINUOUS_ROW = "Continuous training"
+
+
+def queries(dash: dict, *, skip_row: str | None = None) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every query panel, less those under a row whose title
+    starts with ``skip_row``."""
+    out, row = [], ""
+    for panel in dash["panels"]:
+        if panel["type"] == "row":
+            row = panel["title"]
+        elif not (skip_row and row.startswith(skip_row)):
+            out += [(panel["title"], t["expr"]) for t in panel["targets"]]
+    return out
+
+
+def continuous_queries(dash: dict) -> list[tuple[str, str]]:
+    """The queries of the continuous-training row alone."""
+    every = queries(dash)
+    rest = set(queries(dash, skip_row=CONTINUOUS_ROW))
+    return [q for q in every if q not in rest]
 
 
 def exported() -> set[str]:
@@ -102,6 +119,16 @@ def test_the_dashboard_has_the_panels_the_issue_lists():
                   "shadow pairs scored and dropped", "loaded versions",
                   "training runs and their offline pd"):
         assert words in titles, words
+
+
+def test_the_continuous_training_row_charts_every_follow_gauge():
+    charted = " ".join(expr for _, expr in continuous_queries(dashboard()))
+    follow = {name for name in exported() if name.startswith("steadyrank_follow_")}
+    assert follow, "the server exports no steadyrank_follow_* gauge"
+    assert {name for name in follow if name not in charted} == set()
+    # and no panel outside the row depends on a following trainer
+    rest = " ".join(expr for _, expr in queries(dashboard(), skip_row=CONTINUOUS_ROW))
+    assert "steadyrank_follow_" not in rest
 
 
 def test_compose_services_ports_and_volumes():

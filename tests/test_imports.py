@@ -155,8 +155,9 @@ def test_the_library_loads_on_first_use(use):
 # may import. Imports inside a package itself are always allowed. Inside model the rooms go
 # publishing -> evaluation -> training -> network -> data -> config, with measures a leaf
 # every room may use and the artifact reader on core and ops only.
-READER_SIDE = ("steadyrank.model.artifact.layout", "steadyrank.model.artifact.reader",
-               "steadyrank.model.artifact.gate", "steadyrank.model.schema")
+READER_SIDE = ("steadyrank.model.artifact.layout", "steadyrank.model.artifact.manifest",
+               "steadyrank.model.artifact.reader", "steadyrank.model.artifact.gate",
+               "steadyrank.model.schema")
 BELOW_TRAINING = ("steadyrank.core", "steadyrank.ops", "steadyrank.model.config",
                   "steadyrank.model.schema", "steadyrank.model.data",
                   "steadyrank.model.network", "steadyrank.model.artifact",

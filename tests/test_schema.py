@@ -129,6 +129,27 @@ def test_the_presets_match_what_the_readme_writes_out():
     assert presets.CRITEO_COLUMNS[0] == "label" and presets.CRITEO_COLUMNS[-1] == "C26"
     config = cfg.from_dict({"data": {"format": "criteo", "train": "day_*"}})
     assert presets.resolve_schema(config) == criteo
+    # Parquet files in Criteo's shape name the preset instead of 39 feature blocks.
+    named = cfg.from_dict({"data": {"format": "parquet", "train": "p/*.parquet",
+                                    "schema": "criteo"}})
+    assert presets.resolve_schema(named) == criteo and cfg.from_dict(named.to_dict()) == named
+    with pytest.raises(ValueError, match="no preset schema.*data.schema"):
+        presets.resolve_schema(cfg.from_dict({"data": {"format": "parquet",
+                                                       "train": "p/*.parquet"}}))
+
+
+@pytest.mark.parametrize("data, extra, message", [
+    ({"schema": "movielens"}, {}, "data.schema must name a preset schema: criteo, got "
+     "'movielens'"),
+    ({"schema": "criteo"}, {"label": LABEL_TABLE, "features": [{"name": "a",
+                                                                "kind": "numeric"}]},
+     "declare either it or \\[label\\]"),
+    ({"schema": "criteo", "format": "synthetic", "train": []}, {}, "applies to files"),
+])
+def test_a_named_preset_schema_is_checked(data, extra, message):
+    raw = {"data": {"format": "parquet", "train": ["p/*.parquet"], **data}, **extra}
+    with pytest.raises(cfg.ConfigError, match=message):
+        cfg.from_dict(raw)
 
 
 def test_the_signatures_reserved_names_are_the_schemas():

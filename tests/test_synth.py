@@ -222,6 +222,9 @@ def test_criteo_stream_appends_shards_that_continue_the_whole_run(tmp_path):
     # An explicit start: a shard already there is kept.
     assert criteo_synth.stream(spec, live, start=2, count=1, log=lines.append) == []
     assert "already there" in lines[-1]
+    # Restarted once the stream is complete (a stack coming back up): nothing, no error.
+    assert criteo_synth.stream(spec, live, every=5, log=lines.append) == []
+    assert "the stream is complete (4 shards)" in lines[-1]
     with pytest.raises(ValueError, match=r"--start-shard must be in \[0, 3\].*got 4"):
         criteo_synth.stream(spec, live, start=4, log=lines.append)
     other = criteo_synth.CriteoSpec(rows=7_000, shard_rows=2_000, seed=6)

@@ -286,6 +286,9 @@ def stream(spec: CriteoSpec, out: str | Path, start: int | None = None, count: i
     total = shard_count(spec)
     present = {s["file"] for s in shards}
     first = len(shards) if start is None else start
+    if start is None and first == total:
+        log(f"{out}: the stream is complete ({total} shards); nothing to append")
+        return []
     if not 0 <= first < total:
         raise ValueError(f"--start-shard must be in [0, {total - 1}] (the stream has {total} "
                          f"shards of {spec.shard_rows:,} rows), got {first}")

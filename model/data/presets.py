@@ -53,10 +53,11 @@ def resolve_schema(config: Config) -> Schema:
     source = config.data.source
     if source in ("movielens-100k", "synthetic"):
         return movielens_schema(config.model.task, config.model.binary_threshold)
-    if source == "criteo":
+    if source == "criteo" or config.data.schema == "criteo":
         return criteo_schema()
     raise ValueError(f"data.format {source!r} has no preset schema: declare [label] and "
-                     "[[features]] (see `steadyrank data schema FILE` for a first draft)")
+                     "[[features]], or name a preset (data.schema = \"criteo\"; see "
+                     "`steadyrank data schema FILE` for a first draft)")
 
 
 def time_column(config: Config) -> str:
