@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from steadyrank.core.errors import SteadyRankError
+from steadyrank.model.artifact import layout
 
 KINDS = ("categorical", "numeric", "multi_hot")
 ROLES = ("user_id", "item_id", "user", "item", "context")
@@ -35,10 +36,11 @@ TASKS = ("binary", "rating")
 TRANSFORMS = ("none", "log1p", "standardize")
 DTYPES = {"categorical": ("int64", "string"), "multi_hot": ("int64", "string"),
           "numeric": ("float",)}
-# Names the exported signatures and the training batches use beside the features
-# (artifact/layout.py's ITEM_IDS, USER_IDS, EXAMPLES_INPUT; data/batches.py's LABEL and
-# ROWS); names starting with "sr_" are reserved too.
-RESERVED_NAMES = ("item_ids", "user_ids", "examples", "sr_label")
+# Names the exported signatures use beside the features (their owner: artifact/layout.py),
+# and the prefix of every name the training batches add (data/batches.py's LABEL, ROWS,
+# FACT_ROWS): no feature may take them.
+RESERVED_NAMES = layout.RESERVED_NAMES
+RESERVED_PREFIX = "sr_"
 # Why a model without both ids has no rankings (no rank signature, no top-k swap rates).
 NO_RANKING = ("the schema has no user_id and item_id features, so there are no rankings "
               "to compare or serve: PD only, and no rank signature")
@@ -237,10 +239,10 @@ def check_feature(f: Feature, where: str) -> None:
     """SchemaError naming ``where`` and the key when a declaration is inconsistent."""
     if not f.name or not f.name.replace("_", "a").replace("-", "a").isalnum():
         raise SchemaError(f"{where}.name must be letters, digits, '_' or '-', got {f.name!r}")
-    if f.name in RESERVED_NAMES or f.name.startswith("sr_"):
+    if f.name in RESERVED_NAMES or f.name.startswith(RESERVED_PREFIX):
         raise SchemaError(f"{where}.name {f.name!r} is reserved (the signatures use "
-                          f"{', '.join(RESERVED_NAMES)} and names starting with sr_); rename the "
-                          "feature")
+                          f"{', '.join(RESERVED_NAMES)} and names starting with "
+                          f"{RESERVED_PREFIX}); rename the feature")
     if f.kind not in KINDS:
         raise SchemaError(f"{where}.kind must be one of {', '.join(KINDS)}, got {f.kind!r}")
     if f.role not in ROLES:

@@ -124,6 +124,51 @@ def test_rounds_follow_the_shards_and_tables_grow_keeping_every_surviving_row(tm
     assert stats.rows == 2 * ROWS  # both shards counted
 
 
+def slots_by_value(base, round_number, vocab, slot="accumulator", replica="clicks"):
+    """{item id: its optimizer slot row} saved after ``round_number``, and the step count."""
+    path = (state_folder(base, "clicks") / f"stats-{round_number}" / continuous.SLOTS /
+            replica / "member-0.npz")
+    with np.load(path) as saved:
+        (key,) = [k for k in saved.files if k.endswith(f":item:{slot}")]
+        rows, steps = saved[key], int(saved["steps"])
+    assert len(rows) == len(vocab) + 1
+    return {int(v): rows[i + 1] for i, v in enumerate(vocab)}, steps
+
+
+def test_optimizer_slots_follow_their_rows_across_rounds(tmp_path):
+    data, base = tmp_path / "stream", tmp_path / "models"
+    first_shard = shard(data, 0, np.arange(100, 140))
+    conf = config(data)
+    lines = []
+    follow(conf, base, "clicks", users=20, log=lines.append, max_rounds=1,
+           should_stop=lambda s: True)
+    old, steps1 = slots_by_value(base, 1, vocabulary(conf, [first_shard]))
+    assert steps1 > 0 and all(old[i].min() > 0.1 for i in range(100, 140))  # Adagrad's
+    # Items 100-119 leave in shard 1 (140-159 arrive).
+    second_shard = shard(data, 1, np.arange(120, 160))
+    follow(conf, base, "clicks", users=20, log=lines.append, max_rounds=1,
+           should_stop=lambda s: True)
+    assert sum("optimizer slot(s) of the tables from" in line for line in lines) == 2  # A, B
+    assert not (state_folder(base, "clicks") / "stats-1").exists()  # gone with its stats
+    new, steps2 = slots_by_value(base, 2, vocabulary(conf, [first_shard, second_shard]))
+    assert steps2 == 2 * steps1  # the step count carries on (equal shards)
+    for item in range(100, 120):  # untouched in round 2: round 1's slots, moved by value
+        np.testing.assert_array_equal(new[item], old[item])
+    for item in range(120, 140):  # trained again: Adagrad's accumulator only grows
+        assert (new[item] >= old[item]).all() and (new[item] > old[item]).any()
+    assert all(new[i].min() >= 0.1 for i in range(140, 160))  # new rows from the initial
+    # A config that changes the tables' optimizer: the slots start afresh, the round runs.
+    shard(data, 2, np.arange(120, 160))
+    changed = config(data, embeddings={"optimizer": "lazy_adam", "learning_rate": 0.01})
+    rounds = follow(changed, base, "clicks", users=20, log=lines.append, max_rounds=1,
+                    should_stop=lambda s: True)
+    assert [r.version for r in rounds] == [3]
+    assert any("slots start afresh" in line and "do not match" in line for line in lines)
+    _, steps3 = slots_by_value(base, 3, vocabulary(conf, [first_shard, second_shard]),
+                               slot="m")
+    assert steps3 == steps1  # Lazy Adam counted from its own first step
+
+
 def test_a_trainer_killed_mid_round_trains_the_same_shards_again(tmp_path, monkeypatch):
     data, base = tmp_path / "stream", tmp_path / "models"
     shard(data, 0, np.arange(100, 130))

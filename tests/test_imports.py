@@ -171,7 +171,8 @@ SERVICE_SHARED = ("steadyrank.service.settings", "steadyrank.service.stubs",
 ALLOWED = {
     "steadyrank.core": (),
     "steadyrank.model": (),  # the package's __init__: a docstring
-    "steadyrank.model.schema": ("steadyrank.core",),
+    # the schema takes the reserved names from the layout (a leaf importing nothing)
+    "steadyrank.model.schema": ("steadyrank.core", "steadyrank.model.artifact.layout"),
     "steadyrank.proto": (),
     "steadyrank.ops": ("steadyrank.core",),
     "steadyrank.model.config": ("steadyrank.core", "steadyrank.ops", "steadyrank.model.schema"),

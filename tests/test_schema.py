@@ -17,6 +17,7 @@ from steadyrank.model.schema import (
     Feature,
     Label,
     SchemaError,
+    check_feature,
     parse_feature,
     parse_schema,
 )
@@ -153,8 +154,15 @@ def test_a_named_preset_schema_is_checked(data, extra, message):
 
 
 def test_the_signatures_reserved_names_are_the_schemas():
-    assert {layout.ITEM_IDS, layout.USER_IDS, layout.EXAMPLES_INPUT, LABEL} <= set(
-        RESERVED_NAMES)
+    from steadyrank.model.data.batches import FACT_ROWS, ROWS
+    from steadyrank.model.schema import RESERVED_PREFIX
+
+    assert {layout.ITEM_IDS, layout.USER_IDS, layout.EXAMPLES_INPUT} <= set(RESERVED_NAMES)
+    # every name a training batch adds beside the features is under the reserved prefix
+    assert all(name.startswith(RESERVED_PREFIX) for name in (LABEL, ROWS, FACT_ROWS))
+    for name in (*RESERVED_NAMES, LABEL, "sr_anything"):
+        with pytest.raises(SchemaError, match="is reserved"):
+            check_feature(Feature(name=name, kind="numeric"), "features[0]")
 
 
 # ---------------------------------------------------------------- values, float64 checks

@@ -14,6 +14,7 @@ from steadyrank.model.training import trainer
 from steadyrank.model.training.averaging import AveragingAdam, polyak_start
 from steadyrank.model.training.footprint import MemoryBudgetError, table_costs
 from steadyrank.model.training.sparse_optimizers import (
+    CARRIED_SLOTS,
     Momenta,
     PartedOptimizer,
     RowSparseOptimizer,
@@ -101,6 +102,31 @@ def test_each_optimizer_follows_its_float64_update_on_the_used_rows_only(kind, e
         start = 0.1 if name == "accumulator" else 0.0
         np.testing.assert_array_equal(value.numpy()[10:], np.full((2, DIM), start, np.float32))
     assert int(opt.iterations.numpy()) == len(steps)
+
+
+@pytest.mark.parametrize("kind", ["adagrad", "lazy_adam", "ftrl", "sgd"])
+def test_a_run_given_the_carried_slots_and_step_count_continues_the_uninterrupted_one(kind):
+    """What continuous training's slot carry gives a round: the float64 run of all 20 steps
+    equals 12 steps, then a fresh optimizer with those weights, the carried slots
+    (CARRIED_SLOTS) and the carried bias-correction step count, then 8 more."""
+    w0 = np.random.default_rng(0).normal(size=(ROWS, DIM))
+    steps = _steps(2, 20)
+    first = RowSparseOptimizer(kind, 0.1)
+    var = _run(first, w0, steps[:12])
+    second = RowSparseOptimizer(kind, 0.1)
+    carried = tf.Variable(var.numpy())
+    second.build([carried])
+    for name in CARRIED_SLOTS[kind]:
+        second.slots(carried)[name].assign(first.slots(var)[name])
+    second.set_bias_steps(first.bias_steps())
+    assert second.bias_steps() == 12 and int(second.iterations.numpy()) == 0
+    for idx, values in steps[12:]:
+        grad = tf.IndexedSlices(tf.constant(values, tf.float32), tf.constant(idx),
+                                tf.constant([ROWS, DIM], tf.int64))
+        second.apply_gradients([(grad, carried)])
+    want, _ = _reference(kind, w0, steps)
+    np.testing.assert_allclose(carried.numpy(), want, rtol=5e-5, atol=5e-5)
+    assert second.bias_steps() == 20
 
 
 def test_a_dense_gradient_updates_every_row():

@@ -13,7 +13,8 @@
    ``max_size`` per table by frequency, the rest share the out-of-vocabulary row;
 4. trains replicas A and B one pass over its rows, each warm-started from its serving
    version with the rows of every surviving value mapped by value (new values' rows start
-   from ``model.embedding_init``);
+   from ``model.embedding_init``), and the tables' optimizer slots likewise (saved by the
+   previous round beside its statistics; :mod:`steadyrank.model.training.slot_carry`);
 5. measures them against each other and the new A against the serving A (the churn gate),
    and publishes them unless the gate holds them back.
 
@@ -96,6 +97,12 @@ class FollowState:
     def consumed_paths(self) -> set[str]:
         """The consumed files' paths."""
         return {s.path for s in self.consumed}
+
+
+# The tables' optimizer slots of a round's replicas, beside its statistics
+# (``.follow-NAME/stats-ROUND/slots/REPLICA/member-I.npz``): written, kept and removed with
+# them, so the next round's replicas carry each row's slots (:mod:`..training.slot_carry`).
+SLOTS = "slots"
 
 
 def state_folder(base: str | Path, name: str) -> Path:
@@ -197,7 +204,9 @@ def run_round(config: Config, base: Path, name: str, state: FollowState, shards:
     result = train_round(round_config, base, name, users, log, vary,
                          warm_start=serving is not None, gate=gate, warm_epochs=1,
                          warm_lr_scale=1.0, prepared=replace(prepared, stats=merged),
-                         warm_rows=warm_rows, record={"follow": record})
+                         warm_rows=warm_rows, record={"follow": record},
+                         slot_dirs=(folder / state.stats / SLOTS if state.stats else None,
+                                    folder / stats / SLOTS))
     record = {**record, "version": result.version, "published": result.published,
               "churn": result.churn, "seconds": time.perf_counter() - started,
               "time": time.time()}

@@ -45,6 +45,7 @@ from steadyrank.model.evaluation.evalset import (
 )
 from steadyrank.model.measures import metrics
 from steadyrank.model.schema import NO_RANKING
+from steadyrank.model.training.slot_carry import SlotCarry
 from steadyrank.model.training.workflow import train_and_export
 
 OFFLINE_KEYS = metrics.PAIR_KEYS  # the offline numbers a trainer writes into manifests
@@ -107,14 +108,17 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
                 log: Log = say, vary: str = "all", warm_start: bool = False,
                 gate: Gate | None = None, warm_epochs: int = 1,
                 warm_lr_scale: float = 0.1, prepared: Prepared | None = None,
-                warm_rows: dict | None = None, record: dict[str, Any] | None = None) -> Round:
+                warm_rows: dict | None = None, record: dict[str, Any] | None = None,
+                slot_dirs: tuple[Path | None, Path] | None = None) -> Round:
     """Trains and measures version ``next_version`` of ``name`` and ``name-b``, and
     publishes it unless the churn gate holds it back. A warm-started replica trains
     ``warm_epochs`` epochs from the serving weights at ``warm_lr_scale`` times the learning
     rate (its optimizer starts afresh, and Adam's first steps are about the learning rate in
     every weight, which would shake a trained model); a fresh start trains the config's.
     ``prepared`` (default: the config's data), ``warm_rows`` (tables that grew, mapped by
-    value) and ``record`` (written into both manifests) are for continuous training."""
+    value), ``record`` (written into both manifests) and ``slot_dirs`` (the folders whose
+    REPLICA/ subfolders hold the tables' optimizer slots of the serving version, or None,
+    and receive this version's) are for continuous training."""
     if warm_epochs < 1:
         raise ValueError(f"--warm-start-epochs must be >= 1, got {warm_epochs}")
     if not warm_lr_scale > 0:
@@ -141,12 +145,14 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
             run_config = (replace(config, train=replace(
                 config.train, epochs=warm_epochs,
                 learning_rate=config.train.learning_rate * warm_lr_scale)) if warm else config)
+            slots = (SlotCarry(slot_dirs[0] / replica if warm and slot_dirs[0] else None,
+                               slot_dirs[1] / replica) if slot_dirs is not None else None)
             staged.append(train_and_export(
                 run_config, seed, staging / replica, staging / f"ckpt-{replica}",
                 prepared=prepared, version=version,
                 extra={"replica_of": name, "vary": vary, **(record or {})},
                 log=log, order_seed=order_seed, warm_start=warm,
-                warm_rows=warm_rows if warm else None))
+                warm_rows=warm_rows if warm else None, slots=slots))
         a, b = (reader.load(p) for p in staged)
         measured = pairs.replica_pair_metrics(a, b, prepared, requests, tau_users=users)
         offline = {k: float(measured[k]) for k in OFFLINE_KEYS if k in measured}

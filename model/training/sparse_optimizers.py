@@ -48,6 +48,9 @@ from steadyrank.model.training.averaging import (
 # Slots each optimizer keeps per table entry (row x dim); averaging adds one more and a
 # per-row step stamp (int64).
 SLOTS = {"adam": 2, "adagrad": 1, "lazy_adam": 2, "ftrl": 2, "sgd": 0}
+# The slots a continuous-training round carries to the next, row by row (:mod:`.slot_carry`).
+CARRIED_SLOTS = {"adagrad": ("accumulator",), "ftrl": ("accumulator", "linear"),
+                 "lazy_adam": ("m", "v"), "sgd": ()}
 SWAP_ROWS = 1 << 20  # rows per block when the averages are written into a table
 
 
@@ -159,6 +162,11 @@ class RowSparseOptimizer(keras.optimizers.Optimizer):
         if getattr(self, "_built", False):
             return
         self._built = True
+        # Steps before this run that Lazy Adam's bias correction counts (moments carried
+        # from a previous round); the learning-rate schedule counts this run's alone.
+        self._step_offset = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                        name="step_offset")
+        self._variables.append(self._step_offset)
         self._slots: list[dict[str, tf.Variable]] = []
         for var in var_list:
             slots: dict[str, tf.Variable] = {}
@@ -186,6 +194,14 @@ class RowSparseOptimizer(keras.optimizers.Optimizer):
                                 name=f"stamp/{var._shared_name}", trainable=False)
         self._variables.append(stamp)
         return stamp
+
+    def bias_steps(self) -> int:
+        """The step count Lazy Adam's bias correction has reached (carried steps too)."""
+        return int(self.iterations.numpy()) + int(self._step_offset.numpy())
+
+    def set_bias_steps(self, steps: int) -> None:
+        """Makes the bias correction count on from ``steps`` (a carried run's count)."""
+        self._step_offset.assign(steps - int(self.iterations.numpy()))
 
     def slots(self, var: tf.Variable) -> dict[str, tf.Variable]:
         """The slots of table ``var`` by name."""
@@ -259,7 +275,7 @@ class RowSparseOptimizer(keras.optimizers.Optimizer):
                 l2=tf.constant(self.l2, variable.dtype),
                 lr_power=tf.constant(-0.5, variable.dtype), use_locking=False)
         else:  # lazy_adam
-            step = tf.cast(self.iterations + 1, variable.dtype)
+            step = tf.cast(self.iterations + 1 + self._step_offset, variable.dtype)
             b1, b2 = self.beta_1, self.beta_2
             scaled = lr * tf.sqrt(1.0 - tf.pow(b2, step)) / (1.0 - tf.pow(b1, step))
             m = b1 * slots["m"].sparse_read(rows) + (1.0 - b1) * grad

@@ -36,6 +36,7 @@ from steadyrank.model.network.codistill import CoDistillation
 from steadyrank.model.network.features import input_spec
 from steadyrank.model.network.ranking import RankingModel
 from steadyrank.model.schema import Schema
+from steadyrank.model.training import slot_carry
 from steadyrank.model.training.averaging import AveragingAdam
 from steadyrank.model.training.distributed import (
     is_parameter_server,
@@ -45,6 +46,7 @@ from steadyrank.model.training.distributed import (
 )
 from steadyrank.model.training.footprint import check_table_memory
 from steadyrank.model.training.inputs import TrainInput, make_input
+from steadyrank.model.training.slot_carry import SlotCarry
 from steadyrank.model.training.sparse_optimizers import (
     averages_weights,
     make_training_optimizer,
@@ -177,7 +179,8 @@ def build_variables(model: RankingModel | CoDistillation, prepared: Prepared) ->
 
 def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Path | None,
                  log: Log = say, prefix: str = "", order_seed: int | None = None,
-                 warm_from: Any = None, warm_rows: dict | None = None
+                 warm_from: Any = None, warm_rows: dict | None = None,
+                 slot_files: tuple[Path | None, Path | None] = (None, None)
                  ) -> tuple[RankingModel, float, int, list[dict[str, float]]]:
     """Trains one model; returns (model, seconds, examples trained, per-epoch logs).
 
@@ -186,6 +189,8 @@ def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Pa
     co-distillation it is tower A. ``warm_from`` (a previous export's member) gives the
     starting weights (both towers when co-distilling), unless a checkpoint resumes the run;
     ``warm_rows`` maps the rows of tables that grew (:func:`warmstart.table_row_maps`).
+    ``slot_files`` (restore from, save to): the tables' optimizer slots carried from a
+    previous round (with a warm start) and saved for the next (:mod:`.slot_carry`).
     Under a distribution strategy the model returned is a local copy of the trained one, and
     the logs end with ``{"shards": ...}``, the layout of its embedding tables.
     """
@@ -232,6 +237,14 @@ def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Pa
         # the pass's time and examples/s are training alone.
         build_variables(model, prepared)
         optimizer.build(model.trainable_variables)
+    carry = strategy is None and slot_carry.carries(optimizer)
+    if carry and warm_from is not None and slot_files[0] is not None:
+        try:
+            restored = slot_carry.restore(model, optimizer, slot_files[0], warm_rows)
+            log(f"{prefix}warm start: {restored} optimizer slot(s) of the tables from "
+                f"{slot_files[0]}")
+        except ValueError as error:  # e.g. the config changed the tables' optimizer
+            log(f"{prefix}the tables' optimizer slots start afresh: {error}")
     seconds, examples, history = 0.0, 0, []
     # Under parameter servers Keras reports the last scheduled step's metrics, not the
     # epoch's; the loss on a fixed sample of training rows, measured by the chief, is the
@@ -271,6 +284,8 @@ def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Pa
         shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items()
                           if k not in ("regularization_loss", "total_loss"))
         log(f"{label}: {shown} ({took:.1f}s, {(rows - skip) / took:,.0f} ex/s{saved})")
+    if carry and slot_files[1] is not None:
+        slot_carry.save(slot_files[1], slot_carry.table_slots(model, optimizer))
     if averages_weights(optimizer):
         # Read under the strategy's scope: the averages may live on parameter servers.
         with strategy.scope() if strategy else contextlib.nullcontext():
@@ -326,11 +341,12 @@ def _sample_loss(model: RankingModel, sample: dict[str, np.ndarray], batch: int 
 def train(config: Config, seed: int, prepared: Prepared,
           checkpoint_dir: str | Path | None = None, log: Log = say,
           order_seed: int | None = None, warm_start: str | Path | None = None,
-          warm_rows: dict | None = None) -> TrainResult:
+          warm_rows: dict | None = None, slots: SlotCarry | None = None) -> TrainResult:
     """Trains the configured model (``config.train.ensemble`` members): weights initialised
     from ``seed`` (or from the export ``warm_start``), rows ordered from ``order_seed``
     (default: ``seed``). ``prepared``: the data
-    (:func:`steadyrank.model.data.splits.prepare_data`)."""
+    (:func:`steadyrank.model.data.splits.prepare_data`). ``slots``: where the tables'
+    optimizer slots come from and go to (continuous training)."""
     order_seed = seed if order_seed is None else order_seed
     seeds = member_seeds(seed, config.train.ensemble)
     orders = member_seeds(order_seed, config.train.ensemble)
@@ -353,7 +369,8 @@ def train(config: Config, seed: int, prepared: Prepared,
         prefix = f"member {i + 1}/{len(seeds)} " if len(seeds) > 1 else ""
         model, took, n, logs = train_member(
             config, data, member_seed, folder, log, prefix, order_seed=member_order,
-            warm_from=previous[i] if previous is not None else None, warm_rows=warm_rows)
+            warm_from=previous[i] if previous is not None else None, warm_rows=warm_rows,
+            slot_files=slots.files(i) if slots is not None else (None, None))
         if len(seeds) > 1:
             release_optimizer(model)  # the next member trains beside this one's tables only
         members.append(model)

@@ -37,7 +37,8 @@ def previous_members(path: str | Path) -> list[Any]:
 TABLE = re.compile(r"table_([^/]+)/embedding/embeddings")
 
 
-def _table(name: str) -> str | None:
+def table_name(name: str) -> str | None:
+    """The table (feature) an embedding variable named ``name`` belongs to, or None."""
     found = TABLE.search(name)
     return found.group(1) if found else None
 
@@ -55,14 +56,14 @@ def copy_weights(target: Any, source: Any, where: str = "",
                           f"this model {len(ours)} (the architecture changed; train from "
                           "scratch)")
     for var, other in zip(ours, theirs, strict=True):
-        remapped = _table(var.name) in maps and tuple(other.shape[1:]) == tuple(var.shape[1:])
+        remapped = table_name(var.name) in maps and tuple(other.shape[1:]) == tuple(var.shape[1:])
         if (tuple(other.shape) != tuple(var.shape) and not remapped) or \
                 _leaf(other.name) != _leaf(var.name):
             raise ExportError(f"cannot warm start from {what}: {var.name} {tuple(var.shape)} "
                               f"meets {other.name} {tuple(other.shape)} there (the "
                               "architecture changed; train from scratch)")
     for var, other in zip(ours, theirs, strict=True):
-        table = _table(var.name)
+        table = table_name(var.name)
         if table in maps:
             old_rows, new_rows = maps[table]
             values = var.numpy()

@@ -16,6 +16,7 @@ from steadyrank.model.data.splits import Prepared, prepare_data
 from steadyrank.model.measures.accuracy import accuracy, predict
 from steadyrank.model.network.features import row_counts
 from steadyrank.model.schema import NO_RANKING
+from steadyrank.model.training.slot_carry import SlotCarry
 from steadyrank.model.training.trainer import remove_checkpoints, train
 
 
@@ -62,18 +63,19 @@ def train_and_export(config: Config, seed: int, export_dir: str | Path,
                      extra: dict[str, Any] | None = None, log: Log = say,
                      order_seed: int | None = None,
                      warm_start: str | Path | None = None,
-                     warm_rows: dict | None = None) -> Path:
+                     warm_rows: dict | None = None, slots: SlotCarry | None = None) -> Path:
     """Trains a model (or ensemble) for ``seed`` (init) and ``order_seed`` (row order,
     default ``seed``) and exports it as a new version.
 
     Checkpoints go to ``checkpoint_dir`` (default :func:`default_checkpoint_dir`), so a
-    killed run resumes; they are removed after a successful export unless kept.
+    killed run resumes; they are removed after a successful export unless kept. ``slots``:
+    the tables' optimizer slots carried across continuous-training rounds.
     """
     order_seed = seed if order_seed is None else order_seed
     checkpoint_dir = Path(checkpoint_dir or default_checkpoint_dir(export_dir, seed))
     prepared = prepared or prepare_data(config, log=log)
     result = train(config, seed, prepared, checkpoint_dir, log, order_seed=order_seed,
-                   warm_start=warm_start, warm_rows=warm_rows)
+                   warm_start=warm_start, warm_rows=warm_rows, slots=slots)
     module = serving_module(result.members, prepared)
     scores, labels = predict(lambda inputs: score_in_batches(module.serve, inputs),
                              prepared.eval_batches())
