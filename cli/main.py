@@ -241,6 +241,10 @@ def _report(args: argparse.Namespace) -> int:
     notes = Path(args.notes).read_text() if args.notes else None
     for folder in args.folders:
         print(report.rerender(folder, winner=args.winner, notes=notes))
+        if args.curve:
+            from steadyrank.model.evaluation import curve
+
+            print(curve.write(folder))
     return 0
 
 
@@ -304,6 +308,10 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    "the run by a tuning rule); default: the report's own")
     p.add_argument("--notes", default=None,
                    help="markdown file to append as the report's notes (default: its own)")
+    p.add_argument("--curve", action="store_true",
+                   help="also draw SmeLU's trade-off curve (relative PD and log loss "
+                   "against beta, from the relu and smelu:BETA[+nonorm] variants) and name "
+                   "the chosen beta: curve.md, curve.png, curve.json")
     p.set_defaults(handler=_report)
 
 

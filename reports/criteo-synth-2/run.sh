@@ -52,6 +52,7 @@ case "${1:-}" in
     ;;
   curve)
     compare curve "$RELU" "$TUNE" "$CURVE" --vary all,order --pairs 4
+    "$SR" report "$HERE/curve" --curve   # curve.md/png/json: the plots and the chosen beta
     ;;
   candidates)
     [ -n "$CANDIDATES" ] || { echo "candidates: fix them in plan.md first" >&2; exit 2; }
