@@ -43,7 +43,7 @@ CUDA_SOURCES = ("kernels/smelu_kernels.cu.cc", "kernels/gsmelu_kernels.cu.cc")
 HEADERS = ("kernels/smelu_math.h", "kernels/smelu_op.h", "kernels/smelu_kernels.cu.h",
            "kernels/smelu_launch.h", "kernels/op_device.h", "kernels/gsmelu_math.h",
            "kernels/gsmelu_op.h", "kernels/gsmelu_kernels.cu.h", "kernels/gsmelu_launch.h",
-           "kernels/launch_type.h")
+           "kernels/launch_type.h", "kernels/float_types.h")
 
 
 @dataclass(frozen=True)

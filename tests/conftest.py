@@ -1,6 +1,7 @@
 """Shared test setup: quiet TensorFlow, Keras 2, and helpers for fresh-process checks."""
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,56 @@ def run_python(code: str, env: dict | None = None, timeout: float = 300,
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd,
     )
+
+
+def reloaded_in_fresh_process(model, x, folder: Path, fmt: str, op: str) -> dict:
+    """Saves the Keras ``model`` (``fmt``: "keras" or "savedmodel") under ``folder`` and
+    loads it in a fresh process with the op library: the largest difference of its
+    predictions on ``x`` from this process's ("keras"), its layers' class names, and for a
+    SavedModel the raw signature's difference ("raw") and whether its graph calls ``op``."""
+    import numpy as np
+
+    path = folder / ("model.keras" if fmt == "keras" else "model")
+    model.save(str(path))
+    np.save(folder / "x.npy", x)
+    np.save(folder / "expected.npy", model.predict(x, verbose=0))
+    result = run_python(f"""
+        import json, numpy as np, tensorflow as tf, tf_keras as keras
+        import steadyrank.ops, steadyrank.ops.keras  # the layers and "smelu" for Keras
+        steadyrank.ops.load_library()  # the op, before a SavedModel graph that uses it
+        x = np.load({str(folder / 'x.npy')!r})
+        expected = np.load({str(folder / 'expected.npy')!r})
+        model = keras.models.load_model({str(path)!r})
+        out = {{"keras": float(np.abs(model.predict(x, verbose=0) - expected).max()),
+               "layers": [type(l).__name__ for l in model.layers]}}
+        if {fmt!r} == "savedmodel":
+            loaded = tf.saved_model.load({str(path)!r})
+            serve = loaded.signatures["serving_default"]
+            y = list(serve(tf.constant(x)).values())[0].numpy()
+            out["raw"] = float(np.abs(y - expected).max())
+            graph_ops = {{n.op for f in serve.graph.as_graph_def().library.function
+                          for n in f.node_def}}
+            out["uses_op"] = {op!r} in graph_ops
+        print(json.dumps(out))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def declared_shape_request(size: int, model: str = "ml"):
+    """A Predict request for ``model`` whose user_id and item_id declare ``size`` elements
+    and carry one value (TensorFlow fills the rest from it): a few bytes on the wire."""
+    from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    for key in ("user_id", "item_id"):
+        tensor = request.inputs[key]
+        tensor.dtype = types_pb2.DT_INT64
+        tensor.tensor_shape.dim.append(tensor_shape_pb2.TensorShapeProto.Dim(size=size))
+        tensor.int64_val.append(1)
+    return request
 
 
 SMALL = {"model": {"embedding_dim": 8, "deep_layers": [16, 8]},

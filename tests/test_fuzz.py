@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (
 from steadyrank.service import client
 from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.stubs import ranking_pb2
-from tests.conftest import rss_mb, train_small_models
+from tests.conftest import declared_shape_request, rss_mb, train_small_models
 
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
            grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNIMPLEMENTED,
@@ -365,13 +365,7 @@ def test_undecodable_bodies_are_counted_and_logged_once(server, chan, caplog):
 
 
 def test_a_huge_declared_shape_is_refused_before_it_exists(chan):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "ml"
-    for key in ("user_id", "item_id"):
-        tensor = request.inputs[key]
-        tensor.dtype = types_pb2.DT_INT64
-        tensor.tensor_shape.dim.append(tensor_shape_pb2.TensorShapeProto.Dim(size=10**9))
-        tensor.int64_val.append(1)
+    request = declared_shape_request(10**9)
     assert len(request.SerializeToString()) < 100
     before = rss_mb()
     fn = chan.unary_unary("/tensorflow.serving.PredictionService/Predict",

@@ -1,7 +1,6 @@
 """The learnable GSmeLU Keras layer: starts as SmeLU, learns, keeps alpha + beta > 0, saves and
 loads; and a ranking model with activation = "gsmelu" trains, exports and serves its export."""
 
-import json
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from steadyrank.model.artifact import reader
 from steadyrank.model.data.splits import prepare_data
 from steadyrank.model.training.trainer import train
 from steadyrank.model.training.workflow import train_and_export
-from tests.conftest import eval_inputs, run_python, small_config
+from tests.conftest import eval_inputs, reloaded_in_fresh_process, run_python, small_config
 
 
 def test_initialised_to_exactly_smelu():
@@ -102,30 +101,11 @@ def test_save_and_load_in_fresh_process(tmp_path, fmt):
     model = keras.Model(inputs, keras.layers.Dense(1)(h))
     model.compile(optimizer="adam", loss="mse")
     model.fit(x, y, epochs=2, verbose=0)  # learned values differ from the initial ones
-    path = tmp_path / ("model.keras" if fmt == "keras" else "model")
-    model.save(str(path))
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "expected.npy", model.predict(x, verbose=0))
-    result = run_python(f"""
-        import json, numpy as np, tensorflow as tf, tf_keras as keras
-        import steadyrank.ops, steadyrank.ops.keras  # the layers, for Keras
-        steadyrank.ops.load_library()  # the op, before a SavedModel graph that uses it
-        x = np.load({str(tmp_path / 'x.npy')!r})
-        model = keras.models.load_model({str(path)!r})
-        out = {{"keras": float(np.abs(model.predict(x, verbose=0)
-                                      - np.load({str(tmp_path / 'expected.npy')!r})).max())}}
-        if {fmt!r} == "savedmodel":
-            loaded = tf.saved_model.load({str(path)!r})
-            y = list(loaded.signatures["serving_default"](tf.constant(x)).values())[0]
-            out["raw"] = float(np.abs(y.numpy() - np.load({str(tmp_path / 'expected.npy')!r}))
-                               .max())
-        print(json.dumps(out))
-    """)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = reloaded_in_fresh_process(model, x, tmp_path, fmt, "GSmeLU")
     assert out["keras"] < 1e-6
+    assert "GSmeLU" in out["layers"]
     if fmt == "savedmodel":
-        assert out["raw"] < 1e-6
+        assert out["raw"] < 1e-6 and out["uses_op"]
 
 
 def test_ranking_model_with_gsmelu_trains_exports_and_serves(tiny_data, tmp_path):

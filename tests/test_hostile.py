@@ -11,7 +11,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from steadyrank.service import client
@@ -21,7 +21,7 @@ from steadyrank.service.serve.server import ServerConfig, ServerThread
 from steadyrank.service.serve.status import ServiceError
 from steadyrank.service.serve.telemetry import ServerMetrics
 from steadyrank.service.stubs import ranking_pb2, ranking_pb2_grpc
-from tests.conftest import train_small_models, wait_for
+from tests.conftest import declared_shape_request, train_small_models, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -177,13 +177,7 @@ def test_unbatched_model_calls_obey_the_queue_bound(kind):
 
 
 def test_declared_shapes_fill_only_within_the_limit(chan):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "ml"
-    for key in ("user_id", "item_id"):
-        tensor = request.inputs[key]
-        tensor.dtype = types_pb2.DT_INT64
-        tensor.tensor_shape.dim.append(tensor_shape_pb2.TensorShapeProto.Dim(size=500_000))
-        tensor.int64_val.append(1)
+    request = declared_shape_request(500_000)
     err = _predict(chan, request)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "more than 100000 elements (server flag --max-request-elements)" in err.details()

@@ -173,22 +173,22 @@ def test_model_learns_on_movielens(ml100k, task, metric):
     assert scores.shape == (2, 1) and np.isfinite(scores.numpy()).all()  # unknown user ok
 
 
-def test_config_errors_name_the_key(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ('[model]\nactivation = "tanh"\n', "model.activation must be one of"),
+    ('[model]\nsmelu_beta = -1.0\n', "model.smelu_beta"),
+    ('[train]\nepoch = 3\n', "unknown key.*epoch"),
+    ('[model\n', "not valid TOML")])
+def test_config_errors_name_the_key(tmp_path, text, message):
     path = tmp_path / "c.toml"
-    path.write_text('[model]\nactivation = "tanh"\n')
-    with pytest.raises(cfg.ConfigError, match="model.activation must be one of"):
+    path.write_text(text)
+    with pytest.raises(cfg.ConfigError, match=message):
         cfg.load(path)
-    path.write_text('[model]\nsmelu_beta = -1.0\n')
-    with pytest.raises(cfg.ConfigError, match="model.smelu_beta"):
-        cfg.load(path)
-    path.write_text('[train]\nepoch = 3\n')
-    with pytest.raises(cfg.ConfigError, match="unknown key.*epoch"):
-        cfg.load(path)
-    path.write_text('[model\n')
-    with pytest.raises(cfg.ConfigError, match="not valid TOML"):
-        cfg.load(path)
+
+
+def test_a_config_loads_and_round_trips(tmp_path):
     with pytest.raises(cfg.ConfigError, match="no such config file"):
         cfg.load(tmp_path / "missing.toml")
+    path = tmp_path / "c.toml"
     path.write_text('[model]\ndeep_layers = [64, 32]\nlayer_norm = true\n[train]\nepochs = 2\n')
     loaded = cfg.load(path)
     assert loaded.model.deep_layers == (64, 32) and loaded.train.epochs == 2

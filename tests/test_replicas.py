@@ -162,21 +162,27 @@ def test_vary_order_keeps_the_init_seed(config, tmp_path):
     assert a["vary"] == b["vary"] == "order"
 
 
-def test_server_exports_the_churn_gate(config, tmp_path):
+def exported_after_a_poll(base) -> str:
+    """The server's /metrics text after its manager looked at ``base`` once (model ml's
+    version 1 folder there; no model loads)."""
     from prometheus_client import generate_latest
 
     from steadyrank.service.serve.manager import ModelManager
     from steadyrank.service.serve.telemetry import ServerMetrics
 
-    (tmp_path / "ml" / "1").mkdir(parents=True)
+    (base / "ml" / "1").mkdir(parents=True)
+    metrics = ServerMetrics()
+    manager = ModelManager(base, metrics, poll_seconds=0,
+                           loader=lambda *a: (_ for _ in ()).throw(OSError("no model")))
+    manager.poll()
+    return generate_latest(metrics.registry).decode()
+
+
+def test_server_exports_the_churn_gate(config, tmp_path):
     gate_record.gate_path(tmp_path, "ml").write_text(json.dumps({
         "model": "ml", "version": 2, "published": False, "rejected": 3,
         "churn": {"version": 1, "relative_pd": 0.04, "top10_swap_rate": 0.3}}))
-    metrics = ServerMetrics()
-    manager = ModelManager(tmp_path, metrics, poll_seconds=0,
-                           loader=lambda *a: (_ for _ in ()).throw(OSError("no model")))
-    manager.poll()
-    text = generate_latest(metrics.registry).decode()
+    text = exported_after_a_poll(tmp_path)
     assert 'steadyrank_retrain_published{model="ml"} 0.0' in text
     assert 'steadyrank_retrain_held_back_versions{model="ml"} 3.0' in text
     assert 'steadyrank_retrain_churn_topk_swap_rate{k="10",model="ml"} 0.3' in text
@@ -184,22 +190,12 @@ def test_server_exports_the_churn_gate(config, tmp_path):
 
 
 def test_server_exports_a_following_trainers_status(tmp_path):
-    from prometheus_client import generate_latest
-
-    from steadyrank.service.serve.manager import ModelManager
-    from steadyrank.service.serve.telemetry import ServerMetrics
-
-    (tmp_path / "ml" / "1").mkdir(parents=True)
     gate_record.write_follow_status(tmp_path, "ml", {
         "model": "ml", "round": 7, "rows": 1500, "progressive_log_loss": 0.45,
         "oov_share": 0.125, "pending_shards": 2, "waiting_since": 1700000000.0,
         "round_time": 1699999000.0, "progressive_rmse": None})
     gate_record.follow_status_path(tmp_path, "other").write_text("{not json")
-    metrics = ServerMetrics()
-    manager = ModelManager(tmp_path, metrics, poll_seconds=0,
-                           loader=lambda *a: (_ for _ in ()).throw(OSError("no model")))
-    manager.poll()
-    text = generate_latest(metrics.registry).decode()
+    text = exported_after_a_poll(tmp_path)
     assert 'steadyrank_follow_round{model="ml"} 7.0' in text
     assert 'steadyrank_follow_round_rows{model="ml"} 1500.0' in text
     assert 'steadyrank_follow_progressive_log_loss{model="ml"} 0.45' in text

@@ -1,6 +1,5 @@
 """SmeLU in Keras: the layer, the "smelu" activation string, training, save and load."""
 
-import json
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import tf_keras as keras
 
 import steadyrank.ops as sro
 import steadyrank.ops.keras  # noqa: F401  (registers the layers and "smelu")
-from tests.conftest import run_python
+from tests.conftest import reloaded_in_fresh_process, run_python
 
 
 def test_activation_string_resolves_to_smelu():
@@ -70,32 +69,7 @@ def test_save_and_load_in_fresh_process(tmp_path, fmt):
     h = keras.layers.Dense(16, activation="smelu")(inputs)
     h = sro.SmeLU(beta=0.3)(keras.layers.Dense(16)(h))
     model = keras.Model(inputs, keras.layers.Dense(1)(h))
-    path = tmp_path / ("model.keras" if fmt == "keras" else "model")
-    model.save(str(path))
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "expected.npy", model.predict(x, verbose=0))
-
-    result = run_python(f"""
-        import json, numpy as np, tensorflow as tf, tf_keras as keras
-        import steadyrank.ops, steadyrank.ops.keras  # the layers and "smelu" for Keras
-        steadyrank.ops.load_library()  # the op, before a SavedModel graph that uses it
-        x = np.load({str(tmp_path / 'x.npy')!r})
-        model = keras.models.load_model({str(path)!r})
-        out = {{"keras": float(np.abs(model.predict(x, verbose=0)
-                                      - np.load({str(tmp_path / 'expected.npy')!r})).max()),
-               "layers": [type(l).__name__ for l in model.layers]}}
-        if {fmt!r} == "savedmodel":
-            loaded = tf.saved_model.load({str(path)!r})
-            y = loaded.signatures["serving_default"](tf.constant(x))
-            y = list(y.values())[0].numpy()
-            out["raw"] = float(np.abs(y - np.load({str(tmp_path / 'expected.npy')!r})).max())
-            graph_ops = {{n.op for f in loaded.signatures["serving_default"].graph
-                          .as_graph_def().library.function for n in f.node_def}}
-            out["uses_op"] = "SmeLU" in graph_ops
-        print(json.dumps(out))
-    """)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = reloaded_in_fresh_process(model, x, tmp_path, fmt, "SmeLU")
     assert out["keras"] < 1e-6
     assert "SmeLU" in out["layers"]
     if fmt == "savedmodel":

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "float_types.h"
 #include "gsmelu_math.h"
 #include "gsmelu_op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -229,10 +230,7 @@ absl::Status GSmeLUGrad<Eigen::ThreadPoolDevice, T>::operator()(
 #define STEADYRANK_INSTANTIATE(T)                              \
   template struct GSmeLU<Eigen::ThreadPoolDevice, T>;          \
   template struct GSmeLUGrad<Eigen::ThreadPoolDevice, T>;
-STEADYRANK_INSTANTIATE(Eigen::half)
-STEADYRANK_INSTANTIATE(Eigen::bfloat16)
-STEADYRANK_INSTANTIATE(float)
-STEADYRANK_INSTANTIATE(double)
+STEADYRANK_CALL_FLOAT_TYPES(STEADYRANK_INSTANTIATE);
 #undef STEADYRANK_INSTANTIATE
 
 }  // namespace functor

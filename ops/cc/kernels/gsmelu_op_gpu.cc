@@ -3,6 +3,7 @@
  *
  * Compiled by the host compiler into the library only when it is built with
  * CUDA; the kernels themselves are in gsmelu_kernels.cu.cc. */
+#include "float_types.h"
 #include "gsmelu_launch.h"
 #include "gsmelu_op.h"
 #include "launch_type.h"
@@ -67,10 +68,7 @@ absl::Status GSmeLUGrad<GpuStream, T>::operator()(OpKernelContext* ctx, const Gp
 #define STEADYRANK_INSTANTIATE(T)        \
   template struct GSmeLU<GpuStream, T>;  \
   template struct GSmeLUGrad<GpuStream, T>;
-STEADYRANK_INSTANTIATE(Eigen::half)
-STEADYRANK_INSTANTIATE(Eigen::bfloat16)
-STEADYRANK_INSTANTIATE(float)
-STEADYRANK_INSTANTIATE(double)
+STEADYRANK_CALL_FLOAT_TYPES(STEADYRANK_INSTANTIATE);
 #undef STEADYRANK_INSTANTIATE
 
 }  // namespace functor

@@ -8,9 +8,9 @@
 
 #include <cmath>
 
+#include "float_types.h"
 #include "op_device.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 
 namespace tensorflow {
@@ -123,18 +123,12 @@ class SmeLUGradGradOp : public OpKernel {
                           SmeLUGradGradOp<DEV, T>);
 
 #define REGISTER_CPU(T) REGISTER_SMELU_KERNELS(DEVICE_CPU, CPUDevice, T)
-TF_CALL_half(REGISTER_CPU);
-TF_CALL_bfloat16(REGISTER_CPU);
-TF_CALL_float(REGISTER_CPU);
-TF_CALL_double(REGISTER_CPU);
+STEADYRANK_CALL_FLOAT_TYPES(REGISTER_CPU);
 #undef REGISTER_CPU
 
 #ifdef STEADYRANK_WITH_CUDA
 #define REGISTER_GPU(T) REGISTER_SMELU_KERNELS(DEVICE_GPU, GPUDevice, T)
-TF_CALL_half(REGISTER_GPU);
-TF_CALL_bfloat16(REGISTER_GPU);
-TF_CALL_float(REGISTER_GPU);
-TF_CALL_double(REGISTER_GPU);
+STEADYRANK_CALL_FLOAT_TYPES(REGISTER_GPU);
 #undef REGISTER_GPU
 #endif  // STEADYRANK_WITH_CUDA
 

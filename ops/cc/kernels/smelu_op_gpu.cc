@@ -2,6 +2,7 @@
  *
  * Compiled by the host compiler (not nvcc) into the library only when it is
  * built with CUDA; the kernels themselves are in smelu_kernels.cu.cc. */
+#include "float_types.h"
 #include "launch_type.h"
 #include "smelu_launch.h"
 #include "smelu_op.h"
@@ -70,10 +71,7 @@ absl::Status SmeLUGradGrad<GpuStream, T>::operator()(
   template struct SmeLU<GpuStream, T>;     \
   template struct SmeLUGrad<GpuStream, T>; \
   template struct SmeLUGradGrad<GpuStream, T>;
-STEADYRANK_INSTANTIATE(Eigen::half)
-STEADYRANK_INSTANTIATE(Eigen::bfloat16)
-STEADYRANK_INSTANTIATE(float)
-STEADYRANK_INSTANTIATE(double)
+STEADYRANK_CALL_FLOAT_TYPES(STEADYRANK_INSTANTIATE);
 #undef STEADYRANK_INSTANTIATE
 
 }  // namespace functor
