@@ -40,11 +40,14 @@ def _ops_info(args: argparse.Namespace) -> int:
 
 
 def _data_fetch(args: argparse.Namespace) -> int:
-    from steadyrank.model.data.sources import fetch_movielens
+    from steadyrank.model.data import presets
 
-    if args.dataset != "movielens-100k":
-        raise ValueError(f"unknown dataset {args.dataset!r}; known: movielens-100k")
-    print(fetch_movielens(args.data_dir, source=args.source, force=args.force))
+    fetchable = [name for name, p in presets.REGISTRY.items() if p.fetch is not None]
+    if args.dataset not in fetchable:
+        raise ValueError(f"unknown dataset {args.dataset!r}; known: {', '.join(fetchable)}")
+    fetch = presets.get(args.dataset).fetch
+    assert fetch is not None
+    print(fetch(args.data_dir, source=args.source, force=args.force))
     return 0
 
 

@@ -15,18 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from steadyrank.core.errors import SteadyRankError
-from steadyrank.model.schema import Feature, Label, SchemaError, parse_schema
+from steadyrank.model.schema import Feature, Label, SchemaError, parse_feature, parse_schema
 from steadyrank.ops.params import check_beta
 
 ACTIVATIONS = ("relu", "smelu", "gsmelu", "gelu", "swish", "softplus")
 GSMELU_PARAMS = ("alpha", "beta", "slope_left", "slope_right", "offset")
 TASKS = ("rating", "binary")
 # Formats of [data]: files of your own, and the sources with a preset schema.
+# Dataset presets (formats with rows of their own, schemas by name) are the data room's
+# registry (steadyrank.model.data.presets), which checks the names that refer to them.
 FILE_FORMATS = ("parquet", "csv", "criteo")
-PRESET_FORMATS = ("movielens-100k", "synthetic")
-FORMATS = (*FILE_FORMATS, *PRESET_FORMATS)
-DATASETS = PRESET_FORMATS  # the legacy key data.dataset names one of these
-SCHEMA_PRESETS = ("criteo",)  # data.schema: preset schemas files in that shape may name
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # a preset's name
 LOADS = ("auto", "memory", "stream")
 
 
@@ -240,6 +239,8 @@ class Config:
         if self.label is not None:
             schema = parse_schema(asdict(self.label), [f.to_dict() for f in self.features])
             out.update(schema.to_dict())
+        elif self.features:  # overrides of a preset's features
+            out["features"] = [f.to_dict() for f in self.features]
         if self.serving.name:
             out["serving"] = asdict(self.serving)
         return out
@@ -429,12 +430,11 @@ def validate(config: Config) -> Config:
          "needs files to follow: format parquet, csv or criteo"),
         (0 < d.eval_fraction < 1, "data.eval_fraction", "must be in (0, 1)"),
         (d.split in ("random", "time"), "data.split", "must be 'random' or 'time'"),
-        (d.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}"),
-        (d.format in ("", *FORMATS), "data.format", f"must be one of {', '.join(FORMATS)}"),
-        (d.schema in ("", *SCHEMA_PRESETS), "data.schema",
-         f"must name a preset schema: {', '.join(SCHEMA_PRESETS)}"),
-        (not d.schema or config.label is None, "data.schema",
-         "names a preset; declare either it or [label] and [[features]], not both"),
+        (bool(NAME.match(d.dataset)), "data.dataset", "must name a dataset preset"),
+        (d.format == "" or bool(NAME.match(d.format)), "data.format",
+         f"must be one of {', '.join(FILE_FORMATS)} or a dataset preset's name"),
+        (d.schema == "" or bool(NAME.match(d.schema)), "data.schema",
+         "must name a preset schema"),
         (not d.schema or d.source in FILE_FORMATS, "data.schema",
          "applies to files (format parquet, csv or criteo); the other formats bring theirs"),
         (d.load in LOADS, "data.load", f"must be one of {', '.join(LOADS)}"),
@@ -487,11 +487,17 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> Config:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; known: "
                           f"{', '.join(SECTIONS)}")
     label, features = None, ()
-    if "label" in raw or "features" in raw:
-        if "label" not in raw or "features" not in raw:
-            missing = "label" if "label" not in raw else "features"
+    if "features" in raw and "label" not in raw:
+        # Overrides of a preset's features by name (data.schema, or a format's preset).
+        try:
+            features = tuple(parse_feature(f, i)
+                             for i, f in enumerate(raw["features"]))
+        except (SchemaError, TypeError, AttributeError) as err:
+            raise ConfigError(f"{where}: {err}") from None
+    elif "label" in raw:
+        if "features" not in raw:
             raise ConfigError(f"{where}: a declared schema needs both [label] and "
-                              f"[[features]]; {missing} is missing")
+                              "[[features]]; features is missing")
         try:
             schema = parse_schema(raw["label"], raw["features"])
         except SchemaError as err:

@@ -140,17 +140,67 @@ def test_the_presets_match_what_the_readme_writes_out():
 
 
 @pytest.mark.parametrize("data, extra, message", [
-    ({"schema": "movielens"}, {}, "data.schema must name a preset schema: criteo, got "
-     "'movielens'"),
-    ({"schema": "criteo"}, {"label": LABEL_TABLE, "features": [{"name": "a",
-                                                                "kind": "numeric"}]},
-     "declare either it or \\[label\\]"),
+    ({"schema": "Criteo!"}, {}, "data.schema must name a preset schema"),
+    ({"format": "Parquet files"}, {}, "data.format must be one of parquet, csv, criteo or"),
     ({"schema": "criteo", "format": "synthetic", "train": []}, {}, "applies to files"),
+    ({}, {"label": LABEL_TABLE}, "needs both \\[label\\] and \\[\\[features\\]\\]"),
+    ({"schema": "criteo"}, {"features": [{"name": "C1", "kind": "sideways"}]},
+     "features\\[0\\].*kind must be one of"),
 ])
 def test_a_named_preset_schema_is_checked(data, extra, message):
     raw = {"data": {"format": "parquet", "train": ["p/*.parquet"], **data}, **extra}
     with pytest.raises(cfg.ConfigError, match=message):
         cfg.from_dict(raw)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"schema": "movielens"}, "data.schema must name a preset schema: movielens-100k, "
+     "synthetic, criteo; got 'movielens'"),
+    ({"format": "kaggle"}, "data.format must be one of parquet, csv, criteo, "
+     "movielens-100k, synthetic, got 'kaggle'"),
+    ({"format": "", "dataset": "criteo"}, "data.dataset must be one of movielens-100k, "
+     "synthetic, got 'criteo'"),
+])
+def test_the_registry_checks_the_names_a_config_gives(data, message):
+    config = cfg.from_dict({"data": {"format": "parquet", "train": ["p/*.parquet"], **data}})
+    with pytest.raises(cfg.ConfigError, match=message):
+        presets.resolve_schema(config)
+
+
+def test_declared_features_override_a_named_presets_by_name():
+    config = cfg.from_dict({
+        "data": {"format": "parquet", "train": ["p/*.parquet"], "schema": "criteo"},
+        "features": [{"name": "C3", "kind": "categorical", "dtype": "string", "fill": "",
+                      "hash_buckets": 1000},
+                     {"name": "hour", "kind": "numeric"}]})
+    schema = presets.resolve_schema(config)
+    criteo = presets.criteo_schema()
+    assert [f.name for f in schema.features] == [*(f.name for f in criteo.features), "hour"]
+    by_name = {f.name: f for f in schema.features}
+    assert by_name["C3"].hash_buckets == 1000 and by_name["C4"] == criteo.features[16]
+    assert schema.label == criteo.label
+    assert cfg.from_dict(config.to_dict()) == config  # the overrides round-trip
+    # A format-implied preset takes overrides too; files without a preset cannot.
+    tsv = cfg.from_dict({"data": {"format": "criteo", "train": "day_*"},
+                         "features": [{"name": "I1", "kind": "numeric"}]})
+    assert {f.name: f for f in presets.resolve_schema(tsv).features}["I1"].transform == "none"
+    with pytest.raises(ValueError, match="no preset schema"):
+        presets.resolve_schema(cfg.from_dict({
+            "data": {"format": "parquet", "train": "p/*.parquet"},
+            "features": [{"name": "I1", "kind": "numeric"}]}))
+
+
+def test_every_registered_preset_has_its_parts():
+    for name, preset in presets.REGISTRY.items():
+        assert preset.name == name and preset.summary
+        schema = preset.schema(cfg.from_dict({}))
+        assert schema.label is not None and schema.features
+        if preset.is_source:
+            assert preset.checksum is not None and preset.time_column
+    assert presets.sources() == ("movielens-100k", "synthetic")
+    with pytest.raises(ValueError, match="unknown dataset preset 'nope'; known: "
+                       "movielens-100k, synthetic, criteo"):
+        presets.get("nope")
 
 
 def test_the_signatures_reserved_names_are_the_schemas():

@@ -78,7 +78,7 @@ def test_the_synthetic_format_reads_the_folder_joined_with_its_tables(synth_dir)
     at = int(np.searchsorted(facts.ids, user))
     assert facts.values["gender"][at] == data.users["gender"][user - 1]
     with pytest.raises(cfg.ConfigError, match="data.dataset must be one of"):
-        cfg.from_dict({"data": {"dataset": "netflix"}})
+        prepare_data(cfg.from_dict({"data": {"dataset": "netflix"}}))
 
 
 def test_multi_hot_columns_read_as_the_manifests_value_names(synth_dir):

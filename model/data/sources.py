@@ -3,12 +3,11 @@
 
 - ``parquet``, ``csv``, ``criteo``: :class:`~steadyrank.model.data.readers.FileReader` over
   ``data.train`` (and ``data.eval``);
-- ``movielens-100k``: the fetched, verified folder (fetched first when it is not cached),
-  its ratings joined with the user and item tables (100,000 rows, held in memory);
-- ``synthetic``: a ``steadyrank data synth`` folder, one shard at a time, each joined with
-  the user and item tables.
-
-The two presets' rows carry the MovieLens-shaped columns of their preset schema.
+- a source preset's own reader (:mod:`steadyrank.model.data.presets`), built from the
+  readers here: ``movielens-100k``, the fetched, verified folder (fetched first when it is
+  not cached), its ratings joined with the user and item tables (100,000 rows, held in
+  memory, :class:`TableReader`); ``synthetic``, a ``steadyrank data synth`` folder, one shard
+  at a time, each joined with the user and item tables (:class:`SynthReader`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import pyarrow as pa
 from steadyrank.core.errors import DataError
 from steadyrank.core.fileio import combined_checksum, sha256_file
 from steadyrank.model.config import Config
-from steadyrank.model.data import movielens, synth
+from steadyrank.model.data import movielens, presets, synth
 from steadyrank.model.data.presets import TIME_COLUMN, movielens_schema, time_column
 from steadyrank.model.data.readers import Chunk, Column, FileReader, expand
 from steadyrank.model.schema import Schema
@@ -174,14 +173,9 @@ def open_readers(config: Config, schema: Schema, base: Path | None = None
     """(train reader, eval reader or None) of the configured data. None: the eval split is
     carved from the train rows."""
     d = config.data
-    if d.source == "movielens-100k":
-        folder = Path(d.data_dir) / movielens.NAME
-        if movielens.read_cache_manifest(folder) is None:
-            fetch_movielens(d.data_dir)
-        table, _ = movielens_table(folder)
-        return TableReader(table, str(folder / "ratings.tsv")), None
-    if d.source == "synthetic":
-        return SynthReader(Path(d.data_dir)), None
+    preset = presets.REGISTRY.get(d.source)
+    if preset is not None and preset.reader is not None:
+        return preset.reader(config), None
     columns = reader_columns(schema, time_column(config))
     train = FileReader(d.source, expand(d.train, base), columns, d.delimiter, d.header,
                        d.columns)
@@ -192,12 +186,9 @@ def open_readers(config: Config, schema: Schema, base: Path | None = None
 
 def data_checksum(config: Config, readers: tuple[Reader, Reader | None]) -> str:
     """One SHA-256 over the data: a preset's own checksum, or every file's bytes."""
-    d = config.data
-    if d.source == "movielens-100k":
-        manifest = movielens.read_cache_manifest(Path(d.data_dir) / movielens.NAME)
-        return manifest["checksum"] if manifest else ""
-    if d.source == "synthetic":
-        return synth.read_dataset_manifest(Path(d.data_dir), verify=False)["checksum"]
+    preset = presets.REGISTRY.get(config.data.source)
+    if preset is not None and preset.checksum is not None:
+        return preset.checksum(config)
     digests = {}
     for role, reader in zip(("train", "eval"), readers, strict=True):
         for path in (reader.files if reader is not None else []):

@@ -1,0 +1,76 @@
+"""The MovieLens 100K preset: its rows (fetched and cached, then read whole) and its
+schema: the ids, four user facts and two item facts, rated 1-5 (or clicked, with
+``model.task = "binary"`` and ``model.binary_threshold``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from steadyrank.model.config import Config
+from steadyrank.model.data.presets.base import Preset
+from steadyrank.model.schema import Feature, Label, Schema, check_schema
+
+NAME = "movielens-100k"
+# MovieLens' age bands (as its own users table codes them) and 5-year release periods.
+AGE_BANDS = (18.0, 25.0, 35.0, 45.0, 50.0, 56.0)
+RELEASE_PERIODS = tuple(float(y) for y in range(1920, 2001, 5))
+TIME_COLUMN = "timestamp"  # of the MovieLens-shaped sources
+
+
+def movielens_schema(task: str = "rating", threshold: float = 4.0) -> Schema:
+    """The MovieLens-shaped schema: ``rating`` label, ids, user and item facts."""
+    return check_schema(Schema(
+        Label("rating", task, threshold if task == "binary" else None),
+        (Feature("user_id", "categorical", "user_id", "int64"),
+         Feature("item_id", "categorical", "item_id", "int64"),
+         Feature("gender", "categorical", "user", "string"),
+         Feature("occupation", "categorical", "user", "string"),
+         Feature("age", "categorical", "user", "int64", boundaries=AGE_BANDS),
+         Feature("zip", "categorical", "user", "string", truncate=1),
+         Feature("genres", "multi_hot", "item", "string", max_len=6),
+         Feature("year", "categorical", "item", "int64", boundaries=RELEASE_PERIODS))))
+
+
+def schema_for(config: Config) -> Schema:
+    """The schema with the config's task (rating, or binary at its threshold)."""
+    return movielens_schema(config.model.task, config.model.binary_threshold)
+
+
+def _folder(config: Config) -> Path:
+    from steadyrank.model.data import movielens
+
+    return Path(config.data.data_dir) / movielens.NAME
+
+
+def reader(config: Config) -> Any:
+    """The fetched ratings joined with users and items, held in memory (fetched first when
+    ``data.data_dir`` has no verified copy)."""
+    from steadyrank.model.data import movielens
+    from steadyrank.model.data.sources import TableReader, fetch_movielens, movielens_table
+
+    folder = _folder(config)
+    if movielens.read_cache_manifest(folder) is None:
+        fetch_movielens(config.data.data_dir)
+    table, _ = movielens_table(folder)
+    return TableReader(table, str(folder / "ratings.tsv"))
+
+
+def checksum(config: Config) -> str:
+    """The fetched copy's checksum (from its verified manifest)."""
+    from steadyrank.model.data import movielens
+
+    manifest = movielens.read_cache_manifest(_folder(config))
+    return manifest["checksum"] if manifest else ""
+
+
+def fetch(data_dir: str | Path = "data", source: str | Path | None = None,
+          force: bool = False) -> Path:
+    """Fetches, verifies and caches the dataset under ``data_dir``."""
+    from steadyrank.model.data.sources import fetch_movielens
+
+    return fetch_movielens(data_dir, source=source, force=force)
+
+
+PRESET = Preset(NAME, "MovieLens 100K ratings with user and item facts", schema_for,
+                TIME_COLUMN, reader=reader, checksum=checksum, fetch=fetch)
