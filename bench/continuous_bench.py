@@ -15,12 +15,13 @@ for the first time at shard r-1:
   shards so far, one pass, the same config otherwise.
 
 For each, per round: the seconds the round took (statistics pass, training both replicas,
-measuring, publishing) and its training rows; progressive validation, the serving version
+measuring, publishing), the seconds both replicas spent in their training passes (from
+their manifests) and its training rows; progressive validation, the serving version
 (round r-1's) on round r's new shard before training on it: log loss and the share of rows
 that meet an out-of-vocabulary row; and version-to-version relative PD, the new A against
 the serving A on the new shard (what the churn gate measures). Frozen tables: version 1 of
 the continuous model on every later shard (its out-of-vocabulary share, as if the tables
-never grew). Reported: the table, seconds per 1,000 training rows, the largest progressive
+never grew). Reported: the table, training-pass seconds per 1,000 rows, the largest progressive
 log-loss gap (continuous minus scratch), the ratio of mean version-to-version PD with its
 bootstrap interval over rounds, and the out-of-vocabulary shares' first and last rounds.
 Prints a table and writes JSON.
@@ -42,6 +43,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from steadyrank.model import config as cfg  # noqa: E402
+from steadyrank.model.artifact.reader import read_export_manifest  # noqa: E402
 from steadyrank.model.data import criteo_synth  # noqa: E402
 from steadyrank.model.data.splits import prepare_data  # noqa: E402
 from steadyrank.model.evaluation.intervals import ratio_interval  # noqa: E402
@@ -64,6 +66,12 @@ def stream(rounds: int, shard_rows: int, seed: int) -> list[Path]:
     return sorted(folder.glob("part-*.parquet"))
 
 
+def fit_seconds(base: Path, version: int) -> float:
+    """Seconds both replicas of ``version`` spent in training passes (their manifests')."""
+    return sum(read_export_manifest(base / name / str(version)).training_seconds
+               for name in (NAME, f"{NAME}-b"))
+
+
 def continuous_round(config: cfg.Config, base: Path, live: Path, shard: Path) -> dict:
     """Puts ``shard`` in the followed folder and runs one round on it."""
     os.link(shard, live / shard.name)
@@ -72,7 +80,8 @@ def continuous_round(config: cfg.Config, base: Path, live: Path, shard: Path) ->
                                   max_rounds=1)
     seconds = time.perf_counter() - started
     record = continuous.FollowState.read(continuous.state_folder(base, NAME)).rounds[-1]
-    return {"seconds": seconds, "rows": record["rows"], "published": result.published,
+    return {"seconds": seconds, "fit_seconds": fit_seconds(base, result.version),
+            "rows": record["rows"], "published": result.published,
             "log_loss": record.get("progressive_log_loss"), "oov": record.get("oov_share"),
             "pd": (result.churn or {}).get("relative_pd")}
 
@@ -86,7 +95,8 @@ def scratch_round(config: cfg.Config, base: Path, shards: list[Path]) -> dict:
     serving = sorted((base / NAME).glob("[0-9]*"), key=lambda p: int(p.name))
     numbers = continuous.progressive(serving[-1], prepared) if serving else {}
     result = replicas.train_round(round_config, base, NAME, log=quiet, prepared=prepared)
-    return {"seconds": time.perf_counter() - started, "rows": int(prepared.train.rows),
+    return {"seconds": time.perf_counter() - started,
+            "fit_seconds": fit_seconds(base, result.version), "rows": int(prepared.train.rows),
             "published": result.published, "log_loss": numbers.get("progressive_log_loss"),
             "oov": numbers.get("oov_share"), "pd": (result.churn or {}).get("relative_pd")}
 
@@ -106,11 +116,13 @@ def summary(rows: list[dict]) -> dict:
     scratch_pd = [r["scratch"]["pd"] for r in later]
     gaps = [r["continuous"]["log_loss"] - r["scratch"]["log_loss"] for r in rows
             if r["continuous"]["log_loss"] is not None and r["scratch"]["log_loss"] is not None]
-    per_k = {kind: [1000 * r[kind]["seconds"] / r[kind]["rows"] for r in rows]
+    per_k = {kind: [1000 * r[kind]["fit_seconds"] / r[kind]["rows"] for r in rows]
              for kind in ("continuous", "scratch")}
     out = {"largest_log_loss_gap": max(gaps) if gaps else None,
            "mean_log_loss_gap": sum(gaps) / len(gaps) if gaps else None,
-           "seconds_per_1k_rows": per_k}
+           "fit_seconds_per_1k_rows": per_k,
+           "fit_seconds": {kind: [r[kind]["fit_seconds"] for r in rows]
+                           for kind in ("continuous", "scratch")}}
     if later:
         ratio = (sum(cont_pd) / len(cont_pd)) / (sum(scratch_pd) / len(scratch_pd))
         out["pd_ratio"] = ratio
@@ -123,12 +135,13 @@ def show(rows: list[dict], total: dict) -> None:
     def f(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    print(f"{'round':>5} {'rows c/s':>15} {'seconds c/s':>13} {'prog. log loss c/s':>19} "
-          f"{'version PD c/s':>15} {'OOV c/frozen':>13}")
+    print(f"{'round':>5} {'rows c/s':>15} {'seconds c/s':>13} {'fit s c/s':>11} "
+          f"{'prog. log loss c/s':>19} {'version PD c/s':>15} {'OOV c/frozen':>13}")
     for r in rows:
         c, s = r["continuous"], r["scratch"]
         print(f"{r['round']:>5} {c['rows']:>7,}/{s['rows']:<7,} "
               f"{c['seconds']:>6.1f}/{s['seconds']:<6.1f} "
+              f"{c['fit_seconds']:>5.1f}/{s['fit_seconds']:<5.1f} "
               f"{f(c['log_loss'], '.4f'):>9}/{f(s['log_loss'], '.4f'):<9} "
               f"{f(c['pd'], '.4f'):>7}/{f(s['pd'], '.4f'):<7} "
               f"{f(c['oov'], '.3f'):>6}/{f(r['frozen_oov'], '.3f'):<6}")

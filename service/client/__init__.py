@@ -32,15 +32,21 @@ __all__ = ["rank_request"]  # built in steadyrank.service.client.model_inputs, u
 
 # The read-only methods are safe to send again. A draining server answers UNAVAILABLE; a call
 # that reaches a process just as it hands over to a successor can be answered CANCELLED by
-# gRPC core before any handler saw it (grpc/grpc#41785); both are retried, up to 3 attempts.
+# gRPC core before any handler saw it (grpc/grpc#41785), and a connection the kernel had
+# queued on the old process's listening socket (SO_REUSEPORT) is reset when it closes, which
+# the client sees as UNAVAILABLE with its channel backing off. Both codes are retried, up to
+# 5 attempts (gRPC's cap) over about a second, and the channel reconnects after 100 ms (not
+# gRPC's default 1 s), so the retries reach the successor.
 RETRY_SERVICE_CONFIG = json.dumps({"methodConfig": [{
     "name": [{"service": "steadyrank.RankingService"},
              {"service": "tensorflow.serving.PredictionService"},
              {"service": "tensorflow.serving.ModelService", "method": "GetModelStatus"},
              {"service": "tensorflow.serving.ModelService", "method": "GetModelMetadata"}],
-    "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
+    "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "1s",
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]}}]})
+
+RECONNECT_MS = 100
 
 
 def channel(server: str) -> grpc.Channel:
@@ -50,6 +56,8 @@ def channel(server: str) -> grpc.Channel:
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.enable_retries", 1),
+        ("grpc.initial_reconnect_backoff_ms", RECONNECT_MS),
+        ("grpc.min_reconnect_backoff_ms", RECONNECT_MS),
         ("grpc.service_config", RETRY_SERVICE_CONFIG)])
 
 
