@@ -14,7 +14,6 @@ Everything is drawn with numpy, vectorised, one shard at a time, written and dro
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -28,8 +27,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from steadyrank.core.errors import DataError
-from steadyrank.core.fileio import atomic_write_json, combined_checksum, sha256_file, staged_folder
+from steadyrank.core.fileio import sha256_file, staged_folder
 from steadyrank.core.log import Log, sayer
+from steadyrank.model.data import dataset_manifest
 from steadyrank.model.data.presets import CRITEO_CATEGORIES, CRITEO_INTEGERS
 
 KIND = "steadyrank-synthetic-criteo"
@@ -224,13 +224,14 @@ def _write_shard(spec: CriteoSpec, planted: _Planted, index: int, folder: Path
             "sha256": sha256_file(folder / name)}
 
 
-def _manifest(spec: CriteoSpec, shards: list[dict[str, Any]]) -> dict[str, Any]:
-    digests = {s["file"]: s["sha256"] for s in shards}
+def _write_manifest(spec: CriteoSpec, shards: list[dict[str, Any]], folder: Path
+                    ) -> dict[str, Any]:
     rows = sum(s["rows"] for s in shards)
-    return {"kind": KIND, "spec": asdict(spec), "cardinalities": spec.cardinalities,
-            "shards": [{k: v for k, v in s.items() if k != "sha256"} for s in shards],
-            "files": digests, "checksum": combined_checksum(digests),
-            "click_rate": sum(s["clicks"] for s in shards) / max(rows, 1)}
+    return dataset_manifest.write(folder, {
+        "kind": KIND, "spec": asdict(spec), "cardinalities": spec.cardinalities,
+        "shards": [{k: v for k, v in s.items() if k != "sha256"} for s in shards],
+        "click_rate": sum(s["clicks"] for s in shards) / max(rows, 1)},
+        {s["file"]: s["sha256"] for s in shards})
 
 
 def generate(spec: CriteoSpec, out: str | Path, force: bool = False, log: Log = _say
@@ -249,8 +250,7 @@ def generate(spec: CriteoSpec, out: str | Path, force: bool = False, log: Log = 
             rate = written / (time.perf_counter() - started)
             log(f"{written:,}/{spec.rows:,} rows ({len(shards)} shards, {rate:,.0f} rows/s, "
                 f"ETA {(spec.rows - written) / rate:,.0f} s)")
-        manifest = _manifest(spec, shards)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = _write_manifest(spec, shards, tmp)
     out = Path(out)
     log(f"wrote {out} ({spec.rows:,} rows, click rate {manifest['click_rate']:.3f}) in "
         f"{time.perf_counter() - started:.1f}s")
@@ -278,7 +278,7 @@ def stream(spec: CriteoSpec, out: str | Path, start: int | None = None, count: i
     manifest_path = out / "manifest.json"
     shards: list[dict[str, Any]] = []
     if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
+        old = dataset_manifest.read(out, verify=False)
         if old.get("kind") != KIND or old.get("spec") != asdict(spec):
             raise DataError(out, "holds a stream of another spec "
                             f"({old.get('spec')}); use a new folder or the same flags")
@@ -305,7 +305,7 @@ def stream(spec: CriteoSpec, out: str | Path, start: int | None = None, count: i
         entry = _write_shard(spec, planted, index, out)
         shards = sorted([s for s in shards if s["file"] != name] + [entry],
                         key=lambda s: s["file"])
-        atomic_write_json(manifest_path, _manifest(spec, shards), sort_keys=False)
+        _write_manifest(spec, shards, out)
         written.append(name)
         log(f"wrote {out / name} (shard {index + 1}/{total}, rows "
             f"{index * spec.shard_rows:,}+{entry['rows']:,})")

@@ -14,7 +14,6 @@ leaves a half dataset behind.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import subprocess
@@ -25,8 +24,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from steadyrank.core.errors import DataError
-from steadyrank.core.fileio import combined_checksum, sha256_file
+from steadyrank.core.fileio import sha256_file
 from steadyrank.core.log import sayer
+from steadyrank.model.data import dataset_manifest
 
 NAME = "movielens-100k"
 RECBOLE_WHEEL = "recbole==1.2.1"
@@ -212,14 +212,7 @@ def _validate(tables: dict[str, Rows], source: str) -> None:
 
 def read_cache_manifest(folder: Path) -> dict | None:
     """The manifest of a cached dataset if every file is present and matches its checksum."""
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        for name, digest in manifest["files"].items():
-            if sha256_file(folder / name) != digest:
-                return None
-        return manifest
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return dataset_manifest.verified(folder)
 
 
 def fetch(data_dir: Path, source: Path | None = None, force: bool = False,
@@ -254,11 +247,8 @@ def fetch(data_dir: Path, source: Path | None = None, force: bool = False,
         out.mkdir()
         for name, header in FILES.items():
             _write_tsv(out / name, header, tables[name])
-        digests = {name: sha256_file(out / name) for name in FILES}
-        manifest = {"name": NAME, "source": origin, "files": digests,
-                    "checksum": combined_checksum(digests),
-                    "rows": {n: len(tables[n]) for n in FILES}}
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = dataset_manifest.write(out, {
+            "name": NAME, "source": origin, "rows": {n: len(tables[n]) for n in FILES}})
         if target.exists():
             old = tmp_path / "old"
             os.replace(target, old)  # moved aside, removed with the temp dir

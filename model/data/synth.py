@@ -23,7 +23,6 @@ interrupted run leaves nothing half done.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from steadyrank.core.errors import DataError
-from steadyrank.core.fileio import combined_checksum, sha256_file, staged_folder
+from steadyrank.core.fileio import staged_folder
 from steadyrank.core.log import Log, sayer
+from steadyrank.model.data import dataset_manifest
 from steadyrank.model.data.presets import TIME_COLUMN, movielens_schema
 
 KIND = "steadyrank-synthetic"
@@ -240,11 +240,8 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
             written += n
             log(f"{written:,}/{spec.rows:,} rows ({len(shards)} shards, "
                  f"{time.perf_counter() - started:.1f}s)")
-        digests = {p.name: sha256_file(p) for p in sorted(tmp_path.iterdir())}
-        manifest = {"kind": KIND, "spec": asdict(spec), "genres": list(GENRES),
-                    "shards": shards, "files": digests,
-                    "checksum": combined_checksum(digests)}
-        (tmp_path / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = dataset_manifest.write(tmp_path, {
+            "kind": KIND, "spec": asdict(spec), "genres": list(GENRES), "shards": shards})
     log(f"wrote {out} ({spec.rows:,} rows, {spec.users:,} users, {spec.items:,} items, "
          f"checksum {manifest['checksum'][:12]}) in {time.perf_counter() - started:.1f}s")
     return out
@@ -252,23 +249,8 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
 
 def read_dataset_manifest(folder: str | Path, verify: bool = True) -> dict:
     """The folder's manifest; with ``verify`` every file is checked against its SHA-256."""
-    folder = Path(folder)
-    path = folder / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(path, "missing; generate the data with 'steadyrank data synth'") from None
-    except json.JSONDecodeError as err:
-        raise DataError(path, f"not valid JSON: {err}") from None
-    if manifest.get("kind") != KIND:
-        raise DataError(path, f"not a SteadyRank synthetic dataset (kind {manifest.get('kind')!r})")
-    if verify:
-        for name, digest in manifest["files"].items():
-            if not (folder / name).is_file():
-                raise DataError(folder / name, "missing (listed in manifest.json)")
-            if sha256_file(folder / name) != digest:
-                raise DataError(folder / name, "SHA-256 does not match manifest.json")
-    return manifest
+    return dataset_manifest.read(folder, KIND, verify,
+                                 missing="missing; generate the data with 'steadyrank data synth'")
 
 
 def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
