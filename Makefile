@@ -34,7 +34,7 @@ test: install lint
 # docker compose end to end (needs root: installs Docker, builds stand-in images).
 test-compose: install
 	PIP="$(PIP)" deploy/test/prepare-docker.sh
-	$(PY) -m pytest -q -m compose tests/test_compose.py
+	$(PY) -m pytest -q -m compose tests/deploy/test_compose.py
 
 # The stack as local processes (no Docker): data, trainer, server, traffic, Prometheus.
 # CONFIG=path/to/schema.toml trains and serves another schema (default configs/smelu.toml);

@@ -11,7 +11,7 @@ its own fresh process so that one does not inherit the other's heap:
 - ``server``: ``reader.load`` plus a Rank-sized score, what the server does per version.
 
 It shows how much of the server's RSS growth across many version switches (the 10-minute
-soak, tests/test_soak.py, switches every 4 s) is TensorFlow's own per-load cost.
+soak, tests/service/test_soak.py, switches every 4 s) is TensorFlow's own per-load cost.
 """
 
 from __future__ import annotations

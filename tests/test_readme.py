@@ -68,7 +68,7 @@ def test_the_own_data_steps_run_as_the_readme_says(tmp_path):
     import sys
 
     from tests.conftest import wait_for
-    from tests.test_draft import _events, _write
+    from tests.model.test_draft import _events, _write
 
     lines = _own_data_block()
     draft_cmd, up_cmd, rank_cmd = lines[0], lines[1], " ".join(

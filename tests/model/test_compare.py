@@ -393,7 +393,7 @@ def test_compare_cli_rejects_bad_arguments(tmp_path, capsys):
 def test_the_shipped_config_is_the_reported_winner():
     """configs/smelu.toml (what the trainer and `make up` serve) is the base config of the
     committed ML-100K report with the report's named winner applied, nothing more."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     result = json.loads((repo / "reports" / "movielens-100k" / "report.json").read_text())
     (winner,) = compare.parse_variants(result["winner"])
     base = load(repo / "configs" / "relu.toml")
@@ -408,7 +408,7 @@ def test_the_shipped_criteo_config_is_the_studys_named_recipe():
     """configs/criteo-steady.toml is the Criteo study's base config with the recipe its
     tuning named (reports/criteo-synth/tuning, `--winner`) applied, nothing more, and the
     judgment report (reports/criteo-synth) judged that recipe on that base."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     study = repo / "reports" / "criteo-synth"
     result = json.loads((study / "tuning" / "report.json").read_text())
     (winner,) = compare.parse_variants(result["winner"])

@@ -11,7 +11,7 @@ import yaml
 
 from steadyrank.service.serve.telemetry import ServerMetrics
 
-PROMETHEUS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
+PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 
 

@@ -299,5 +299,5 @@ def test_the_served_name_comes_from_the_config_and_is_not_part_of_what_trained(t
     for bad in ("shop-b", "-x", "a b", "x/y"):
         with pytest.raises(cfg.ConfigError, match=f"serving.name must be .*got '{bad}'"):
             cfg.from_dict({"serving": {"name": bad}})
-    shipped = cfg.load(Path(__file__).resolve().parent.parent / "configs" / "smelu.toml")
+    shipped = cfg.load(Path(__file__).resolve().parents[2] / "configs" / "smelu.toml")
     assert shipped.model_name("configs/smelu.toml") == "ml"  # old deployments keep ml

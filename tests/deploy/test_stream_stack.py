@@ -18,8 +18,8 @@ import yaml
 
 from steadyrank.cli import stack
 from tests.conftest import REPO
-from tests.test_dashboard import continuous_queries, dashboard
-from tests.test_stack import free_port
+from tests.deploy.test_dashboard import continuous_queries, dashboard
+from tests.deploy.test_stack import free_port
 
 
 def prometheus_binary() -> str:

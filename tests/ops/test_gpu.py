@@ -2,7 +2,7 @@
 GPU, and a model trained on the GPU that serves on a CPU-only machine.
 
 Runs wherever TensorFlow sees a GPU and the library has CUDA kernels; skipped otherwise (CI has
-no GPU). On a GPU machine: ``TF_ENABLE_ONEDNN_OPTS=0 python -m pytest -m gpu tests/test_gpu.py``
+no GPU). On a GPU machine: ``TF_ENABLE_ONEDNN_OPTS=0 python -m pytest -m gpu tests/ops/test_gpu.py``
 (the ``steadyrank`` command sets that variable itself on NVIDIA machines: see
 ``steadyrank.cli.environment``).
 """
@@ -16,7 +16,7 @@ import tensorflow as tf
 import steadyrank.ops as sro
 from steadyrank.ops import build
 from tests.conftest import REPO, run_python
-from tests.test_smelu_op import DTYPES, TOLERANCES, as_dtype, numpy64
+from tests.ops.test_smelu_op import DTYPES, TOLERANCES, as_dtype, numpy64
 
 GPUS = tf.config.list_physical_devices("GPU")
 INFO = build.read_info()

@@ -2,7 +2,7 @@
 
 The server is ``steadyrank serve --workers 2`` with worker recycling, as deployed.
 ``SOAK_SECONDS`` sets the length (CI runs 60 s; ``SOAK_SECONDS=600 pytest -m slow
-tests/test_soak.py`` is the 10-minute run). Zero good requests may fail, and the memory of
+tests/service/test_soak.py`` is the 10-minute run). Zero good requests may fail, and the memory of
 the server's processes may grow by less than 50 MB after the warm-up.
 
 Memory is sampled every second per process. With recycling, a worker's RSS rises over its

@@ -27,10 +27,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from steadyrank.service import client
 from steadyrank.service.client import probe
 from steadyrank.service.stubs import ranking_pb2_grpc
-from tests.test_dashboard import CONTINUOUS_ROW, dashboard, queries
+from tests.deploy.test_dashboard import CONTINUOUS_ROW, dashboard, queries
 
 pytestmark = pytest.mark.compose
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PROJECT = "steadyrank-test"
 GRPC = "localhost:8500"
 PROMETHEUS = "http://localhost:9090"
@@ -156,7 +156,7 @@ def test_every_dashboard_query_returns_data(compose):
          lambda: promql("steadyrank_version_churn_prediction_difference_relative_count"),
          timeout=1200, every=5)
     # The continuous-training row needs a following trainer (the stream override); its
-    # queries are proven in stream mode (tests/test_stream_stack.py).
+    # queries are proven in stream mode (tests/deploy/test_stream_stack.py).
     expressions = [(title, expr.replace("$__rate_interval", "1m"))
                    for title, expr in queries(dashboard(), skip_row=CONTINUOUS_ROW)]
     empty = list(expressions)

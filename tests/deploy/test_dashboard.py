@@ -4,7 +4,7 @@ Grafana itself cannot run here; these checks cover what it would reject or show 
 provisioning files (datasource and dashboard provider, apiVersion 1), the dashboard JSON
 (unique panel ids, every datasource reference on the provisioned uid, every query naming
 metrics the server exports), and the compose services, ports and volumes. The queries
-themselves run against a live Prometheus in tests/test_compose.py.
+themselves run against a live Prometheus in tests/deploy/test_compose.py.
 """
 
 import json
@@ -15,7 +15,7 @@ import yaml
 
 from steadyrank.service.serve.telemetry import ServerMetrics
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "steadyrank.json"
 SUFFIXES = ("_bucket", "_count", "_sum", "_total")

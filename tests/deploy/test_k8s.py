@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 VERSION = "1.30.0"  # gRPC probes are GA since 1.27
 
 

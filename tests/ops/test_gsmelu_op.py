@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import steadyrank.ops as sro
-from tests.test_smelu_op import DTYPES, TOLERANCES, as_dtype, numpy64
+from tests.ops.test_smelu_op import DTYPES, TOLERANCES, as_dtype, numpy64
 
 LIB = sro.load_library()
 NAMES = ("alpha", "beta", "slope_left", "slope_right", "offset")
