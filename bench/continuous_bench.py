@@ -155,6 +155,10 @@ def main() -> None:
     parser.add_argument("--shard-rows", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--config", default=str(REPO / "configs" / "stream.toml"))
+    parser.add_argument("--continuous-set", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override a config value of the continuous rounds only (e.g. "
+                        "train.learning_rate=0.001: each round's pass at a smaller rate)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" /
                                               "continuous_bench.json"))
     args = parser.parse_args()
@@ -162,11 +166,13 @@ def main() -> None:
         parser.error(f"--rounds must be >= 2, got {args.rounds}")
     shards = stream(args.rounds, args.shard_rows, args.seed)
     config = cfg.load(args.config)
+    ongoing = cfg.load(args.config, args.continuous_set)
     work = Path(tempfile.mkdtemp(prefix="continuous-bench-"))
     live = work / "live"
     live.mkdir()
-    followed = replace(config, data=replace(config.data, train=(str(live / "part-*.parquet"),),
-                                            follow=True))
+    followed = replace(ongoing, data=replace(ongoing.data,
+                                             train=(str(live / "part-*.parquet"),),
+                                             follow=True))
     rows: list[dict] = []
     try:
         for number in range(1, args.rounds + 1):

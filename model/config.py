@@ -21,9 +21,9 @@ from steadyrank.ops.params import check_beta
 ACTIVATIONS = ("relu", "smelu", "gsmelu", "gelu", "swish", "softplus")
 GSMELU_PARAMS = ("alpha", "beta", "slope_left", "slope_right", "offset")
 TASKS = ("rating", "binary")
-# Formats of [data]: files of your own, and the sources with a preset schema.
-# Dataset presets (formats with rows of their own, schemas by name) are the data room's
-# registry (steadyrank.model.data.presets), which checks the names that refer to them.
+# Formats of [data]: files of your own. Dataset presets (formats with rows of their own,
+# schemas by name) are the data room's registry (steadyrank.model.data.presets), which
+# checks the names that refer to them.
 FILE_FORMATS = ("parquet", "csv", "criteo")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # a preset's name
 LOADS = ("auto", "memory", "stream")
@@ -53,7 +53,8 @@ class DataConfig:
     ``format`` for those two. ``time_column``: ``split = "time"`` and the ``time`` and
     ``window:N`` row orders follow it; user and item facts take their latest value by it.
     ``schema``: a preset by name (``criteo``: label, I1..I13, C1..C26) for files in that
-    shape, instead of declaring ``[label]`` and ``[[features]]``.
+    shape, instead of declaring ``[label]`` and ``[[features]]``; ``[[features]]`` entries
+    alone then override its features by name (:mod:`steadyrank.model.data.presets`).
     ``delimiter``, ``header`` and ``columns``: CSV only; a file without a header holds
     ``columns`` in order (default: the features in declared order, the label, then the time
     column). ``load``: ``memory`` holds the rows in memory
