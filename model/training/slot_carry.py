@@ -11,9 +11,13 @@ values' rows from the optimizer's initial values. Lazy Adam's bias-correction st
 carries too (as the optimizer's ``step_offset``; the learning-rate schedule keeps its own
 count).
 
-Only the tables' own optimizer is carried: the dense tower's Adam (and a dense-Adam run's
-optimizer, which holds the tables' slots too) starts afresh, as does a run under a
-distribution strategy (its tables are sharded).
+The dense tower's Adam moments carry too, weight by weight (the tower's shapes do not
+change between rounds): a fresh Adam's first steps move every weight by about the learning
+rate whatever its gradient, which shakes a trained tower each round. Its step count does
+not carry (it drives the learning-rate schedule), so the carried moments' bias correction
+starts over: the first steps are about a third of their size, growing back over ~1,000
+steps. A dense-Adam run's single optimizer (which holds the tables' slots too) starts
+afresh, as does a run under a distribution strategy (its tables are sharded).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tf_keras as keras
@@ -35,6 +40,7 @@ from steadyrank.model.training.sparse_optimizers import (
 from steadyrank.model.training.warmstart import table_name
 
 STEPS = "steps"
+TOWER = "tower"
 
 
 @dataclass(frozen=True)
@@ -58,15 +64,26 @@ def carries(optimizer: keras.optimizers.Optimizer) -> bool:
     return isinstance(optimizer, PartedOptimizer)
 
 
+def _tower_moments(optimizer: PartedOptimizer) -> dict[str, Any]:
+    """The tower's Adam moments by ``tower:I:m`` / ``tower:I:v`` (I: the weight's position)."""
+    dense = optimizer.dense
+    out = {}
+    for kind, moments in (("m", getattr(dense, "_momentums", [])),
+                          ("v", getattr(dense, "_velocities", []))):
+        out |= {f"{TOWER}:{i}:{kind}": var for i, var in enumerate(moments)}
+    return out
+
+
 def table_slots(model: keras.Model, optimizer: PartedOptimizer) -> dict[str, np.ndarray]:
     """The tables' carried slots by ``I:TABLE:SLOT`` (I: the table variable's position, all
-    towers'), and the bias-correction step count."""
+    towers'), the bias-correction step count, and the tower's Adam moments."""
     sparse = optimizer.embeddings
     out: dict[str, np.ndarray] = {STEPS: np.asarray(sparse.bias_steps(), np.int64)}
     for i, var in enumerate(table_variables(model)):
         slots = sparse.slots(var)
         for slot in CARRIED_SLOTS[sparse.kind]:
             out[f"{i}:{table_name(var.name)}:{slot}"] = slots[slot].numpy()
+    out |= {key: var.numpy() for key, var in _tower_moments(optimizer).items()}
     return out
 
 
@@ -95,27 +112,36 @@ def restore(model: keras.Model, optimizer: PartedOptimizer, path: Path,
     with np.load(path) as saved:
         arrays = {k: saved[k] for k in saved.files}
     tables = table_variables(model)
+    tower = _tower_moments(optimizer)
     expected = {f"{i}:{table_name(v.name)}:{slot}" for i, v in enumerate(tables)
-                for slot in CARRIED_SLOTS[sparse.kind]}
+                for slot in CARRIED_SLOTS[sparse.kind]} | set(tower)
     if set(arrays) - {STEPS} != expected:
         raise ValueError(f"{path}: its slots do not match this model's {sparse.kind} "
-                         "tables (another optimizer or architecture)")
-    restored = 0
+                         "tables and tower (another optimizer or architecture)")
+    # Every value is worked out (and checked) before the first assignment: a file that does
+    # not fit leaves the fresh slots as they are.
+    values: list[tuple[Any, np.ndarray]] = []
+    for key, var in tower.items():
+        if arrays[key].shape != tuple(var.shape):
+            raise ValueError(f"{path}: the tower's {key} has shape {arrays[key].shape}, "
+                             f"this model's {tuple(var.shape)}")
+        values.append((var, arrays[key]))
     for i, var in enumerate(tables):
         table = table_name(var.name)
         slots = sparse.slots(var)
         for slot in CARRIED_SLOTS[sparse.kind]:
             old, target = arrays[f"{i}:{table}:{slot}"], slots[slot]
             if old.shape == tuple(target.shape) and table not in maps:
-                target.assign(old)
+                values.append((target, old))
             elif table in maps and old.shape[1:] == tuple(target.shape[1:]):
                 old_rows, new_rows = maps[table]
-                values = target.numpy()
-                values[new_rows] = old[old_rows]
-                target.assign(values)
+                value = target.numpy()
+                value[new_rows] = old[old_rows]
+                values.append((target, value))
             else:
                 raise ValueError(f"{path}: table {table}'s {slot} has shape {old.shape}, "
                                  f"this model's {tuple(target.shape)}, and no row map")
-            restored += 1
+    for target, value in values:
+        target.assign(value)
     sparse.set_bias_steps(int(arrays[STEPS]))
-    return restored
+    return len(values)

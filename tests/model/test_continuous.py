@@ -144,11 +144,19 @@ def test_optimizer_slots_follow_their_rows_across_rounds(tmp_path):
            should_stop=lambda s: True)
     old, steps1 = slots_by_value(base, 1, vocabulary(conf, [first_shard]))
     assert steps1 > 0 and all(old[i].min() > 0.1 for i in range(100, 140))  # Adagrad's
+    saved = state_folder(base, "clicks") / "stats-1" / continuous.SLOTS / "clicks"
+    with np.load(saved / "member-0.npz") as arrays:  # the tower's Adam moments too
+        tower = [k for k in arrays.files if k.startswith("tower:")]
+        assert tower and all(np.abs(arrays[k]).max() > 0 for k in tower)
+        tables = [k for k in arrays.files if k.endswith(":accumulator")]
+        assert len(tables) == 3  # user, item, device
     # Items 100-119 leave in shard 1 (140-159 arrive).
     second_shard = shard(data, 1, np.arange(120, 160))
     follow(conf, base, "clicks", users=20, log=lines.append, max_rounds=1,
            should_stop=lambda s: True)
-    assert sum("optimizer slot(s) of the tables from" in line for line in lines) == 2  # A, B
+    restored = [line for line in lines if "optimizer slot(s) of the tables from" in line]
+    assert len(restored) == 2  # A and B
+    assert f"warm start: {len(tables) + len(tower)} optimizer slot(s)" in restored[0]
     assert not (state_folder(base, "clicks") / "stats-1").exists()  # gone with its stats
     new, steps2 = slots_by_value(base, 2, vocabulary(conf, [first_shard, second_shard]))
     assert steps2 == 2 * steps1  # the step count carries on (equal shards)
