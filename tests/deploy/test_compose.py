@@ -206,3 +206,21 @@ def test_a_stopped_replica_does_not_fail_calls(compose):
     finally:
         subprocess.run(["docker", "start", stopped], check=True, capture_output=True,
                        timeout=120)
+
+
+def test_the_stream_override_merges_into_the_stack(tmp_path):
+    """`docker compose -f docker-compose.yml -f deploy/compose.stream.yml`: Compose merges
+    the override (the stream service writing into the data volume the trainer follows)."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("GRAFANA_ADMIN_PASSWORD=x\nSTREAM_EVERY=30\n")
+    merged = json.loads(subprocess.run(
+        [*compose_command(env_file), "-f", str(REPO / "deploy" / "compose.stream.yml"),
+         "config", "--format", "json"],
+        cwd=REPO, capture_output=True, text=True, check=True, timeout=120).stdout)
+    services = merged["services"]
+    assert "--every=30" in services["stream"]["command"]
+    assert [v["source"] for v in services["stream"]["volumes"]] == ["data"]
+    assert "--config=configs/stream.toml" in services["trainer"]["command"]
+    assert '--set=data.train=["/data/stream/part-*.parquet"]' in services["trainer"]["command"]
+    assert "--config=configs/stream.toml" in services["traffic"]["command"]
+    assert {"server", "lb", "prometheus"} <= set(services)  # (the stand-ins drop grafana)
