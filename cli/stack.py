@@ -27,13 +27,12 @@ from steadyrank.service.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
 
 # deploy/prometheus in a checkout, installed as the package data steadyrank.prometheus.
 PROMETHEUS_DIR = Path(str(importlib.resources.files("steadyrank.prometheus")))
-# The server discovery of deploy/prometheus/prometheus.yml (every compose replica, by DNS),
-# replaced by the local server's address for `steadyrank up`.
 # The live stream of `up --stream` (the flags of deploy/compose.stream.yml's stream service).
 STREAM_SPEC = ("--schema", "criteo", "--rows", "2000000", "--shard-rows", "20000", "--seed", "7")
 STREAM_CONFIG = Path("configs/stream.toml")
 DEFAULT_CONFIG = Path("configs/smelu.toml")
-
+# The server discovery of deploy/prometheus/prometheus.yml (every compose replica, by DNS),
+# replaced by the local server's address for `steadyrank up`.
 COMPOSE_DISCOVERY = f"""    dns_sd_configs:
       - names: ["server"]
         type: A
