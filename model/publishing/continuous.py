@@ -13,8 +13,9 @@
    ``max_size`` per table by frequency, the rest share the out-of-vocabulary row;
 4. trains replicas A and B one pass over its rows, each warm-started from its serving
    version with the rows of every surviving value mapped by value (new values' rows start
-   from ``model.embedding_init``), and the tables' optimizer slots likewise (saved by the
-   previous round beside its statistics; :mod:`steadyrank.model.training.slot_carry`);
+   from ``model.embedding_init``), and the optimizer state likewise: the tables' slots by
+   value, the tower's Adam moments (saved by the previous round beside its statistics;
+   :mod:`steadyrank.model.training.slot_carry`);
 5. measures them against each other and the new A against the serving A (the churn gate),
    and publishes them unless the gate holds them back.
 
@@ -99,9 +100,9 @@ class FollowState:
         return {s.path for s in self.consumed}
 
 
-# The tables' optimizer slots of a round's replicas, beside its statistics
-# (``.follow-NAME/stats-ROUND/slots/REPLICA/member-I.npz``): written, kept and removed with
-# them, so the next round's replicas carry each row's slots (:mod:`..training.slot_carry`).
+# The optimizer state of a round's replicas (tables' slots, tower's moments), beside its
+# statistics (``.follow-NAME/stats-ROUND/slots/REPLICA/member-I.npz``): written, kept and
+# removed with them, so the next round's replicas carry it (:mod:`..training.slot_carry`).
 SLOTS = "slots"
 
 

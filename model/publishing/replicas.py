@@ -113,11 +113,12 @@ def train_round(config: Config, base: str | Path, name: str = "ml", users: int =
     """Trains and measures version ``next_version`` of ``name`` and ``name-b``, and
     publishes it unless the churn gate holds it back. A warm-started replica trains
     ``warm_epochs`` epochs from the serving weights at ``warm_lr_scale`` times the learning
-    rate (its optimizer starts afresh, and Adam's first steps are about the learning rate in
-    every weight, which would shake a trained model); a fresh start trains the config's.
+    rate (its optimizer starts afresh unless ``slot_dirs`` carry its state, and Adam's first
+    steps are about the learning rate in every weight, which would shake a trained model); a
+    fresh start trains the config's.
     ``prepared`` (default: the config's data), ``warm_rows`` (tables that grew, mapped by
     value), ``record`` (written into both manifests) and ``slot_dirs`` (the folders whose
-    REPLICA/ subfolders hold the tables' optimizer slots of the serving version, or None,
+    REPLICA/ subfolders hold the optimizer state of the serving version, or None,
     and receive this version's) are for continuous training."""
     if warm_epochs < 1:
         raise ValueError(f"--warm-start-epochs must be >= 1, got {warm_epochs}")

@@ -189,8 +189,9 @@ def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Pa
     co-distillation it is tower A. ``warm_from`` (a previous export's member) gives the
     starting weights (both towers when co-distilling), unless a checkpoint resumes the run;
     ``warm_rows`` maps the rows of tables that grew (:func:`warmstart.table_row_maps`).
-    ``slot_files`` (restore from, save to): the tables' optimizer slots carried from a
-    previous round (with a warm start) and saved for the next (:mod:`.slot_carry`).
+    ``slot_files`` (restore from, save to): the optimizer state of the tables (and the
+    tower's Adam moments) carried from a previous round (with a warm start) and saved for
+    the next (:mod:`.slot_carry`).
     Under a distribution strategy the model returned is a local copy of the trained one, and
     the logs end with ``{"shards": ...}``, the layout of its embedding tables.
     """
@@ -241,8 +242,8 @@ def train_member(config: Config, data: TrainInput, seed: int, checkpoint_dir: Pa
     if carry and warm_from is not None and slot_files[0] is not None:
         try:
             restored = slot_carry.restore(model, optimizer, slot_files[0], warm_rows)
-            log(f"{prefix}warm start: {restored} optimizer slot(s) of the tables from "
-                f"{slot_files[0]}")
+            log(f"{prefix}warm start: {restored} optimizer slot(s) of the tables and tower "
+                f"from {slot_files[0]}")
         except ValueError as error:  # e.g. the config changed the tables' optimizer
             log(f"{prefix}the tables' optimizer slots start afresh: {error}")
     seconds, examples, history = 0.0, 0, []

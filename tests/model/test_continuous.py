@@ -154,7 +154,7 @@ def test_optimizer_slots_follow_their_rows_across_rounds(tmp_path):
     second_shard = shard(data, 1, np.arange(120, 160))
     follow(conf, base, "clicks", users=20, log=lines.append, max_rounds=1,
            should_stop=lambda s: True)
-    restored = [line for line in lines if "optimizer slot(s) of the tables from" in line]
+    restored = [line for line in lines if "optimizer slot(s) of the tables and tower from" in line]
     assert len(restored) == 2  # A and B
     assert f"warm start: {len(tables) + len(tower)} optimizer slot(s)" in restored[0]
     assert not (state_folder(base, "clicks") / "stats-1").exists()  # gone with its stats
