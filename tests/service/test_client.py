@@ -24,8 +24,8 @@ class _Flaky(ranking_pb2_grpc.RankingServiceServicer):
 
 @pytest.mark.parametrize(("code", "failures", "calls", "ok"), [
     (grpc.StatusCode.CANCELLED, 1, 2, True),
-    (grpc.StatusCode.UNAVAILABLE, 2, 3, True),
-    (grpc.StatusCode.UNAVAILABLE, 5, 3, False),  # 3 attempts in all
+    (grpc.StatusCode.UNAVAILABLE, 4, 5, True),
+    (grpc.StatusCode.UNAVAILABLE, 6, 5, False),  # 5 attempts in all (gRPC's cap)
     (grpc.StatusCode.INVALID_ARGUMENT, 1, 1, False),  # a caller's mistake is not retried
 ])
 def test_channel_retries_cancelled_and_unavailable_reads(code, failures, calls, ok):
