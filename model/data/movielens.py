@@ -27,6 +27,7 @@ from steadyrank.core.errors import DataError
 from steadyrank.core.fileio import sha256_file
 from steadyrank.core.log import sayer
 from steadyrank.model.data import dataset_manifest
+from steadyrank.model.data.presets.movielens import COLUMNS as C
 
 NAME = "movielens-100k"
 RECBOLE_WHEEL = "recbole==1.2.1"
@@ -36,10 +37,10 @@ RECBOLE_PREFIX = "recbole/dataset_example/ml-100k/"
 GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
           "Romance", "Sci-Fi", "Thriller", "War", "Western")
-FILES = {
-    "ratings.tsv": ("user_id", "item_id", "rating", "timestamp"),
-    "users.tsv": ("user_id", "age", "gender", "occupation", "zip"),
-    "items.tsv": ("item_id", "year", "genres"),
+FILES = {  # the cached files' columns: the preset's names
+    "ratings.tsv": (C.user_id, C.item_id, C.rating, C.timestamp),
+    "users.tsv": (C.user_id, C.age, C.gender, C.occupation, C.zip),
+    "items.tsv": (C.item_id, C.year, C.genres),
 }
 EXPECTED_COUNTS = {"ratings.tsv": 100_000, "users.tsv": 943, "items.tsv": 1682}
 

@@ -35,6 +35,7 @@ from steadyrank.core.fileio import staged_folder
 from steadyrank.core.log import Log, sayer
 from steadyrank.model.data import dataset_manifest
 from steadyrank.model.data.presets import TIME_COLUMN, movielens_schema
+from steadyrank.model.data.presets.movielens import COLUMNS
 
 KIND = "steadyrank-synthetic"
 OCCUPATIONS = ("administrator", "artist", "doctor", "educator", "engineer", "entertainment",
@@ -96,12 +97,13 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
 
 def _side_features(spec: SynthSpec, rng: np.random.Generator) -> tuple[dict, dict]:
     n, m = spec.users, spec.items
+    c = COLUMNS  # the draws' order is the bytes': age, gender, occupation, zip, genres, year
     users = {
         USER_ID: np.arange(1, n + 1, dtype=np.int64),
-        "age": rng.integers(7, 74, n).astype(np.int64),
-        "gender": rng.choice(np.array(["F", "M"]), n, p=[0.3, 0.7]),
-        "occupation": rng.choice(np.array(OCCUPATIONS), n),
-        "zip": np.char.zfill(rng.integers(0, 100_000, n).astype(str), 5),
+        c.age: rng.integers(7, 74, n).astype(np.int64),
+        c.gender: rng.choice(np.array(["F", "M"]), n, p=[0.3, 0.7]),
+        c.occupation: rng.choice(np.array(OCCUPATIONS), n),
+        c.zip: np.char.zfill(rng.integers(0, 100_000, n).astype(str), 5),
     }
     # 1 to 3 genres per item ("unknown", column 0, is left for items without any).
     n_genres = rng.integers(1, 4, m)
@@ -109,7 +111,7 @@ def _side_features(spec: SynthSpec, rng: np.random.Generator) -> tuple[dict, dic
     genres = np.zeros((m, len(GENRES)), np.uint8)
     genres[:, 1:] = ranks < n_genres[:, None]
     items = {ITEM_ID: np.arange(1, m + 1, dtype=np.int64),
-             "year": rng.integers(1930, 2000, m).astype(np.int64), "genres": genres}
+             c.year: rng.integers(1930, 2000, m).astype(np.int64), c.genres: genres}
     if set(users) != set(USER_KEYS) or set(items) != set(ITEM_KEYS):
         raise AssertionError("the generator's facts differ from the MovieLens preset's")
     return users, items
@@ -207,9 +209,10 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
     with staged_folder(out, force) as tmp_path:
         users, items = _side_features(spec, rng)
         planted = _planted(spec, rng)
-        occupation_code = np.searchsorted(np.array(OCCUPATIONS), users["occupation"])
+        occupation_code = np.searchsorted(np.array(OCCUPATIONS), users[COLUMNS.occupation])
+        genres = items[COLUMNS.genres]
         if spec.task == "click":
-            _calibrate_clicks(spec, planted, occupation_code, items["genres"], rng)
+            _calibrate_clicks(spec, planted, occupation_code, genres, rng)
         _save(tmp_path / "users.npz", **users)
         _save(tmp_path / "items.npz", **items)
         _save(tmp_path / "planted.npz", **planted)
@@ -225,7 +228,7 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
                                              spec.users - 1)]
             item_row = planted["popularity_order"][
                 np.minimum(np.searchsorted(item_cdf, rng.random(n)), spec.items - 1)]
-            score = planted_score(planted, occupation_code, items["genres"], user_row, item_row)
+            score = planted_score(planted, occupation_code, genres, user_row, item_row)
             if spec.task == "click":
                 p = 1 / (1 + np.exp(-click_logit(planted, score)))
                 label = (rng.random(n) < p).astype(np.float32)
@@ -241,7 +244,7 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
             log(f"{written:,}/{spec.rows:,} rows ({len(shards)} shards, "
                  f"{time.perf_counter() - started:.1f}s)")
         manifest = dataset_manifest.write(tmp_path, {
-            "kind": KIND, "spec": asdict(spec), "genres": list(GENRES), "shards": shards})
+            "kind": KIND, "spec": asdict(spec), COLUMNS.genres: list(GENRES), "shards": shards})
     log(f"wrote {out} ({spec.rows:,} rows, {spec.users:,} users, {spec.items:,} items, "
          f"checksum {manifest['checksum'][:12]}) in {time.perf_counter() - started:.1f}s")
     return out
@@ -286,9 +289,10 @@ def iter_shards(folder: str | Path, manifest: dict | None = None, skip: int = 0
 def multi_hot_names(manifest: dict, column: str) -> tuple[str, ...]:
     """The value names of a multi-hot item column (the matrix's columns, in order), as the
     dataset's manifest records them."""
-    if column != "genres":
-        raise KeyError(f"a synthetic dataset has no multi-hot column {column!r} (it has 'genres')")
-    return tuple(manifest["genres"])
+    if column != COLUMNS.genres:
+        raise KeyError(f"a synthetic dataset has no multi-hot column {column!r} "
+                       f"(it has {COLUMNS.genres!r})")
+    return tuple(manifest[COLUMNS.genres])
 
 
 def load_tables(folder: str | Path) -> tuple[dict, dict[str, np.ndarray],

@@ -4,6 +4,7 @@ schema: the ids, four user facts and two item facts, rated 1-5 (or clicked, with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +16,42 @@ NAME = "movielens-100k"
 # MovieLens' age bands (as its own users table codes them) and 5-year release periods.
 AGE_BANDS = (18.0, 25.0, 35.0, 45.0, 50.0, 56.0)
 RELEASE_PERIODS = tuple(float(y) for y in range(1920, 2001, 5))
-TIME_COLUMN = "timestamp"  # of the MovieLens-shaped sources
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The MovieLens shape's column names, written once: the schema's features below, the
+    fetched copy's columns and the synthetic generator's arrays."""
+
+    user_id: str = "user_id"
+    item_id: str = "item_id"
+    rating: str = "rating"
+    timestamp: str = "timestamp"
+    gender: str = "gender"
+    occupation: str = "occupation"
+    age: str = "age"
+    zip: str = "zip"
+    genres: str = "genres"
+    year: str = "year"
+
+
+COLUMNS = Columns()
+TIME_COLUMN = COLUMNS.timestamp  # of the MovieLens-shaped sources
 
 
 def movielens_schema(task: str = "rating", threshold: float = 4.0) -> Schema:
     """The MovieLens-shaped schema: ``rating`` label, ids, user and item facts."""
+    c = COLUMNS
     return check_schema(Schema(
-        Label("rating", task, threshold if task == "binary" else None),
-        (Feature("user_id", "categorical", "user_id", "int64"),
-         Feature("item_id", "categorical", "item_id", "int64"),
-         Feature("gender", "categorical", "user", "string"),
-         Feature("occupation", "categorical", "user", "string"),
-         Feature("age", "categorical", "user", "int64", boundaries=AGE_BANDS),
-         Feature("zip", "categorical", "user", "string", truncate=1),
-         Feature("genres", "multi_hot", "item", "string", max_len=6),
-         Feature("year", "categorical", "item", "int64", boundaries=RELEASE_PERIODS))))
+        Label(c.rating, task, threshold if task == "binary" else None),
+        (Feature(c.user_id, "categorical", "user_id", "int64"),
+         Feature(c.item_id, "categorical", "item_id", "int64"),
+         Feature(c.gender, "categorical", "user", "string"),
+         Feature(c.occupation, "categorical", "user", "string"),
+         Feature(c.age, "categorical", "user", "int64", boundaries=AGE_BANDS),
+         Feature(c.zip, "categorical", "user", "string", truncate=1),
+         Feature(c.genres, "multi_hot", "item", "string", max_len=6),
+         Feature(c.year, "categorical", "item", "int64", boundaries=RELEASE_PERIODS))))
 
 
 def schema_for(config: Config) -> Schema:
