@@ -14,22 +14,30 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from steadyrank.core.errors import DataError
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A temporary file beside ``path``, open in ``mode``, to write; renamed into place when
+    the block ends without an error, else removed."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
+    with atomic_file(path) as f:
+        f.write(text)
 
 
 def atomic_write_json(path: str | Path, payload: Any, sort_keys: bool = True) -> None:

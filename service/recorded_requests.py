@@ -15,7 +15,6 @@ A file holds, for request k, one array per input (``k/NAME``; strings as unicode
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import random
 import re
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from steadyrank.core.fileio import atomic_file
 
 log = logging.getLogger("steadyrank.recorder")
 REQUESTS_PER_FILE = 200
@@ -121,10 +122,8 @@ class RequestRecorder:
                 for name, values in record.rows.items():
                     arrays[f"{k}/{name}"] = _storable(values)
             target = folder / f"requests-{number:06d}.npz"
-            tmp = folder / f".{target.name}.tmp"
-            with open(tmp, "wb") as out:
+            with atomic_file(target, "wb") as out:
                 np.savez(out, **arrays)
-            os.replace(tmp, target)
             for old in files(folder)[:-self.max_files]:
                 old.unlink(missing_ok=True)
         except OSError as err:  # a full disk drops samples, never a request

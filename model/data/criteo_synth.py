@@ -14,7 +14,6 @@ Everything is drawn with numpy, vectorised, one shard at a time, written and dro
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from steadyrank.core.errors import DataError
-from steadyrank.core.fileio import sha256_file, staged_folder
+from steadyrank.core.fileio import atomic_file, sha256_file, staged_folder
 from steadyrank.core.log import Log, sayer
 from steadyrank.model.data import dataset_manifest
 from steadyrank.model.data.presets import CRITEO_CATEGORIES, CRITEO_INTEGERS
@@ -213,13 +212,12 @@ def _write_shard(spec: CriteoSpec, planted: _Planted, index: int, folder: Path
     n = min(spec.shard_rows, spec.rows - first)
     table = _shard(spec, planted, np.random.default_rng([spec.seed, index]), first, n)
     name = shard_name(spec, index)
-    tmp = folder / f".{name}.tmp"
-    if spec.format == "parquet":
-        pq.write_table(table, tmp, row_group_size=131_072)
-    else:
-        pa_csv.write_csv(table, tmp, pa_csv.WriteOptions(
-            include_header=False, delimiter="\t", quoting_style="none"))
-    os.replace(tmp, folder / name)
+    with atomic_file(folder / name, "wb") as out:
+        if spec.format == "parquet":
+            pq.write_table(table, out, row_group_size=131_072)
+        else:
+            pa_csv.write_csv(table, out, pa_csv.WriteOptions(
+                include_header=False, delimiter="\t", quoting_style="none"))
     return {"file": name, "rows": int(n), "clicks": int(table.column("label").to_numpy().sum()),
             "sha256": sha256_file(folder / name)}
 

@@ -83,6 +83,7 @@ class FileReader:
         self.header = False if fmt == "criteo" else header
         self.names = (list(CRITEO_COLUMNS) if fmt == "criteo" else
                       None if self.header else list(names) or [c.name for c in columns])
+        self._rows: dict[str, int] | None = None  # rows_by_file, once counted
 
     def chunks(self, batch_rows: int = 65536, start: int = 0) -> Iterator[Chunk]:
         """The stream from row ``start`` on (earlier rows are skipped: whole Parquet row
@@ -168,15 +169,24 @@ class FileReader:
 
     def count_rows(self) -> int:
         """Rows in all files (Parquet from its metadata; CSV by reading the files)."""
-        if self.format == "parquet":
-            total = 0
-            for path in self.files:
-                try:
-                    total += pq.ParquetFile(path).metadata.num_rows
-                except (pa.ArrowInvalid, OSError) as err:
-                    raise DataError(path, f"not a readable Parquet file: {err}") from None
-            return total
-        return sum(chunk.batch.num_rows for chunk in self.chunks())
+        return sum(self.rows_by_file().values())
+
+    def rows_by_file(self) -> dict[str, int]:
+        """Each file's rows, by path, counted once per reader (Parquet from its metadata;
+        CSV by reading the file)."""
+        if self._rows is None:
+            rows = dict.fromkeys(map(str, self.files), 0)
+            if self.format == "parquet":
+                for path in self.files:
+                    try:
+                        rows[str(path)] = pq.ParquetFile(path).metadata.num_rows
+                    except (pa.ArrowInvalid, OSError) as err:
+                        raise DataError(path, f"not a readable Parquet file: {err}") from None
+            else:
+                for chunk in self.chunks():
+                    rows[chunk.file] += chunk.batch.num_rows
+            self._rows = rows
+        return dict(self._rows)
 
 
 def _check_arrow_type(path: Path, column: Column, arrow_type: pa.DataType) -> None:

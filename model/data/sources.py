@@ -44,6 +44,10 @@ class Reader(Protocol):
         """How many rows the stream has."""
         ...
 
+    def rows_by_file(self) -> dict[str, int]:
+        """Each of ``files``' rows, by path."""
+        ...
+
 
 class TableReader:
     """An Arrow table held in memory, streamed like a file."""
@@ -62,6 +66,10 @@ class TableReader:
     def count_rows(self) -> int:
         """The table's rows."""
         return self.table.num_rows
+
+    def rows_by_file(self) -> dict[str, int]:
+        """The table's rows, under its name."""
+        return {self.name: self.table.num_rows}
 
 
 def _multi_hot_lists(multi_hot: np.ndarray, names: tuple[str, ...]) -> pa.Array:
@@ -156,7 +164,12 @@ class SynthReader:
 
     def count_rows(self) -> int:
         """Rows of all shards, from the manifest."""
-        return sum(s["rows"] for s in self.manifest["shards"])
+        return sum(self.rows_by_file().values())
+
+    def rows_by_file(self) -> dict[str, int]:
+        """Each shard's rows, from the manifest."""
+        return {path: s["rows"] for s, path in zip(self.manifest["shards"], self.files,
+                                                    strict=True)}
 
 
 def reader_columns(schema: Schema, time: str = "") -> list[Column]:

@@ -190,7 +190,8 @@ def run_round(config: Config, base: Path, name: str, state: FollowState, shards:
     numbers = progressive(serving, prepared) if serving is not None else {}
     before = load_stats(folder / state.stats) if state.stats else None
     merged = merge_stats(before, prepared.stats) if before is not None else prepared.stats
-    shard_rows = [Shard(str(s), prepared_rows(round_config, s)) for s in shards]
+    counted = prepared.train.reader.rows_by_file()  # counted once, by prepare_data
+    shard_rows = [Shard(str(s), counted[str(s)]) for s in shards]
     stats = f"stats-{number}"
     save_stats(merged, folder / stats)  # before the publish: a restart after it finds them
     warm_rows = (table_row_maps(prepared.schema, config.model, before, merged)
@@ -225,16 +226,6 @@ def run_round(config: Config, base: Path, name: str, state: FollowState, shards:
                         rounds=[*state.rounds, record])
         state.write(folder)
     return result, state
-
-
-def prepared_rows(config: Config, shard: Path) -> int:
-    """Rows of one shard file (its reader's count)."""
-    from steadyrank.model.data.presets import resolve_schema
-    from steadyrank.model.data.sources import open_readers
-
-    one = replace(config, data=replace(config.data, train=(str(shard),), eval=()))
-    train_reader, _ = open_readers(one, resolve_schema(one))
-    return int(train_reader.count_rows())
 
 
 def follow(config: Config, base: str | Path, name: str, users: int = 100, log: Log = say,

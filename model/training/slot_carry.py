@@ -22,8 +22,6 @@ afresh, as does a run under a distribution strategy (its tables are sharded).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
+from steadyrank.core.fileio import atomic_file
 from steadyrank.model.training.sparse_optimizers import (
     CARRIED_SLOTS,
     PartedOptimizer,
@@ -90,14 +89,8 @@ def table_slots(model: keras.Model, optimizer: PartedOptimizer) -> dict[str, np.
 def save(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """Writes ``arrays`` to ``path`` atomically (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as out:
+        np.savez(out, **arrays)
     return path
 
 

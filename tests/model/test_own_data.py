@@ -173,6 +173,17 @@ def test_every_file_a_glob_matches_is_read(tmp_path):
     assert json.dumps(prepared.stats.to_dict())  # a manifest-ready summary
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_reader_counts_each_files_rows(tmp_path, fmt):
+    folder = write_dataset(tmp_path / "ok", fmt)
+    config = cfg.load(write_config(tmp_path / "ok.toml", folder, fmt))
+    reader_ = prepare_data(config).train.reader
+    ext = "parquet" if fmt == "parquet" else "csv"
+    assert reader_.rows_by_file() == {str(folder / f"train-0.{ext}"): 2500,
+                                      str(folder / f"train-1.{ext}"): 2300}
+    assert reader_.count_rows() == 4800
+
+
 def test_criteo_tsv_trains_with_its_implied_schema(tmp_path):
     (tmp_path / "day_0.tsv").write_text(criteo_lines())
     config = cfg.from_dict({"data": {"format": "criteo", "train": [str(tmp_path / "day_*.tsv")]},
