@@ -11,50 +11,39 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from steadyrank.core.fileio import atomic_write_json
 
-GATE_PREFIX = ".churn-gate-"  # + NAME + ".json": the latest churn gate decision
-FOLLOW_PREFIX = ".follow-status-"  # + NAME + ".json": a following trainer's status
+
+@dataclass(frozen=True)
+class RecordFile:
+    """One kind of record beside the models: ``BASE/PREFIX + NAME + .json``."""
+
+    prefix: str
+
+    def path(self, base: str | Path, name: str) -> Path:
+        """Where model ``name``'s record lives under ``base``."""
+        return Path(base) / f"{self.prefix}{name}.json"
+
+    def read(self, base: str | Path, name: str) -> dict[str, Any] | None:
+        """Model ``name``'s record (None if there is none or it is unreadable)."""
+        try:
+            return json.loads(self.path(base, name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write(self, base: str | Path, name: str, record: dict[str, Any]) -> None:
+        """Replaces model ``name``'s record atomically (making ``base`` if the trainer
+        writes before its first version)."""
+        Path(base).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.path(base, name), record)
 
 
-def gate_path(base: str | Path, name: str) -> Path:
-    """Where the decision record of model ``name`` lives under the base path."""
-    return Path(base) / f"{GATE_PREFIX}{name}.json"
-
-
-def read_gate(base: str | Path, name: str) -> dict[str, Any] | None:
-    """The latest churn gate decision for ``name`` (None if there is none or it is
-    unreadable)."""
-    try:
-        return json.loads(gate_path(base, name).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_gate(base: str | Path, name: str, record: dict[str, Any]) -> None:
-    """Replaces the decision record of ``name`` atomically."""
-    atomic_write_json(gate_path(base, name), record)
-
-
-def follow_status_path(base: str | Path, name: str) -> Path:
-    """Where the following trainer of model ``name`` writes its status."""
-    return Path(base) / f"{FOLLOW_PREFIX}{name}.json"
-
-
-def read_follow_status(base: str | Path, name: str) -> dict[str, Any] | None:
-    """A following trainer's status for ``name`` (None if there is none or it is
-    unreadable)."""
-    try:
-        return json.loads(follow_status_path(base, name).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_follow_status(base: str | Path, name: str, record: dict[str, Any]) -> None:
-    """Replaces the follow status of ``name`` atomically (making ``base`` if the trainer
-    reports before its first version)."""
-    Path(base).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(follow_status_path(base, name), record)
+GATE = RecordFile(".churn-gate-")  # the latest churn gate decision
+FOLLOW_STATUS = RecordFile(".follow-status-")  # a following trainer's status
+gate_path, read_gate, write_gate = GATE.path, GATE.read, GATE.write
+follow_status_path, read_follow_status, write_follow_status = (
+    FOLLOW_STATUS.path, FOLLOW_STATUS.read, FOLLOW_STATUS.write)

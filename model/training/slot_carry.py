@@ -36,7 +36,7 @@ from steadyrank.model.training.sparse_optimizers import (
     PartedOptimizer,
     table_variables,
 )
-from steadyrank.model.training.warmstart import table_name
+from steadyrank.model.training.warmstart import remap_rows, table_name
 
 STEPS = "steps"
 TOWER = "tower"
@@ -127,10 +127,7 @@ def restore(model: keras.Model, optimizer: PartedOptimizer, path: Path,
             if old.shape == tuple(target.shape) and table not in maps:
                 values.append((target, old))
             elif table in maps and old.shape[1:] == tuple(target.shape[1:]):
-                old_rows, new_rows = maps[table]
-                value = target.numpy()
-                value[new_rows] = old[old_rows]
-                values.append((target, value))
+                values.append((target, remap_rows(target.numpy(), old, maps[table])))
             else:
                 raise ValueError(f"{path}: table {table}'s {slot} has shape {old.shape}, "
                                  f"this model's {tuple(target.shape)}, and no row map")

@@ -64,14 +64,18 @@ def copy_weights(target: Any, source: Any, where: str = "",
                               "architecture changed; train from scratch)")
     for var, other in zip(ours, theirs, strict=True):
         table = table_name(var.name)
-        if table in maps:
-            old_rows, new_rows = maps[table]
-            values = var.numpy()
-            values[new_rows] = other.numpy()[old_rows]
-            var.assign(values)
-        else:
-            var.assign(other)
+        var.assign(remap_rows(var.numpy(), other.numpy(), maps[table]) if table in maps
+                   else other)
     return len(ours)
+
+
+def remap_rows(fresh: np.ndarray, old: np.ndarray, rows: tuple[np.ndarray, np.ndarray]
+               ) -> np.ndarray:
+    """``fresh`` with its rows ``rows[1]`` taken from ``old``'s rows ``rows[0]`` (the values
+    both versions hold); the other rows keep their fresh values."""
+    old_rows, new_rows = rows
+    fresh[new_rows] = old[old_rows]
+    return fresh
 
 
 def table_row_maps(schema: Any, config: Any, old: Any, new: Any
