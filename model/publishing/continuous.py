@@ -235,6 +235,8 @@ def follow(config: Config, base: str | Path, name: str, users: int = 100, log: L
     looks) or ``max_rounds`` rounds (0: no bound)."""
     if poll_seconds <= 0:
         raise ValueError(f"--poll-seconds must be > 0, got {poll_seconds}")
+    if max_rounds < 0:
+        raise ValueError(f"--max-rounds must be >= 0 (0: no bound), got {max_rounds}")
     base = Path(base)
     folder = state_folder(base, name)
     state = recover(FollowState.read(folder), base, name, folder)

@@ -270,20 +270,40 @@ def test_statistics_round_trip_through_their_folder(tmp_path):
     assert back.numeric["price"].mean == pytest.approx(prepared.stats.numeric["price"].mean)
 
 
-def test_the_trainer_cli_follows(tmp_path):
-    data, base = tmp_path / "stream", tmp_path / "models"
-    shard(data, 0, np.arange(100, 130))
+def _write_config(tmp_path, data):
+    """The test's config as a TOML file with ``[data] follow = true``."""
     path = tmp_path / "clicks.toml"
-    conf = config(data)
     lines = [f'[data]\nformat = "parquet"\ntrain = ["{data}/shard-*.parquet"]\n'
              'time_column = "ts"\nfollow = true\n[label]\ncolumn = "clicked"\n'
              'task = "binary"\n']
-    for f in conf.features:
+    for f in config(data).features:
         entries = ", ".join(f"{k} = {v!r}".replace("'", '"') for k, v in f.to_dict().items())
         lines.append(f"[[features]]\n{entries.replace(', ', chr(10))}\n")
     lines.append('[model]\nembedding_dim = 4\ndeep_layers = [8]\n[train]\nbatch_size = 512\n')
     path.write_text("\n".join(lines))
+    return path
+
+
+def test_the_trainer_cli_follows(tmp_path):
+    data, base = tmp_path / "stream", tmp_path / "models"
+    shard(data, 0, np.arange(100, 130))
+    path = _write_config(tmp_path, data)
     assert cli_main(["trainer", "--config", str(path), "--models", str(base), "--users",
                      "10", "--max-rounds", "1", "--poll-seconds", "0.1"]) == 0
     assert versions(base / "clicks") == [1] and versions(base / "clicks-b") == [1]
     assert continuous.FollowState.read(state_folder(base, "clicks")).round == 1
+
+
+@pytest.mark.parametrize("flag, value", [("--max-rounds", "-1"), ("--poll-seconds", "0")])
+def test_the_trainer_cli_names_a_bad_follow_setting(tmp_path, capsys, flag, value):
+    data = tmp_path / "stream"
+    shard(data, 0, np.arange(100, 130))
+    args = ["trainer", "--config", str(_write_config(tmp_path, data)), "--models",
+            str(tmp_path / "models"), "--follow", "--max-rounds", "1", "--poll-seconds", "1"]
+    args[args.index(flag) + 1] = value
+    try:
+        code = cli_main(args)
+    except SystemExit as exited:  # argparse refuses it
+        code = exited.code
+    assert code == 2
+    assert flag in capsys.readouterr().err and not (tmp_path / "models").exists()
