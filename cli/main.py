@@ -248,6 +248,10 @@ def _report(args: argparse.Namespace) -> int:
             from steadyrank.model.evaluation import curve
 
             print(curve.write(folder))
+        if args.pick_winner:
+            from steadyrank.model.evaluation import tuning
+
+            print(tuning.write(folder))
     return 0
 
 
@@ -315,6 +319,11 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    help="also draw SmeLU's trade-off curve (relative PD and log loss "
                    "against beta, from the relu and smelu:BETA[+nonorm] variants) and name "
                    "the chosen beta: curve.md, curve.png, curve.json")
+    p.add_argument("--pick-winner", action="store_true",
+                   help="also name the winner of a tuning comparison by the study rule "
+                   "(lowest relative PD under --vary all among single models within 0.0003 "
+                   "loss of relu's and 2.5x its training time; fallbacks in winner.md): "
+                   "winner.md, winner.json")
     p.set_defaults(handler=_report)
 
 

@@ -57,6 +57,7 @@ case "${1:-}" in
   candidates)
     [ -n "$CANDIDATES" ] || { echo "candidates: fix them in plan.md first" >&2; exit 2; }
     compare candidates "$RELU" "$TUNE" "relu,$CANDIDATES" --vary all,order --pairs 4
+    "$SR" report "$HERE/candidates" --pick-winner   # plan.md's winner rule: winner.md
     ;;
   judgment)
     [ -n "$W" ] && [ -n "$JUDGED" ] || { echo "judgment: W and JUDGED are not set" >&2; exit 2; }
