@@ -27,7 +27,10 @@ CURVE="relu,smelu:0.25,smelu:0.5,smelu:1,smelu:2,smelu:4"
 CURVE="$CURVE,relu+nonorm,smelu:0.25+nonorm,smelu:0.5+nonorm,smelu:1+nonorm,smelu:2+nonorm"
 CURVE="$CURVE,smelu:4+nonorm"
 
-CANDIDATES=${CANDIDATES:-}   # fixed in plan.md before they train
+# Fixed in plan.md (2026-12-06, after the curve named beta* = 0.5) before they trained.
+CANDIDATES=${CANDIDATES:-smelu:0.5,smelu:0.5+emb:lazy_adam:0.002+ema:0.995}
+CANDIDATES="$CANDIDATES,smelu:0.5+emb:lazy_adam:0.002+ema:0.995+init:0.01"
+CANDIDATES="$CANDIDATES,smelu:0.5+ema:0.995+codistill:1"
 W=${W:-}                     # the winner, named by plan.md's rule
 JUDGED=${JUDGED:-}
 
