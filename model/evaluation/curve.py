@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from steadyrank.core.fileio import atomic_write_text
 from steadyrank.model.evaluation.intervals import mean_interval
+from steadyrank.model.evaluation.report import read_result
 
 BASE = "relu"
 VARIANT = re.compile(r"^(relu|smelu:(?P<beta>[0-9.]+))(?P<nonorm>\+nonorm)?$")
@@ -149,10 +151,7 @@ def write(folder: str | Path, tolerance: float = TOLERANCE) -> Path:
     """Reads a comparison's report.json in ``folder``; writes curve.json, curve.md and
     curve.png beside it. Returns curve.md's path."""
     folder = Path(folder)
-    path = folder / "report.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no report.json to draw a curve from")
-    result = json.loads(path.read_text())
+    result = read_result(folder, "draw a curve from")
     sources = result.get("sources") or {"all": result["variants"]}
     curves = {source: points(variants) for source, variants in sources.items()}
     curves = {source: curve for source, curve in curves.items() if curve}
@@ -160,10 +159,10 @@ def write(folder: str | Path, tolerance: float = TOLERANCE) -> Path:
         raise ValueError(f"{folder}: no relu or smelu:BETA variants to draw")
     chosen, why = chosen_beta(next(iter(curves.values())), tolerance)
     plot(curves, folder / "curve.png", title=f"SmeLU against beta ({folder.name})")
-    (folder / "curve.json").write_text(json.dumps({
+    atomic_write_text(folder / "curve.json", json.dumps({
         "tolerance": tolerance, "chosen": chosen.variant, "chosen_beta": chosen.beta,
         "chosen_layer_norm": chosen.layer_norm, "rule": why,
         "curves": {s: [asdict(p) for p in c] for s, c in curves.items()}}, indent=1) + "\n")
     out = folder / "curve.md"
-    out.write_text(markdown(curves, chosen, why))
+    atomic_write_text(out, markdown(curves, chosen, why))
     return out

@@ -395,6 +395,15 @@ def written_notes(markdown_text: str) -> str:
     return "\n".join(notes).strip()
 
 
+def read_result(folder: str | Path, purpose: str) -> dict[str, Any]:
+    """A comparison folder's report.json; FileNotFoundError naming the folder and what it
+    was read for (``purpose``) when there is none."""
+    path = Path(folder) / "report.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no report.json to {purpose}")
+    return json.loads(path.read_text())
+
+
 def rerender(folder: str | Path, winner: str | None = None, notes: str | None = None
              ) -> Path:
     """Renders a report again from its report.json, with intervals, without retraining:
@@ -402,10 +411,7 @@ def rerender(folder: str | Path, winner: str | None = None, notes: str | None = 
     judge the goals for this variant instead (a single model of the report, named after the
     run, as a tuning round's rule names it); ``notes``: replace the notes."""
     folder = Path(folder)
-    path = folder / "report.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no report.json to render")
-    result = json.loads(path.read_text())
+    result = read_result(folder, "render")
     if winner is not None:
         single = result.get("single_model", {})
         if winner not in result["variants"] or not single.get(winner, True):

@@ -16,12 +16,12 @@ The rule (reports/criteo-synth-2/plan.md, step 3), under one ``--vary`` source (
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from steadyrank.core.fileio import atomic_write_json, atomic_write_text
+from steadyrank.model.evaluation.report import read_result
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,7 @@ def write(folder: str | Path, rule: Rule = Rule()) -> Path:
     """Names the winner of the comparison in ``folder`` (its report.json) by ``rule``;
     writes winner.json and winner.md beside it. Returns winner.md's path."""
     folder = Path(folder)
-    path = folder / "report.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no report.json to pick a winner from")
-    result = json.loads(path.read_text())
+    result = read_result(folder, "pick a winner from")
     sources = result.get("sources") or {"all": result["variants"]}
     if rule.source not in sources:
         raise ValueError(f"{folder}: no --vary {rule.source} table (it has "
