@@ -31,8 +31,9 @@ CURVE="$CURVE,smelu:4+nonorm"
 CANDIDATES=${CANDIDATES:-smelu:0.5,smelu:0.5+emb:lazy_adam:0.002+ema:0.995}
 CANDIDATES="$CANDIDATES,smelu:0.5+emb:lazy_adam:0.002+ema:0.995+init:0.01"
 CANDIDATES="$CANDIDATES,smelu:0.5+ema:0.995+codistill:1"
-W=${W:-}                     # the winner, named by plan.md's rule
-JUDGED=${JUDGED:-}
+# The winner, named by plan.md's rule on the tuning draw (candidates/winner.md, 2026-12-06).
+W=${W:-smelu:0.5+emb:lazy_adam:0.002+ema:0.995+init:0.01}
+JUDGED=${JUDGED:-relu,relu-ensemble:4,smelu:0.5,$W,relu+emb:lazy_adam:0.002+ema:0.995+init:0.01}
 
 compare() {  # compare STAGE CONFIG DATA VARIANTS [more flags]
   local stage=$1 config=$2 data=$3 variants=$4
