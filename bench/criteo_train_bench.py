@@ -2,18 +2,19 @@
 side by side in one run.
 
     python bench/criteo_train_bench.py [--rows 1000000] [--repeats 3] [--out FILE]
-                                       [--base configs/criteo-study.toml]
+                                       [--base configs/criteo-relu-2.toml]
                                        [--recipe configs/criteo-steady.toml]
 
 Data: ``steadyrank data synth --schema criteo`` Parquet (the streaming benchmark's draw of
-``--rows`` rows in bench/out, generated once). Models: ``--base`` (the study's ReLU base
-config) and ``--recipe`` (the named recipe on the same schema), each trained as
-``steadyrank train`` does (one time-ordered streamed pass with the config's shuffle window,
-its batch size, its techniques: weight averaging, co-distillation and the rest are in the
-time), on the rows before the time split. For each repeat the two run in turn, so machine
-noise hits both alike; examples/s is the trainer's own (the pass's rows over its fit time;
-the statistics pass is shared and not in it). Medians over repeats, the recipe/ReLU ratio of
-the medians, and the median of the per-repeat ratios. Prints a table and writes JSON.
+``--rows`` rows in bench/out, generated once). Models: ``--base`` (the study's ReLU: round
+2's ``relu``; round 1's base was configs/criteo-study.toml) and ``--recipe`` (the named
+recipe on the same schema), each trained as ``steadyrank train`` does (one time-ordered
+streamed pass with the config's shuffle window, its batch size, its techniques: weight
+averaging, co-distillation and the rest are in the time), on the rows before the time
+split. For each repeat the two run in turn, so machine noise hits both alike; examples/s is
+the trainer's own (the pass's rows over its fit time; the statistics pass is shared and not
+in it). Medians over repeats, the recipe/ReLU ratio of the medians, and the median of the
+per-repeat ratios. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--base", default=str(REPO / "configs" / "criteo-study.toml"))
+    parser.add_argument("--base", default=str(REPO / "configs" / "criteo-relu-2.toml"))
     parser.add_argument("--recipe", default=str(REPO / "configs" / "criteo-steady.toml"))
     parser.add_argument("--out", default=str(REPO / "bench" / "results"
                                              / "criteo_train_bench.json"))
@@ -80,7 +81,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "command": "python bench/criteo_train_bench.py "
-                   f"--rows {args.rows} --repeats {args.repeats}",
+                   f"--rows {args.rows} --repeats {args.repeats} --base {args.base} "
+                   f"--recipe {args.recipe} --out {args.out}",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "rows": args.rows, "train_rows": prepared.train.rows,
         "configs": {name: c.to_dict() for name, c in configs.items()},

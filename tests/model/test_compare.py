@@ -404,22 +404,40 @@ def test_the_shipped_config_is_the_reported_winner():
     assert shipped.serving.name == "ml"
 
 
-def test_the_shipped_criteo_config_is_the_studys_named_recipe():
-    """configs/criteo-steady.toml is the Criteo study's base config with the recipe its
-    tuning named (reports/criteo-synth/tuning, `--winner`) applied, nothing more, and the
-    judgment report (reports/criteo-synth) judged that recipe on that base."""
+def test_round_1s_criteo_recipe_is_that_studys_named_recipe():
+    """configs/criteo-steady-1.toml is round 1's base config with the recipe its tuning named
+    (reports/criteo-synth/tuning, `--winner`) applied, nothing more, and the judgment report
+    (reports/criteo-synth) judged that recipe on that base."""
     repo = Path(__file__).resolve().parents[2]
     study = repo / "reports" / "criteo-synth"
     result = json.loads((study / "tuning" / "report.json").read_text())
     (winner,) = compare.parse_variants(result["winner"])
     base = load(repo / "configs" / "criteo-study.toml")
-    assert winner.apply(base) == load(repo / "configs" / "criteo-steady.toml")
+    assert winner.apply(base) == load(repo / "configs" / "criteo-steady-1.toml")
     judged = json.loads((study / "report.json").read_text())
     assert judged["winner"] == result["winner"]
     assert same_config(judged["config"], base)
     assert judged["pairs"] >= 8 and sorted(judged["sources"]) == ["all", "order"]
     for source in ("all", "order"):
         assert judged["goals"][source][0]["selected"] == result["winner"]
+
+
+def test_the_shipped_criteo_config_is_round_2s_named_winner():
+    """configs/criteo-steady.toml is round 2's `relu` (configs/criteo-relu-2.toml) with the
+    winner its candidates named by the plan's rule (reports/criteo-synth-2/candidates,
+    winner.json) applied, nothing more; the candidates were trained on that base, and the
+    study's script judges that winner."""
+    repo = Path(__file__).resolve().parents[2]
+    study = repo / "reports" / "criteo-synth-2"
+    named = json.loads((study / "candidates" / "winner.json").read_text())["winner"]
+    (winner,) = compare.parse_variants(named)
+    base = load(repo / "configs" / "criteo-relu-2.toml")
+    assert winner.apply(base) == load(repo / "configs" / "criteo-steady.toml")
+    trained = json.loads((study / "candidates" / "report.json").read_text())
+    tuning_draw = load(repo / "configs" / "criteo-relu-2.toml",
+                       ['data.train=["data/criteo-tune-2/*.parquet"]'])
+    assert same_config(trained["config"], tuning_draw) and named in trained["variants"]
+    assert f"W=${{W:-{named}}}" in (study / "run.sh").read_text()
 
 
 def test_ranking_grids_keep_a_multi_hot_context_list_per_row():
