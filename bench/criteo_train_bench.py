@@ -40,6 +40,12 @@ from steadyrank.model.training.trainer import train  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _shown(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it (as a command names it)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else path
+
+
 def main() -> int:
     """Runs the benchmark; prints a table and writes JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -81,8 +87,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "command": "python bench/criteo_train_bench.py "
-                   f"--rows {args.rows} --repeats {args.repeats} --base {args.base} "
-                   f"--recipe {args.recipe} --out {args.out}",
+                   f"--rows {args.rows} --repeats {args.repeats} --base {_shown(args.base)} "
+                   f"--recipe {_shown(args.recipe)} --out {_shown(args.out)}",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "rows": args.rows, "train_rows": prepared.train.rows,
         "configs": {name: c.to_dict() for name, c in configs.items()},
