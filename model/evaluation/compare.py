@@ -21,6 +21,7 @@ another machine reuses without the exports.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,6 +49,7 @@ from steadyrank.model.config import (
 from steadyrank.model.data.splits import Prepared, prepare_data
 from steadyrank.model.evaluation import pair_records
 from steadyrank.model.evaluation.evalset import Requests, ranking_requests
+from steadyrank.model.evaluation.pace import Pace
 from steadyrank.model.evaluation.pairs import (
     VARY,
     replica_pair_metrics,
@@ -246,9 +248,10 @@ def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
 
 def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepared: Prepared,
                   requests: Requests | None, ranking_users: int, split: str, tau_users: int,
-                  work_dir: Path, records: Path, log: Log) -> dict[str, Any]:
-    """Pair ``p``'s metrics for a variant and source: from its record when one matches,
-    else measured on its two replicas (cached or trained now) and recorded."""
+                  work_dir: Path, records: Path, log: Log) -> tuple[dict[str, Any], bool]:
+    """Pair ``p``'s metrics for a variant and source, and whether they came from its record
+    (one that matches), else measured on its two replicas (cached or trained now) and
+    recorded."""
     vconfig = variant.apply(config)
     record = records / source / variant.slug / f"pair{p}.json"
     key = pair_records.key(vconfig, replica_seeds(source, p), prepared.checksum, split,
@@ -256,14 +259,14 @@ def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepare
     found = pair_records.read(record, key)
     if found is not None:
         log(f"reusing the record {record}")
-        return found
+        return found, True
     folder = work_dir / source / variant.slug
     a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", prepared, split, log,
                     _siblings(vconfig, work_dir, source, variant.slug, f"pair{p}-{r}"))
             for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
     out = replica_pair_metrics(a, b, prepared, requests, tau_users)
     pair_records.write(record, key, out)
-    return out
+    return out, False
 
 
 def _summaries(per_pair: list[dict[str, Any]]) -> dict[str, Any]:
@@ -316,14 +319,18 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
     # export is still on this machine; the records let another machine go on from there.
     # Single models first and ensembles (K trainings a replica) last, so the cheap variants'
     # numbers are in early; the report keeps the order the variants were given in.
+    pace = Pace([v.ensemble for v in variants for _ in range(pairs) for _ in vary])
     for variant in sorted(variants, key=lambda v: v.ensemble):
         measured: dict[str, list[dict[str, Any]]] = {source: [] for source in vary}
         for n, p in enumerate(range(first_pair, first_pair + pairs)):
             for source in vary:
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
-                measured[source].append(_measure_pair(
+                started = time.perf_counter()
+                numbers, reused = _measure_pair(
                     variant, _source_config(config, source), source, p, prepared, requests,
-                    ranking_users, split_name, tau_users, work_dir, records, log))
+                    ranking_users, split_name, tau_users, work_dir, records, log)
+                measured[source].append(numbers)
+                log(pace.finished(variant.ensemble, time.perf_counter() - started, reused))
         for source in vary:
             summaries[source][variant.name] = _summaries(measured[source])
             _log_summary(log, source, variant.name, summaries[source][variant.name])

@@ -249,6 +249,10 @@ def test_finished_pairs_are_recorded_and_a_later_run_resumes_from_the_records(
     assert ("relu", "pair0-a") not in trained and ("relu", "pair1-a") in trained
     assert len(trained) == 10
     assert sum(line.startswith("reusing the record") for line in logs) == 1
+    progress = [line for line in logs if "pair records" in line]
+    assert progress[0] == "1/6 pair records (1 from earlier runs)"  # relu pair 0: no pace yet
+    assert progress[1].startswith("2/6 pair records (1 from earlier runs), about ")
+    assert progress[-1] == "6/6 pair records (1 from earlier runs)"
     assert again["sources"] == whole["sources"]
 
     # Another config (a learning rate) or more pairs from other seeds: nothing matches.

@@ -1,0 +1,42 @@
+"""A compare run's progress: pair records done and the time left at the run's pace."""
+
+import pytest
+
+from steadyrank.model.evaluation.pace import Pace, duration_text
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0 s"), (59.4, "59 s"), (60, "1 min"), (90, "2 min"), (3599, "1 h 00 min"),
+    (3 * 3600 + 5 * 60, "3 h 05 min"), (26 * 3600, "26 h 00 min")])
+def test_durations_read_as_a_person_reads_a_wait(seconds, text):
+    assert duration_text(seconds) == text
+
+
+def test_a_negative_duration_is_refused():
+    with pytest.raises(ValueError, match="-1"):
+        duration_text(-1)
+
+
+def test_the_time_left_is_the_trained_pairs_pace_times_the_trainings_left():
+    pace = Pace([1, 1, 4, 4])  # two single models, then two 4-model ensembles
+    assert pace.finished(1, 10.0, reused=False) == \
+        "1/4 pair records, about 2 min left at this run's pace"  # 9 trainings x 10 s
+    # A record read from an earlier run costs nothing and does not set the pace.
+    assert pace.finished(1, 0.01, reused=True) == \
+        "2/4 pair records (1 from earlier runs), about 1 min left at this run's pace"  # 8 x 10
+    # 210 s over 5 trainings: 42 s each, 4 left.
+    assert pace.finished(4, 200.0, reused=False) == \
+        "3/4 pair records (1 from earlier runs), about 3 min left at this run's pace"
+    assert pace.finished(4, 170.0, reused=False) == "4/4 pair records (1 from earlier runs)"
+    with pytest.raises(ValueError, match="already counted"):
+        pace.finished(1, 1.0, reused=False)
+
+
+def test_no_time_is_guessed_before_a_pair_has_trained():
+    pace = Pace([1, 1])
+    assert pace.finished(1, 0.0, reused=True) == "1/2 pair records (1 from earlier runs)"
+
+
+def test_pair_weights_must_be_whole_trainings():
+    with pytest.raises(ValueError, match="weights must be >= 1"):
+        Pace([1, 0])
