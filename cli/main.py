@@ -252,6 +252,10 @@ def _report(args: argparse.Namespace) -> int:
             from steadyrank.model.evaluation import tuning
 
             print(tuning.write(folder))
+        if args.replicates:
+            from steadyrank.model.evaluation import replication
+
+            print(replication.write(folder, args.replicates))
     return 0
 
 
@@ -324,6 +328,11 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    "(lowest relative PD under --vary all among single models within 0.0003 "
                    "loss of relu's and 2.5x its training time; fallbacks in winner.md): "
                    "winner.md, winner.json")
+    p.add_argument("--replicates", default=None, metavar="JUDGMENT_FOLDER",
+                   help="also check that this replication (the judgment's winner and relu on "
+                   "a fresh draw) replicates the judgment in JUDGMENT_FOLDER: its relative-PD "
+                   "ratio under --vary all inside the judgment's interval; replication.md, "
+                   "replication.json")
     p.set_defaults(handler=_report)
 
 

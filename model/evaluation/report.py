@@ -41,16 +41,24 @@ def _mean(variants: dict[str, Any], name: str, key: str) -> float:
     return variants[name][key]["mean"]
 
 
-def _values(variants: dict[str, Any], name: str, key: str) -> list[float]:
+def pair_values(variants: dict[str, Any], name: str, key: str) -> list[float]:
+    """A variant's per-pair values of a metric (its mean alone when none were kept)."""
     summary = variants[name][key]
     return list(summary.get("values") or [summary["mean"]])
 
 
-def _ratio(v: dict[str, Any], name: str, base: str, key: str) -> dict[str, Any]:
+def ratio_of(v: dict[str, Any], name: str, base: str, key: str) -> dict[str, Any]:
     """A goal's value: mean(name) / mean(base) with its bootstrap interval over pairs."""
     return {"value": _mean(v, name, key) / _mean(v, base, key),
-            "interval": list(intervals.ratio_interval(_values(v, name, key),
-                                                      _values(v, base, key)))}
+            "interval": list(intervals.ratio_interval(pair_values(v, name, key),
+                                                      pair_values(v, base, key)))}
+
+
+def difference_of(v: dict[str, Any], first: str, second: str, key: str) -> dict[str, Any]:
+    """A goal's value: mean(first) - mean(second) with its bootstrap interval over pairs."""
+    return {"value": _mean(v, first, key) - _mean(v, second, key),
+            "interval": list(intervals.difference_interval(pair_values(v, first, key),
+                                                           pair_values(v, second, key)))}
 
 
 def with_intervals(variants: dict[str, Any]) -> dict[str, Any]:
@@ -111,38 +119,32 @@ def goals(result: dict[str, Any], winner: str | None = None,
     loss = _loss_key(v)
     out = [
         {"goal": f"{best} relative PD <= 0.5x relu",
-         **_ratio(v, best, "relu", "relative_pd"), "bound": 0.5, "kind": "max"},
-        {"goal": f"{best} {loss} <= relu's",
-         "value": _mean(v, best, loss) - _mean(v, "relu", loss),
-         "interval": list(intervals.difference_interval(_values(v, best, loss),
-                                                        _values(v, "relu", loss))),
+         **ratio_of(v, best, "relu", "relative_pd"), "bound": 0.5, "kind": "max"},
+        {"goal": f"{best} {loss} <= relu's", **difference_of(v, best, "relu", loss),
          "bound": ACCURACY_SLACK, "kind": "max"},
-        *([{"goal": f"{best} AUC >= relu's",
-            "value": _mean(v, "relu", "auc") - _mean(v, best, "auc"),
-            "interval": list(intervals.difference_interval(_values(v, "relu", "auc"),
-                                                           _values(v, best, "auc"))),
+        *([{"goal": f"{best} AUC >= relu's", **difference_of(v, "relu", best, "auc"),
             "bound": 0.0, "kind": "max", "detail": "ReLU's AUC minus this one's"}]
           if "auc" in v[best] and "auc" in v["relu"] else []),
         {"goal": f"{best} request time <= {REQUEST_BOUND}x relu",
-         **_ratio(v, best, "relu", "request_seconds"), "bound": REQUEST_BOUND, "kind": "max"},
+         **ratio_of(v, best, "relu", "request_seconds"), "bound": REQUEST_BOUND, "kind": "max"},
         {"goal": f"{best} training time <= {TRAIN_TIME_BOUND}x relu",
-         **_ratio(v, best, "relu", "train_seconds"), "bound": TRAIN_TIME_BOUND,
+         **ratio_of(v, best, "relu", "train_seconds"), "bound": TRAIN_TIME_BOUND,
          "kind": "max"},
     ]
     if ENSEMBLE in v:
         out.insert(1, {"goal": f"{best} relative PD <= {ENSEMBLE}'s",
-                       **_ratio(v, best, ENSEMBLE, "relative_pd"), "bound": 1.0,
+                       **ratio_of(v, best, ENSEMBLE, "relative_pd"), "bound": 1.0,
                        "kind": "max"})
     if ENSEMBLE in v and TOP10 in v[best]:
         out.insert(0, {
             "goal": f"{best} top-10 swap rate <= {ENSEMBLE}'s",
-            **_ratio(v, best, ENSEMBLE, TOP10), "bound": 1.0, "kind": "max",
+            **ratio_of(v, best, ENSEMBLE, TOP10), "bound": 1.0, "kind": "max",
             "detail": f"{_mean(v, best, TOP10):.3f} vs "
                       f"{_mean(v, ENSEMBLE, TOP10):.3f}"})
     twin = relu_with_same_techniques(v, best)
     if twin:
         out.append({"goal": f"SmeLU's own share: {best} relative PD < {twin}'s",
-                    **_ratio(v, best, twin, "relative_pd"), "bound": 1.0, "kind": "max"})
+                    **ratio_of(v, best, twin, "relative_pd"), "bound": 1.0, "kind": "max"})
     for g in out:
         g["met"] = g["value"] <= g["bound"]
         g["shown"] = g["interval"][1] <= g["bound"]  # the interval's upper bound meets it too
@@ -162,8 +164,8 @@ def pairs_note(result: dict[str, Any], variants: dict[str, Any], best: str | Non
                  f"{pairs} values cannot vary as much as their mean does, so read these "
                  "intervals as a floor on the uncertainty.")
     if best and "relu" in variants:
-        need = intervals.ratio_pairs_needed(_values(variants, best, "relative_pd"),
-                                            _values(variants, "relu", "relative_pd"), 0.05)
+        need = intervals.ratio_pairs_needed(pair_values(variants, best, "relative_pd"),
+                                            pair_values(variants, "relu", "relative_pd"), 0.05)
         if need:
             text += (f" From the observed spread, the ratio of {best}'s relative PD to "
                      f"ReLU's needs about {need} pairs per variant for a 95% interval of "

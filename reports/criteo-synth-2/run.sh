@@ -72,6 +72,7 @@ case "${1:-}" in
     [ -n "$W" ] || { echo "replication: W is not set" >&2; exit 2; }
     compare replication "$RELU" 'data.train=["data/criteo-replicate-2/*.parquet"]' \
       "relu,$W" --winner "$W" --vary all --pairs 8
+    "$SR" report "$HERE/replication" --replicates "$HERE/judgment"   # replication.md/json
     ;;
   *)
     echo "usage: $0 data|baseline|curve|candidates|judgment|replication" >&2
