@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from steadyrank.core.fileio import atomic_write_json, atomic_write_text
+from steadyrank.model.config import from_dict
 from steadyrank.model.evaluation.report import difference_of, ratio_of, read_result
 
 DATA_KEYS = ("train", "eval")  # what may differ between the two runs: which rows they read
@@ -34,8 +35,12 @@ def _table(result: dict[str, Any], source: str, names: tuple[str, ...], what: st
 
 
 def _without_data(config: dict[str, Any]) -> dict[str, Any]:
-    data = {k: v for k, v in config.get("data", {}).items() if k not in DATA_KEYS}
-    return {**config, "data": data}
+    """A recorded config with every default filled in (a run recorded before a setting
+    existed trained with its default) and without the rows it reads."""
+    full = from_dict(config, "a recorded config").to_dict()
+    full.pop("serving", None)  # a name on the server is not part of what was trained
+    full["data"] = {k: v for k, v in full["data"].items() if k not in DATA_KEYS}
+    return full
 
 
 def _measures(table: dict[str, Any], winner: str, base: str) -> dict[str, Any]:
@@ -53,7 +58,7 @@ def check(replication: dict[str, Any], judgment: dict[str, Any], base: str = "re
     """The judgment's winner against ``base`` in both runs, and whether the replication's
     relative-PD ratio lies inside the judgment's interval. ValueError when the two are not a
     judgment and its replication: no winner named, variants or the source missing, configs
-    that differ beyond the rows read, or the same data."""
+    that differ beyond the rows read, another split, or the same data."""
     winner = judgment.get("winner")
     if not winner:
         raise ValueError("the judgment names no winner (run it with --winner)")
@@ -65,6 +70,9 @@ def check(replication: dict[str, Any], judgment: dict[str, Any], base: str = "re
     if _without_data(judgment["config"]) != _without_data(replication["config"]):
         raise ValueError("the replication's config differs from the judgment's beyond the "
                          f"rows it reads (data.{' / data.'.join(DATA_KEYS)})")
+    if judgment.get("split") != replication.get("split"):
+        raise ValueError(f"the replication measured the {replication.get('split')} split, "
+                         f"the judgment the {judgment.get('split')} split")
     if judgment.get("data_checksum") == replication.get("data_checksum"):
         raise ValueError("the replication ran on the judgment's own data (checksum "
                          f"{str(judgment.get('data_checksum'))[:12]}): it needs a fresh draw")

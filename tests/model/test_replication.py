@@ -80,6 +80,7 @@ def test_a_ratio_outside_the_judgments_interval_does_not_replicate(tmp_path):
     (lambda j, r: r.update(sources={"order": r["sources"]["order"]}), "no --vary all table"),
     (lambda j, r: r["config"]["train"].update(learning_rate=0.004), "config differs"),
     (lambda j, r: r.update(data_checksum=j["data_checksum"]), "needs a fresh draw"),
+    (lambda j, r: r.update(split="validation"), "measured the validation split"),
 ])
 def test_what_is_not_a_replication_is_refused(change, message):
     judgment = _judgment()
