@@ -458,3 +458,23 @@ def test_ranking_grids_keep_a_multi_hot_context_list_per_row():
     assert grid["u"].tolist() == [1, 1, 1, 2, 2, 2]
     assert grid["i"].tolist() == [10, 11, 12, 10, 11, 12]
     assert requests.grid(1)["tags"].tolist() == [["c", ""]] * 3
+
+
+def test_the_shipped_criteo_config_trains_and_exports_what_it_names(tmp_path):
+    """`steadyrank train --config configs/criteo-steady.toml` on a small Criteo-shaped draw:
+    the export is SmeLU at beta 0.5 with lazy Adam on the tables and EMA of the weights."""
+    from steadyrank.model.data import criteo_synth
+
+    repo = Path(__file__).resolve().parents[2]
+    data = criteo_synth.generate(criteo_synth.CriteoSpec(rows=3000, shard_rows=3000, seed=4),
+                                 tmp_path / "criteo", log=lambda _: None)
+    assert cli_main(["train", "--config", str(repo / "configs" / "criteo-steady.toml"),
+                     "--set", f'data.train=["{data}/*.parquet"]',
+                     "--export-dir", str(tmp_path / "models" / "clicks")]) == 0
+    (version,) = (tmp_path / "models" / "clicks").iterdir()
+    model = reader.load(version)
+    used = model.manifest["techniques"]
+    assert used["embedding_optimizer"]["optimizer"] == "lazy_adam"
+    assert used["weight_averaging"] == "ema:0.995"
+    assert model.manifest.config["model"]["activation"] == "smelu"
+    assert model.manifest.config["model"]["smelu_beta"] == 0.5
