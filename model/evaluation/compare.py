@@ -49,7 +49,7 @@ from steadyrank.model.config import (
 from steadyrank.model.data.splits import Prepared, prepare_data
 from steadyrank.model.evaluation import pair_records
 from steadyrank.model.evaluation.evalset import Requests, ranking_requests
-from steadyrank.model.evaluation.pace import Pace
+from steadyrank.model.evaluation.pace import EXPORTS, RECORD, TRAINED, Pace
 from steadyrank.model.evaluation.pairs import (
     VARY,
     replica_pair_metrics,
@@ -187,16 +187,20 @@ def parse_variants(text: str) -> list[Variant]:
     return out
 
 
-def _cached(folder: Path, config: Config, seeds: tuple[int, int], checksum: str, split: str
-            ) -> LoadedModel | None:
-    try:
-        version = resolve(folder)
-        m = read_export_manifest(version)  # checked before the (slow) graph load
-    except ExportError:
-        return None
-    same = (same_config(m.config, config) and m.order_seeds == seeds
-            and m.data_checksum == checksum and m.split == split)
-    return load(version) if same else None
+def _cached_version(folders: tuple[Path, ...], config: Config, seeds: tuple[int, int],
+                    checksum: str, split: str) -> Path | None:
+    """The first export under ``folders`` of (config, seeds) on this data and split, by its
+    manifest alone (no graph is loaded)."""
+    for folder in folders:
+        try:
+            version = resolve(folder)
+            m = read_export_manifest(version)
+        except ExportError:
+            continue
+        if (same_config(m.config, config) and m.order_seeds == seeds
+                and m.data_checksum == checksum and m.split == split):
+            return version
+    return None
 
 
 def replica(config: Config, seeds: tuple[int, int], folder: Path, prepared: Prepared,
@@ -207,11 +211,11 @@ def replica(config: Config, seeds: tuple[int, int], folder: Path, prepared: Prep
     has the same seeds under ``--vary all``, ``init`` and ``order``); training is
     deterministic, so a matching manifest there is reused instead of training it again.
     """
-    for place in (folder, *elsewhere):
-        model = _cached(place, config, seeds, prepared.checksum, split)
-        if model is not None:
-            log(f"reusing {model.path}")
-            return model
+    version = _cached_version((folder, *elsewhere), config, seeds, prepared.checksum, split)
+    if version is not None:
+        model = load(version)
+        log(f"reusing {model.path}")
+        return model
     path = train_and_export(config, seeds[0], folder, folder.parent / f".ckpt-{folder.name}",
                             prepared=prepared, extra={"split": split}, log=log,
                             order_seed=seeds[1])
@@ -248,10 +252,10 @@ def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
 
 def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepared: Prepared,
                   requests: Requests | None, ranking_users: int, split: str, tau_users: int,
-                  work_dir: Path, records: Path, log: Log) -> tuple[dict[str, Any], bool]:
-    """Pair ``p``'s metrics for a variant and source, and whether they came from its record
-    (one that matches), else measured on its two replicas (cached or trained now) and
-    recorded."""
+                  work_dir: Path, records: Path, log: Log) -> tuple[dict[str, Any], str]:
+    """Pair ``p``'s metrics for a variant and source, and how they were had: from its
+    record when one matches (``RECORD``), else measured on its two replicas and recorded,
+    the replicas cached (``EXPORTS``) or at least one trained now (``TRAINED``)."""
     vconfig = variant.apply(config)
     record = records / source / variant.slug / f"pair{p}.json"
     key = pair_records.key(vconfig, replica_seeds(source, p), prepared.checksum, split,
@@ -259,14 +263,19 @@ def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepare
     found = pair_records.read(record, key)
     if found is not None:
         log(f"reusing the record {record}")
-        return found, True
+        return found, RECORD
     folder = work_dir / source / variant.slug
-    a, b = (replica(vconfig, seeds, folder / f"pair{p}-{r}", prepared, split, log,
-                    _siblings(vconfig, work_dir, source, variant.slug, f"pair{p}-{r}"))
-            for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
+    places = {r: (folder / f"pair{p}-{r}",
+                  *_siblings(vconfig, work_dir, source, variant.slug, f"pair{p}-{r}"))
+              for r in "ab"}
+    seeds = dict(zip("ab", replica_seeds(source, p), strict=True))
+    cached = all(_cached_version(places[r], vconfig, seeds[r], prepared.checksum, split)
+                 for r in "ab")
+    a, b = (replica(vconfig, seeds[r], places[r][0], prepared, split, log, places[r][1:])
+            for r in "ab")
     out = replica_pair_metrics(a, b, prepared, requests, tau_users)
     pair_records.write(record, key, out)
-    return out, False
+    return out, EXPORTS if cached else TRAINED
 
 
 def _summaries(per_pair: list[dict[str, Any]]) -> dict[str, Any]:
@@ -326,11 +335,11 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
             for source in vary:
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
                 started = time.perf_counter()
-                numbers, reused = _measure_pair(
+                numbers, how = _measure_pair(
                     variant, _source_config(config, source), source, p, prepared, requests,
                     ranking_users, split_name, tau_users, work_dir, records, log)
                 measured[source].append(numbers)
-                log(pace.finished(variant.ensemble, time.perf_counter() - started, reused))
+                log(pace.finished(variant.ensemble, time.perf_counter() - started, how))
         for source in vary:
             summaries[source][variant.name] = _summaries(measured[source])
             _log_summary(log, source, variant.name, summaries[source][variant.name])

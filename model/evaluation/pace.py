@@ -17,10 +17,14 @@ def duration_text(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+RECORD, EXPORTS, TRAINED = "record", "exports", "trained"  # how a pair's numbers were had
+
+
 class Pace:
-    """Pair records done of a run's total, and the time left at the pace of the pairs trained
-    so far. Each pair has a weight, its trainings (an ensemble of K trains K models a
-    replica); a pair read from its record costs nothing and sets no pace."""
+    """Pair records done of a run's total, and the time left at the pace of the pairs that
+    trained a replica so far. Each pair has a weight, its trainings (an ensemble of K trains K
+    models a replica). A pair read from its record (``RECORD``) or measured on exports that
+    were all there already (``EXPORTS``, as after a restart) sets no pace."""
 
     def __init__(self, weights: Sequence[int]) -> None:
         if any(w < 1 for w in weights):
@@ -31,16 +35,18 @@ class Pace:
         self.seconds = 0.0
         self.weight_trained = 0
 
-    def finished(self, weight: int, seconds: float, reused: bool) -> str:
-        """Counts one pair (``weight`` trainings, measured in ``seconds`` or read from its
-        record) and says where the run stands."""
+    def finished(self, weight: int, seconds: float, how: str) -> str:
+        """Counts one pair (``weight`` trainings, its numbers had ``how`` in ``seconds``) and
+        says where the run stands."""
+        if how not in (RECORD, EXPORTS, TRAINED):
+            raise ValueError(f"how must be {RECORD}, {EXPORTS} or {TRAINED}, got {how!r}")
         if self.done >= self.total:
             raise ValueError(f"all {self.total} pairs were already counted")
         self.done += 1
         self.weight_left -= weight
-        if reused:
+        if how == RECORD:
             self.reused += 1
-        else:
+        elif how == TRAINED:
             self.seconds += seconds
             self.weight_trained += weight
         line = f"{self.done}/{self.total} pair records"

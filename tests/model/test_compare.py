@@ -108,6 +108,8 @@ def test_compare_cli_writes_a_report_from_the_exports(synth_config, tmp_path, ca
             "relu,smelu:1,relu-ensemble:2", "--pairs", "2", "--out", str(tmp_path / "rep"),
             "--work-dir", str(tmp_path / "work"), "--users", "50", "--notes", str(notes)]
     assert cli_main(args) == 0
+    first_err = capsys.readouterr().err
+    assert "1/6 pair records, about " in first_err and "6/6 pair records\n" in first_err
     out = tmp_path / "rep"
     result = json.loads((out / "report.json").read_text())
     assert result["command"] == "steadyrank " + " ".join(args)
@@ -144,6 +146,8 @@ def test_compare_cli_writes_a_report_from_the_exports(synth_config, tmp_path, ca
     assert cli_main(args) == 0
     err = capsys.readouterr().err
     assert "reusing" in err and "training 1 model" not in err
+    # Pairs measured on exports already there (as after a restart) set no pace.
+    assert "6/6 pair records" in err and "left at this run's pace" not in err
 
 
 def _variant(loss, pd, swap, params=100, req=1.0, eps=1000.0, secs=10.0):

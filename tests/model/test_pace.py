@@ -2,7 +2,7 @@
 
 import pytest
 
-from steadyrank.model.evaluation.pace import Pace, duration_text
+from steadyrank.model.evaluation.pace import EXPORTS, RECORD, TRAINED, Pace, duration_text
 
 
 @pytest.mark.parametrize(("seconds", "text"), [
@@ -19,22 +19,29 @@ def test_a_negative_duration_is_refused():
 
 def test_the_time_left_is_the_trained_pairs_pace_times_the_trainings_left():
     pace = Pace([1, 1, 4, 4])  # two single models, then two 4-model ensembles
-    assert pace.finished(1, 10.0, reused=False) == \
+    assert pace.finished(1, 10.0, TRAINED) == \
         "1/4 pair records, about 2 min left at this run's pace"  # 9 trainings x 10 s
     # A record read from an earlier run costs nothing and does not set the pace.
-    assert pace.finished(1, 0.01, reused=True) == \
+    assert pace.finished(1, 0.01, RECORD) == \
         "2/4 pair records (1 from earlier runs), about 1 min left at this run's pace"  # 8 x 10
     # 210 s over 5 trainings: 42 s each, 4 left.
-    assert pace.finished(4, 200.0, reused=False) == \
+    assert pace.finished(4, 200.0, TRAINED) == \
         "3/4 pair records (1 from earlier runs), about 3 min left at this run's pace"
-    assert pace.finished(4, 170.0, reused=False) == "4/4 pair records (1 from earlier runs)"
+    assert pace.finished(4, 170.0, TRAINED) == "4/4 pair records (1 from earlier runs)"
     with pytest.raises(ValueError, match="already counted"):
-        pace.finished(1, 1.0, reused=False)
+        pace.finished(1, 1.0, TRAINED)
 
 
 def test_no_time_is_guessed_before_a_pair_has_trained():
-    pace = Pace([1, 1])
-    assert pace.finished(1, 0.0, reused=True) == "1/2 pair records (1 from earlier runs)"
+    pace = Pace([1, 1, 1])
+    assert pace.finished(1, 0.0, RECORD) == "1/3 pair records (1 from earlier runs)"
+    # Measured on exports a killed run left: quick, and no guide to the pairs still to train.
+    assert pace.finished(1, 5.0, EXPORTS) == "2/3 pair records (1 from earlier runs)"
+
+
+def test_how_a_pair_was_had_must_be_named():
+    with pytest.raises(ValueError, match="got 'cached'"):
+        Pace([1]).finished(1, 1.0, "cached")
 
 
 def test_pair_weights_must_be_whole_trainings():
