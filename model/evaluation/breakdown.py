@@ -14,14 +14,14 @@ the model, on the same rows, by inference alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from steadyrank.model.artifact.layout import RAREST_COUNT, RARITY, RARITY_BUCKETS, rarity_bucket
-from steadyrank.model.artifact.reader import ExportError, LoadedModel, as_tensors, load
+from steadyrank.model.artifact.reader import ExportError, LoadedModel, as_tensors
 from steadyrank.model.measures import metrics
 
 PARTS = ("tables", "network")
@@ -74,9 +74,9 @@ def part_variables(member: Any, part: str) -> list[Any]:
     return list((member.encoder if part == "tables" else member.tower).variables)
 
 
-def with_part_of(target: LoadedModel, source: LoadedModel, part: str) -> int:
-    """Assigns ``source``'s variables of ``part`` to ``target`` (loaded for this alone),
-    member by member; returns how many. ExportError when the two do not match."""
+def _pairs_of(target: LoadedModel, source: LoadedModel, part: str) -> list[tuple[Any, Any]]:
+    """(target's, source's) variables of ``part``, member by member. ExportError when the
+    two do not match."""
     ours, theirs = list(target.module.members), list(source.module.members)
     if len(ours) != len(theirs):
         raise ExportError(f"{target.path} has {len(ours)} member(s), {source.path} "
@@ -89,15 +89,39 @@ def with_part_of(target: LoadedModel, source: LoadedModel, part: str) -> int:
             raise ExportError(f"{target.path} and {source.path}: their {part} differ in "
                               "shape: not replicas of one config")
         pairs += list(zip(a, b, strict=True))
+    return pairs
+
+
+def with_part_of(target: LoadedModel, source: LoadedModel, part: str) -> int:
+    """Assigns ``source``'s variables of ``part`` to ``target`` (loaded for this alone),
+    member by member; returns how many. ExportError when the two do not match."""
+    pairs = _pairs_of(target, source, part)
     for mine, other in pairs:
         mine.assign(other)
     return len(pairs)
 
 
-def explain(a: LoadedModel, b: LoadedModel, inputs: Mapping[str, np.ndarray],
-            reload: Callable[[Path], LoadedModel] = load) -> dict[str, Any]:
+@contextmanager
+def part_swapped(target: LoadedModel, source: LoadedModel, part: str) -> Iterator[None]:
+    """``target`` with ``source``'s ``part`` inside the block, its own values put back after
+    it (even on an error). One loaded model serves every swap: TensorFlow never frees a
+    loaded SavedModel's variables (tensorflow/tensorflow#40171), so loading a fresh copy
+    per swap grew a long comparison's memory by two exports a pair."""
+    pairs = _pairs_of(target, source, part)
+    own = [mine.numpy() for mine, _ in pairs]
+    try:
+        for mine, other in pairs:
+            mine.assign(other)
+        yield
+    finally:
+        for (mine, _), value in zip(pairs, own, strict=True):
+            mine.assign(value)
+
+
+def explain(a: LoadedModel, b: LoadedModel, inputs: Mapping[str, np.ndarray]
+            ) -> dict[str, Any]:
     """The breakdown of A's and B's disagreement on the rows ``inputs`` (see the module's
-    docstring). ``reload`` loads a fresh copy of B for each component swap."""
+    docstring). B's parts are swapped for A's in place and put back before it returns."""
     pa, pb = a.score(inputs), b.score(inputs)
     counts = rarest_counts(a, inputs)
     out: dict[str, Any] = {
@@ -108,15 +132,13 @@ def explain(a: LoadedModel, b: LoadedModel, inputs: Mapping[str, np.ndarray],
                                   [f"d{i + 1}" for i in range(DECILES)])}
     components = {}
     for part in PARTS:
-        swapped = reload(b.path)
-        with_part_of(swapped, a, part)
-        pd = metrics.relative_pd(pa, swapped.score(inputs))
+        with part_swapped(b, a, part):
+            pd = metrics.relative_pd(pa, b.score(inputs))
         # With A's tables B differs by its network only, and the other way round.
         left = "network" if part == "tables" else "tables"
         components[left] = {"relative_pd": pd, "share": pd / out["relative_pd"]
                             if out["relative_pd"] > 0 else 0.0,
                             "how": f"B with A's {part}, against A"}
-        del swapped
     out["by_component"] = components
     # Replicas from different inits hold their embeddings in different coordinates: then a
     # swapped part does not fit the other's network, and the split does not apply.

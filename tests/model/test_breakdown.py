@@ -131,11 +131,23 @@ def test_swapping_parts_moves_b_towards_a(replicas):
     assert breakdown.with_part_of(both, a, "tables") > 0
     assert breakdown.with_part_of(both, a, "network") > 0
     np.testing.assert_allclose(both.score(rows.inputs), a.score(rows.inputs), rtol=1e-6)
-    result = breakdown.explain(a, reader.load(paths[1]), rows.inputs)
+    b = reader.load(paths[1])
+    own = b.score(rows.inputs)
+    result = breakdown.explain(a, b, rows.inputs)
+    np.testing.assert_array_equal(b.score(rows.inputs), own)  # B's own parts put back
     tables_swapped = reader.load(paths[1])
     breakdown.with_part_of(tables_swapped, a, "tables")
     assert result["by_component"]["network"]["relative_pd"] == pytest.approx(
         metrics.relative_pd(a.score(rows.inputs), tables_swapped.score(rows.inputs)))
+    network_swapped = reader.load(paths[1])
+    breakdown.with_part_of(network_swapped, a, "network")
+    assert result["by_component"]["tables"]["relative_pd"] == pytest.approx(
+        metrics.relative_pd(a.score(rows.inputs), network_swapped.score(rows.inputs)))
+    # An error inside a swap puts B's own values back too.
+    with pytest.raises(RuntimeError, match="inside"), breakdown.part_swapped(b, a, "tables"):
+        assert not np.array_equal(b.score(rows.inputs), own)
+        raise RuntimeError("inside")
+    np.testing.assert_array_equal(b.score(rows.inputs), own)
     assert result["by_component"]["tables"]["how"] == "B with A's network, against A"
     with pytest.raises(ValueError, match="unknown part 'weights'"):
         breakdown.part_variables(a.module.members[0], "weights")
