@@ -20,7 +20,7 @@ from typing import Any
 
 from steadyrank.core.fileio import atomic_write_text
 from steadyrank.model.evaluation.intervals import mean_interval
-from steadyrank.model.evaluation.report import read_result
+from steadyrank.model.evaluation.report import read_result, tables
 
 BASE = "relu"
 VARIANT = re.compile(r"^(relu|smelu:(?P<beta>[0-9.]+))(?P<nonorm>\+nonorm)?$")
@@ -152,8 +152,7 @@ def write(folder: str | Path, tolerance: float = TOLERANCE) -> Path:
     curve.png beside it. Returns curve.md's path."""
     folder = Path(folder)
     result = read_result(folder, "draw a curve from")
-    sources = result.get("sources") or {"all": result["variants"]}
-    curves = {source: points(variants) for source, variants in sources.items()}
+    curves = {source: points(variants) for source, variants in tables(result).items()}
     curves = {source: curve for source, curve in curves.items() if curve}
     if not curves:
         raise ValueError(f"{folder}: no relu or smelu:BETA variants to draw")

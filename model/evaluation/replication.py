@@ -16,22 +16,26 @@ from typing import Any
 
 from steadyrank.core.fileio import atomic_write_json, atomic_write_text
 from steadyrank.model.config import from_dict
-from steadyrank.model.evaluation.report import difference_of, ratio_of, read_result
+from steadyrank.model.evaluation.report import (
+    difference_of,
+    loss_key,
+    pair_values,
+    ratio_of,
+    read_result,
+    table,
+)
 
 DATA_KEYS = ("train", "eval")  # what may differ between the two runs: which rows they read
 
 
 def _table(result: dict[str, Any], source: str, names: tuple[str, ...], what: str
            ) -> dict[str, Any]:
-    sources = result.get("sources") or {"all": result["variants"]}
-    if source not in sources:
-        raise ValueError(f"the {what} has no --vary {source} table (it has "
-                         f"{', '.join(sources)})")
-    missing = [n for n in names if n not in sources[source]]
+    found = table(result, source, f"the {what}")
+    missing = [n for n in names if n not in found]
     if missing:
         raise ValueError(f"the {what} lacks variant(s) {', '.join(missing)} under --vary "
-                         f"{source} (it has {', '.join(sources[source])})")
-    return sources[source]
+                         f"{source} (it has {', '.join(found)})")
+    return found
 
 
 def _without_data(config: dict[str, Any]) -> dict[str, Any]:
@@ -43,13 +47,13 @@ def _without_data(config: dict[str, Any]) -> dict[str, Any]:
     return full
 
 
-def _measures(table: dict[str, Any], winner: str, base: str) -> dict[str, Any]:
-    out = {"relative_pd_ratio": ratio_of(table, winner, base, "relative_pd"),
-           "pairs": len(table[winner]["relative_pd"].get("values") or [0])}
-    loss = "log_loss" if "log_loss" in table[winner] else "loss"
-    out["loss_difference"] = {"metric": loss, **difference_of(table, winner, base, loss)}
-    if "auc" in table[winner] and "auc" in table[base]:
-        out["auc_difference"] = difference_of(table, base, winner, "auc")
+def _measures(variants: dict[str, Any], winner: str, base: str) -> dict[str, Any]:
+    out = {"relative_pd_ratio": ratio_of(variants, winner, base, "relative_pd"),
+           "pairs": len(pair_values(variants, winner, "relative_pd"))}
+    loss = loss_key(variants)
+    out["loss_difference"] = {"metric": loss, **difference_of(variants, winner, base, loss)}
+    if "auc" in variants[winner] and "auc" in variants[base]:
+        out["auc_difference"] = difference_of(variants, base, winner, "auc")
     return out
 
 

@@ -32,9 +32,24 @@ WHY = {
 }
 
 
-def _loss_key(variants: dict[str, Any]) -> str:
+def loss_key(variants: dict[str, Any]) -> str:
+    """The accuracy loss a comparison's variants carry: ``rmse`` (ratings) or ``log_loss``."""
     first = next(iter(variants.values()))
     return "rmse" if "rmse" in first else "log_loss"
+
+
+def tables(result: dict[str, Any]) -> dict[str, Any]:
+    """A comparison's tables by ``--vary`` source (a report made before sources existed has
+    one, ``all``)."""
+    return result.get("sources") or {"all": result["variants"]}
+
+
+def table(result: dict[str, Any], source: str, where: str) -> dict[str, Any]:
+    """One source's table; ValueError naming ``where`` and the sources it has otherwise."""
+    found = tables(result)
+    if source not in found:
+        raise ValueError(f"{where}: no --vary {source} table (it has {', '.join(found)})")
+    return found[source]
 
 
 def _mean(variants: dict[str, Any], name: str, key: str) -> float:
@@ -86,7 +101,7 @@ def relu_with_same_techniques(variants: dict[str, Any], name: str) -> str | None
 
 def frontier(variants: dict[str, Any]) -> list[str]:
     """Variants on the Pareto frontier of (loss, relative PD): no other is better in both."""
-    loss = _loss_key(variants)
+    loss = loss_key(variants)
     points = {n: (_mean(variants, n, loss), _mean(variants, n, "relative_pd"))
               for n in variants}
     return [n for n, (lo, pd) in points.items()
@@ -99,7 +114,7 @@ def pick_winner(variants: dict[str, Any], single: dict[str, bool] | None = None)
     time <= 1.2x ReLU's; None without a ReLU baseline or a candidate."""
     if "relu" not in variants:
         return None
-    loss = _loss_key(variants)
+    loss = loss_key(variants)
     single = single or {n: "ensemble" not in n for n in variants}
     ok = [n for n in variants if n != "relu" and single.get(n, "ensemble" not in n)
           and _mean(variants, n, loss) <= _mean(variants, "relu", loss) + ACCURACY_SLACK
@@ -116,7 +131,7 @@ def goals(result: dict[str, Any], winner: str | None = None,
     best = winner or pick_winner(v, result.get("single_model"))
     if "relu" not in v or best is None or best not in v:
         return []
-    loss = _loss_key(v)
+    loss = loss_key(v)
     out = [
         {"goal": f"{best} relative PD <= 0.5x relu",
          **ratio_of(v, best, "relu", "relative_pd"), "bound": 0.5, "kind": "max"},
@@ -201,7 +216,7 @@ def _pair_seeds(result: dict[str, Any]) -> str:
 
 
 def _table(result: dict[str, Any], variants: dict[str, Any]) -> list[str]:
-    loss = _loss_key(variants)
+    loss = loss_key(variants)
     on_frontier = set(frontier(variants))
     ranked = swap_key(SWAP_KS[0]) in next(iter(variants.values()))
     ranking_heads = ([f"top-{k} swap" for k in SWAP_KS] + ["Kendall tau"]) if ranked else []
@@ -326,7 +341,7 @@ def plot(variants: dict[str, Any], path: Path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    loss = _loss_key(variants)
+    loss = loss_key(variants)
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
 
     def bar(summary: dict[str, Any]) -> list[list[float]]:
@@ -360,7 +375,7 @@ def write(result: dict[str, Any], out: str | Path, command: str, notes: str = ""
     """Writes report.json, report.md and the plots into ``out``; returns ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sources = result.get("sources") or {"all": result["variants"]}
+    sources = tables(result)
     checked = {s: goals(result, winner, s) for s in sources}
     atomic_write_json(out / "report.json", {**result, "command": command, "winner": winner,
                                      "notes": notes, "goals": checked,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from steadyrank.core.fileio import atomic_write_json, atomic_write_text
-from steadyrank.model.evaluation.report import read_result
+from steadyrank.model.evaluation.report import read_result, table
 
 
 @dataclass(frozen=True)
@@ -122,11 +122,8 @@ def write(folder: str | Path, rule: Rule = Rule()) -> Path:
     writes winner.json and winner.md beside it. Returns winner.md's path."""
     folder = Path(folder)
     result = read_result(folder, "pick a winner from")
-    sources = result.get("sources") or {"all": result["variants"]}
-    if rule.source not in sources:
-        raise ValueError(f"{folder}: no --vary {rule.source} table (it has "
-                         f"{', '.join(sources)})")
-    found = candidates(sources[rule.source], result.get("single_model", {}), rule)
+    found = candidates(table(result, rule.source, str(folder)), result.get("single_model", {}),
+                       rule)
     winner, why = pick(found, rule)
     atomic_write_json(folder / "winner.json", {
         "winner": winner.variant, "why": why, "rule": asdict(rule),
