@@ -59,8 +59,9 @@ def main() -> int:
     print(f"prepared: {after[0]:,.0f} MiB", flush=True)
     with tempfile.TemporaryDirectory() as work:
         for p in range(args.pairs):
-            a, b = (compare.replica(config, (2 * p + r, 2 * p + r), Path(work) / f"{p}-{r}",
-                                    prepared, "eval", quiet) for r in (1, 2))
+            (a, _), (b, _) = (compare.replica(config, (2 * p + r, 2 * p + r),
+                                              Path(work) / f"{p}-{r}", prepared, "eval", quiet)
+                              for r in (1, 2))
             replica_pair_metrics(a, b, prepared, None, 10)
             del a, b
             gc.collect()

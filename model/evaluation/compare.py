@@ -204,8 +204,10 @@ def _cached_version(folders: tuple[Path, ...], config: Config, seeds: tuple[int,
 
 
 def replica(config: Config, seeds: tuple[int, int], folder: Path, prepared: Prepared,
-            split: str, log: Log, elsewhere: tuple[Path, ...] = ()) -> LoadedModel:
-    """The trained export of (config, (init seed, order seed)), cached or trained now.
+            split: str, log: Log, elsewhere: tuple[Path, ...] = ()
+            ) -> tuple[LoadedModel, bool]:
+    """The trained export of (config, (init seed, order seed)), cached or trained now, and
+    whether it was trained now.
 
     ``elsewhere``: other folders that may already hold the same replica (replica A of pair p
     has the same seeds under ``--vary all``, ``init`` and ``order``); training is
@@ -215,11 +217,11 @@ def replica(config: Config, seeds: tuple[int, int], folder: Path, prepared: Prep
     if version is not None:
         model = load(version)
         log(f"reusing {model.path}")
-        return model
+        return model, False
     path = train_and_export(config, seeds[0], folder, folder.parent / f".ckpt-{folder.name}",
                             prepared=prepared, extra={"split": split}, log=log,
                             order_seed=seeds[1])
-    return load(path)
+    return load(path), True
 
 
 def summarize(values: list[float]) -> dict[str, Any]:
@@ -265,17 +267,13 @@ def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepare
         log(f"reusing the record {record}")
         return found, RECORD
     folder = work_dir / source / variant.slug
-    places = {r: (folder / f"pair{p}-{r}",
-                  *_siblings(vconfig, work_dir, source, variant.slug, f"pair{p}-{r}"))
-              for r in "ab"}
-    seeds = dict(zip("ab", replica_seeds(source, p), strict=True))
-    cached = all(_cached_version(places[r], vconfig, seeds[r], prepared.checksum, split)
-                 for r in "ab")
-    a, b = (replica(vconfig, seeds[r], places[r][0], prepared, split, log, places[r][1:])
-            for r in "ab")
+    (a, a_trained), (b, b_trained) = (
+        replica(vconfig, seeds, folder / f"pair{p}-{r}", prepared, split, log,
+                _siblings(vconfig, work_dir, source, variant.slug, f"pair{p}-{r}"))
+        for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
     out = replica_pair_metrics(a, b, prepared, requests, tau_users)
     pair_records.write(record, key, out)
-    return out, EXPORTS if cached else TRAINED
+    return out, TRAINED if a_trained or b_trained else EXPORTS
 
 
 def _summaries(per_pair: list[dict[str, Any]]) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def test_first_pair_shifts_the_pairs_and_their_seeds(monkeypatch, tmp_path):
 
     def fake_replica(config, seeds, folder, prepared, split, log, elsewhere=()):
         trained.append((folder.name, seeds))
-        return folder.name
+        return folder.name, True
 
     def fake_metrics(a, b, prepared, requests, tau_users):
         pair = a.removeprefix("pair").split("-")[0]  # the pair index, as a stand-in PD
@@ -212,7 +212,7 @@ def _fake_study(monkeypatch, trained):
     """compare.run with replicas and metrics faked: records what it trains."""
     def fake_replica(config, seeds, folder, prepared, split, log, elsewhere=()):
         trained.append((folder.parent.name, folder.name))
-        return (folder.name, config.train.learning_rate)
+        return (folder.name, config.train.learning_rate), True
 
     def fake_metrics(a, b, prepared, requests, tau_users):
         pair = int(a[0].removeprefix("pair").split("-")[0])
