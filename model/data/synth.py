@@ -3,13 +3,15 @@
 The generator streams rows to sharded ``.npz`` files (one shard in memory at a time), so
 10^7 rows over 10^6 items take seconds and a few hundred MiB. The folder it writes:
 
-    users.npz              user_id, age, gender, occupation, zip (MovieLens' user schema)
-    items.npz              item_id, year, genres (multi-hot, uint8; names in the manifest)
+    users.npz              each user's id and facts (the MovieLens preset's user features)
+    items.npz              each item's id and facts (a multi-hot one as uint8, its value
+                           names in the manifest)
     planted.npz            the ground-truth model the ratings come from
-    interactions-NNNNN.npz user_id, item_id, rating, timestamp
+    interactions-NNNNN.npz user id, item id, label, timestamp
     manifest.json          parameters, per-file SHA-256, row counts and the dataset checksum
 
-The planted score is ``b_user + b_item + 2 <u, v> + affinity[occupation] . genres`` (the
+The planted score is ``b_user + b_item + 2 <u, v> + affinity[user fact] . item facts`` (the
+preset's ``SYNTH_AFFINITY``: a user fact against an item multi-hot fact; the
 bilinear model, ``planted="bilinear"``), or, with ``planted="mlp"``, biases and affinity plus
 a small random deep network (two ReLU layers) over the user and item factors and their
 product, a nonlinearity an MLP has to learn. With ``task="rating"`` the rating is
@@ -35,22 +37,29 @@ from steadyrank.core.fileio import staged_folder
 from steadyrank.core.log import Log, sayer
 from steadyrank.model.data import dataset_manifest
 from steadyrank.model.data.presets import TIME_COLUMN, movielens_schema
-from steadyrank.model.data.presets.movielens import COLUMNS
+from steadyrank.model.data.presets.movielens import (
+    SYNTH_AFFINITY,
+    SYNTH_ITEM_FACTS,
+    SYNTH_ITEM_STORED,
+    SYNTH_USER_FACTS,
+    SYNTH_USER_STORED,
+    Draw,
+)
 
 KIND = "steadyrank-synthetic"
-OCCUPATIONS = ("administrator", "artist", "doctor", "educator", "engineer", "entertainment",
-               "executive", "healthcare", "homemaker", "lawyer", "librarian", "marketing",
-               "none", "other", "programmer", "retired", "salesman", "scientist", "student",
-               "technician", "writer")
 # The files' columns are the preset schema's names: ids, label and time per interaction
-# shard, each id's facts in users.npz and items.npz.
+# shard, each id's facts in users.npz and items.npz, drawn as the preset declares them.
 _SCHEMA = movielens_schema()
 USER_ID, ITEM_ID = _SCHEMA.user_id.name, _SCHEMA.item_id.name
 SHARD_KEYS = (USER_ID, ITEM_ID, _SCHEMA.label.column, TIME_COLUMN)
-USER_KEYS = (USER_ID, *(f.name for f in _SCHEMA.with_role("user")))
-ITEM_KEYS = (ITEM_ID, *(f.name for f in _SCHEMA.with_role("item")))
-# Item categories, multi-hot like MovieLens' 19 genres; column 0 is kept for items without.
-GENRES = ("none", *(f"genre-{i:02d}" for i in range(1, 19)))
+USER_KEYS = (USER_ID, *SYNTH_USER_STORED)
+ITEM_KEYS = (ITEM_ID, *SYNTH_ITEM_STORED)
+_DRAWS = {d.column: d for d in (*SYNTH_USER_FACTS, *SYNTH_ITEM_FACTS)}
+AFFINITY_USER, AFFINITY_ITEM = (_DRAWS[c] for c in SYNTH_AFFINITY)
+MULTI_HOT = tuple(d.column for d in _DRAWS.values() if d.kind == "multi_hot")
+if {f.name for f in _SCHEMA.with_role("user")} != set(SYNTH_USER_STORED) or \
+        {f.name for f in _SCHEMA.with_role("item")} != set(SYNTH_ITEM_STORED):
+    raise AssertionError("the preset's synthetic facts differ from its schema's")
 
 
 @dataclass(frozen=True)
@@ -95,26 +104,38 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
         np.savez(f, **arrays)
 
 
+def _draw(draw: Draw, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` values of one declared fact."""
+    if draw.kind == "integers":
+        return rng.integers(draw.low, draw.high, n).astype(np.int64)
+    if draw.kind == "choice":
+        return rng.choice(np.array(draw.values), n, p=list(draw.p) if draw.p else None)
+    if draw.kind == "digits":
+        return np.char.zfill(rng.integers(0, 10 ** draw.width, n).astype(str), draw.width)
+    if draw.kind == "multi_hot":
+        count = rng.integers(draw.low, draw.high, n)
+        ranks = np.argsort(rng.random((n, len(draw.values) - 1)), axis=1)
+        out = np.zeros((n, len(draw.values)), np.uint8)
+        out[:, 1:] = ranks < count[:, None]
+        return out
+    raise ValueError(f"unknown draw kind {draw.kind!r} for {draw.column!r}")
+
+
+def _facts(id_name: str, n: int, draws: tuple[Draw, ...], stored: tuple[str, ...],
+           rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Ids 1..n and each declared fact, drawn in the declared order, stored in ``stored``'s."""
+    drawn = {d.column: _draw(d, n, rng) for d in draws}
+    return {id_name: np.arange(1, n + 1, dtype=np.int64), **{c: drawn[c] for c in stored}}
+
+
 def _side_features(spec: SynthSpec, rng: np.random.Generator) -> tuple[dict, dict]:
-    n, m = spec.users, spec.items
-    c = COLUMNS  # the draws' order is the bytes': age, gender, occupation, zip, genres, year
-    users = {
-        USER_ID: np.arange(1, n + 1, dtype=np.int64),
-        c.age: rng.integers(7, 74, n).astype(np.int64),
-        c.gender: rng.choice(np.array(["F", "M"]), n, p=[0.3, 0.7]),
-        c.occupation: rng.choice(np.array(OCCUPATIONS), n),
-        c.zip: np.char.zfill(rng.integers(0, 100_000, n).astype(str), 5),
-    }
-    # 1 to 3 genres per item ("unknown", column 0, is left for items without any).
-    n_genres = rng.integers(1, 4, m)
-    ranks = np.argsort(rng.random((m, len(GENRES) - 1)), axis=1)
-    genres = np.zeros((m, len(GENRES)), np.uint8)
-    genres[:, 1:] = ranks < n_genres[:, None]
-    items = {ITEM_ID: np.arange(1, m + 1, dtype=np.int64),
-             c.year: rng.integers(1930, 2000, m).astype(np.int64), c.genres: genres}
-    if set(users) != set(USER_KEYS) or set(items) != set(ITEM_KEYS):
-        raise AssertionError("the generator's facts differ from the MovieLens preset's")
-    return users, items
+    return (_facts(USER_ID, spec.users, SYNTH_USER_FACTS, SYNTH_USER_STORED, rng),
+            _facts(ITEM_ID, spec.items, SYNTH_ITEM_FACTS, SYNTH_ITEM_STORED, rng))
+
+
+def affinity_codes(users: dict[str, np.ndarray]) -> np.ndarray:
+    """Each user's index into the planted affinity's rows (its affinity fact's value)."""
+    return np.searchsorted(np.array(AFFINITY_USER.values), users[AFFINITY_USER.column])
 
 
 HIDDEN = (32, 16)  # the planted MLP's layers
@@ -127,7 +148,8 @@ def _planted(spec: SynthSpec, rng: np.random.Generator) -> dict[str, np.ndarray]
         "item_factors": rng.normal(0, 1 / np.sqrt(d), (spec.items, d)).astype(np.float32),
         "user_bias": rng.normal(0, 0.3, spec.users).astype(np.float32),
         "item_bias": rng.normal(0, 0.4, spec.items).astype(np.float32),
-        "affinity": rng.normal(0, 0.4, (len(OCCUPATIONS), len(GENRES))).astype(np.float32),
+        "affinity": rng.normal(0, 0.4, (len(AFFINITY_USER.values), len(AFFINITY_ITEM.values))
+                               ).astype(np.float32),
         # Zipf popularity over a random order of the items, so popular ids are spread out.
         "popularity_order": rng.permutation(spec.items).astype(np.int64),
     }
@@ -148,16 +170,16 @@ def _mlp(planted: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     return x[:, 0]
 
 
-def planted_score(planted: dict[str, np.ndarray], occupation_code: np.ndarray,
-                  genres: np.ndarray, user_row: np.ndarray, item_row: np.ndarray
+def planted_score(planted: dict[str, np.ndarray], user_code: np.ndarray,
+                  item_hot: np.ndarray, user_row: np.ndarray, item_row: np.ndarray
                   ) -> np.ndarray:
     """The noise-free planted score of (user row, item row) pairs (0-based rows): bilinear,
     or through the planted MLP when ``planted`` holds one."""
     u, v = planted["user_factors"][user_row], planted["item_factors"][item_row]
-    item_genres = genres[item_row].astype(np.float32)
-    item_genres /= np.maximum(item_genres.sum(axis=1, keepdims=True), 1)
-    affinity = np.einsum("ij,ij->i", planted["affinity"][occupation_code[user_row]],
-                         item_genres)
+    item_share = item_hot[item_row].astype(np.float32)
+    item_share /= np.maximum(item_share.sum(axis=1, keepdims=True), 1)
+    affinity = np.einsum("ij,ij->i", planted["affinity"][user_code[user_row]],
+                         item_share)
     if "w0" in planted:
         d = u.shape[1]
         interaction = _mlp(planted, np.concatenate([u, v, u * v * np.sqrt(d)], axis=1))
@@ -167,11 +189,11 @@ def planted_score(planted: dict[str, np.ndarray], occupation_code: np.ndarray,
         + affinity
 
 
-def planted_rating(planted: dict[str, np.ndarray], occupation_code: np.ndarray,
-                   genres: np.ndarray, user_row: np.ndarray, item_row: np.ndarray
+def planted_rating(planted: dict[str, np.ndarray], user_code: np.ndarray,
+                   item_hot: np.ndarray, user_row: np.ndarray, item_row: np.ndarray
                    ) -> np.ndarray:
     """The noise-free planted rating of (user row, item row) pairs (0-based rows)."""
-    return 3.5 + planted_score(planted, occupation_code, genres, user_row, item_row)
+    return 3.5 + planted_score(planted, user_code, item_hot, user_row, item_row)
 
 
 def click_logit(planted: dict[str, np.ndarray], score: np.ndarray) -> np.ndarray:
@@ -180,11 +202,11 @@ def click_logit(planted: dict[str, np.ndarray], score: np.ndarray) -> np.ndarray
 
 
 def _calibrate_clicks(spec: SynthSpec, planted: dict[str, np.ndarray],
-                      occupation_code: np.ndarray, genres: np.ndarray,
+                      user_code: np.ndarray, item_hot: np.ndarray,
                       rng: np.random.Generator) -> None:
     """Score scale and shift from 10^5 random pairs, so about click_rate of rows click."""
     n = 100_000
-    score = planted_score(planted, occupation_code, genres, rng.integers(0, spec.users, n),
+    score = planted_score(planted, user_code, item_hot, rng.integers(0, spec.users, n),
                           rng.integers(0, spec.items, n))
     planted["score_mean"] = np.float32(score.mean())
     planted["score_std"] = np.float32(score.std() + 1e-6)
@@ -209,10 +231,10 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
     with staged_folder(out, force) as tmp_path:
         users, items = _side_features(spec, rng)
         planted = _planted(spec, rng)
-        occupation_code = np.searchsorted(np.array(OCCUPATIONS), users[COLUMNS.occupation])
-        genres = items[COLUMNS.genres]
+        user_code = affinity_codes(users)
+        item_hot = items[AFFINITY_ITEM.column]
         if spec.task == "click":
-            _calibrate_clicks(spec, planted, occupation_code, genres, rng)
+            _calibrate_clicks(spec, planted, user_code, item_hot, rng)
         _save(tmp_path / "users.npz", **users)
         _save(tmp_path / "items.npz", **items)
         _save(tmp_path / "planted.npz", **planted)
@@ -228,7 +250,7 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
                                              spec.users - 1)]
             item_row = planted["popularity_order"][
                 np.minimum(np.searchsorted(item_cdf, rng.random(n)), spec.items - 1)]
-            score = planted_score(planted, occupation_code, genres, user_row, item_row)
+            score = planted_score(planted, user_code, item_hot, user_row, item_row)
             if spec.task == "click":
                 p = 1 / (1 + np.exp(-click_logit(planted, score)))
                 label = (rng.random(n) < p).astype(np.float32)
@@ -244,7 +266,8 @@ def generate(spec: SynthSpec, out: str | Path, force: bool = False, log: Log = _
             log(f"{written:,}/{spec.rows:,} rows ({len(shards)} shards, "
                  f"{time.perf_counter() - started:.1f}s)")
         manifest = dataset_manifest.write(tmp_path, {
-            "kind": KIND, "spec": asdict(spec), COLUMNS.genres: list(GENRES), "shards": shards})
+            "kind": KIND, "spec": asdict(spec),
+            **{c: list(_DRAWS[c].values) for c in MULTI_HOT}, "shards": shards})
     log(f"wrote {out} ({spec.rows:,} rows, {spec.users:,} users, {spec.items:,} items, "
          f"checksum {manifest['checksum'][:12]}) in {time.perf_counter() - started:.1f}s")
     return out
@@ -289,10 +312,10 @@ def iter_shards(folder: str | Path, manifest: dict | None = None, skip: int = 0
 def multi_hot_names(manifest: dict, column: str) -> tuple[str, ...]:
     """The value names of a multi-hot item column (the matrix's columns, in order), as the
     dataset's manifest records them."""
-    if column != COLUMNS.genres:
+    if column not in MULTI_HOT:
         raise KeyError(f"a synthetic dataset has no multi-hot column {column!r} "
-                       f"(it has {COLUMNS.genres!r})")
-    return tuple(manifest[COLUMNS.genres])
+                       f"(it has {', '.join(repr(c) for c in MULTI_HOT)})")
+    return tuple(manifest[column])
 
 
 def load_tables(folder: str | Path) -> tuple[dict, dict[str, np.ndarray],

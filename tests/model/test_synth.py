@@ -57,7 +57,7 @@ def test_data_has_zipf_popularity_side_features_and_planted_signal(synth_dir):
     # The ratings follow the planted model (the noise is 0.5 before rounding).
     with np.load(synth_dir / "planted.npz") as npz:
         planted = {k: npz[k] for k in npz.files}
-    occupation = np.searchsorted(np.array(synth.OCCUPATIONS), data.users["occupation"])
+    occupation = synth.affinity_codes(data.users)
     truth = synth.planted_rating(planted, occupation, data.item_genres, data.user_id - 1,
                                  data.item_id - 1)
     assert np.corrcoef(np.clip(truth, 1, 5), data.rating)[0, 1] > 0.7
@@ -84,7 +84,7 @@ def test_the_synthetic_format_reads_the_folder_joined_with_its_tables(synth_dir)
 def test_multi_hot_columns_read_as_the_manifests_value_names(synth_dir):
     manifest, _, items = synth.load_tables(synth_dir)
     names = synth.multi_hot_names(manifest, "genres")
-    assert names == synth.GENRES
+    assert names == synth.AFFINITY_ITEM.values and names[0] == "none" and len(names) == 19
     genres = SynthReader(synth_dir).items.column("genres").to_pylist()
     for row in (0, 1, len(genres) - 1):
         assert genres[row] == [names[c] for c in np.flatnonzero(items["genres"][row])]
@@ -138,7 +138,7 @@ def test_click_data_from_a_planted_mlp(tmp_path):
     with np.load(tmp_path / "ctr" / "planted.npz") as npz:
         planted = {k: npz[k] for k in npz.files}
     assert {"w0", "w1", "w2"} <= set(planted)
-    occupation = np.searchsorted(np.array(synth.OCCUPATIONS), data.users["occupation"])
+    occupation = synth.affinity_codes(data.users)
     score = synth.planted_score(planted, occupation, data.item_genres, data.user_id - 1,
                                 data.item_id - 1)
     p = 1 / (1 + np.exp(-synth.click_logit(planted, score)))
@@ -250,3 +250,10 @@ def test_data_synth_cli_streams(tmp_path, capsys):
     assert main(["data", "synth", "--rows", "10", "--every", "1", "--out", str(tmp_path / "m")]
                 ) == 2
     assert "apply to --schema criteo" in capsys.readouterr().err
+
+
+def test_the_generator_draws_only_the_kinds_a_preset_may_declare():
+    from steadyrank.model.data.presets.movielens import Draw
+
+    with pytest.raises(ValueError, match="unknown draw kind 'normal' for 'height'"):
+        synth._draw(Draw("height", "normal"), 3, np.random.default_rng(0))

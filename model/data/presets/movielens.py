@@ -37,6 +37,50 @@ class Columns:
 
 COLUMNS = Columns()
 TIME_COLUMN = COLUMNS.timestamp  # of the MovieLens-shaped sources
+OCCUPATIONS = ("administrator", "artist", "doctor", "educator", "engineer", "entertainment",
+               "executive", "healthcare", "homemaker", "lawyer", "librarian", "marketing",
+               "none", "other", "programmer", "retired", "salesman", "scientist", "student",
+               "technician", "writer")  # MovieLens' 21, sorted
+
+
+@dataclass(frozen=True)
+class Draw:
+    """How the synthetic generator (``steadyrank data synth``) draws one fact of this shape:
+
+    - ``integers``: uniform in [``low``, ``high``);
+    - ``choice``: one of ``values``, with probabilities ``p`` (uniform when empty);
+    - ``digits``: a zero-padded integer below 10**``width``;
+    - ``multi_hot``: ``low`` to ``high - 1`` of ``values[1:]`` (``values[0]`` is left for
+      none), as a 0/1 matrix.
+    """
+
+    column: str
+    kind: str
+    low: int = 0
+    high: int = 0
+    values: tuple[str, ...] = ()
+    p: tuple[float, ...] = ()
+    width: int = 0
+
+
+# The synthetic MovieLens-shaped facts, in the order they are drawn (the order fixes the
+# bytes of every synthetic dataset, so it never changes), each id's facts stored in
+# users.npz / items.npz in the ``*_STORED`` order.
+SYNTH_USER_FACTS = (
+    Draw(COLUMNS.age, "integers", 7, 74),
+    Draw(COLUMNS.gender, "choice", values=("F", "M"), p=(0.3, 0.7)),
+    Draw(COLUMNS.occupation, "choice", values=OCCUPATIONS),
+    Draw(COLUMNS.zip, "digits", width=5),
+)
+SYNTH_ITEM_FACTS = (
+    Draw(COLUMNS.genres, "multi_hot", 1, 4,
+         values=("none", *(f"genre-{i:02d}" for i in range(1, 19)))),
+    Draw(COLUMNS.year, "integers", 1930, 2000),
+)
+SYNTH_USER_STORED = (COLUMNS.age, COLUMNS.gender, COLUMNS.occupation, COLUMNS.zip)
+SYNTH_ITEM_STORED = (COLUMNS.year, COLUMNS.genres)
+# The planted model's affinity: a user choice fact against an item multi-hot fact.
+SYNTH_AFFINITY = (COLUMNS.occupation, COLUMNS.genres)
 
 
 def movielens_schema(task: str = "rating", threshold: float = 4.0) -> Schema:
