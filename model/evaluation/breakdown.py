@@ -92,15 +92,6 @@ def _pairs_of(target: LoadedModel, source: LoadedModel, part: str) -> list[tuple
     return pairs
 
 
-def with_part_of(target: LoadedModel, source: LoadedModel, part: str) -> int:
-    """Assigns ``source``'s variables of ``part`` to ``target`` (loaded for this alone),
-    member by member; returns how many. ExportError when the two do not match."""
-    pairs = _pairs_of(target, source, part)
-    for mine, other in pairs:
-        mine.assign(other)
-    return len(pairs)
-
-
 @contextmanager
 def part_swapped(target: LoadedModel, source: LoadedModel, part: str) -> Iterator[None]:
     """``target`` with ``source``'s ``part`` inside the block, its own values put back after
