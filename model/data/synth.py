@@ -57,9 +57,6 @@ ITEM_KEYS = (ITEM_ID, *SYNTH_ITEM_STORED)
 _DRAWS = {d.column: d for d in (*SYNTH_USER_FACTS, *SYNTH_ITEM_FACTS)}
 AFFINITY_USER, AFFINITY_ITEM = (_DRAWS[c] for c in SYNTH_AFFINITY)
 MULTI_HOT = tuple(d.column for d in _DRAWS.values() if d.kind == "multi_hot")
-if {f.name for f in _SCHEMA.with_role("user")} != set(SYNTH_USER_STORED) or \
-        {f.name for f in _SCHEMA.with_role("item")} != set(SYNTH_ITEM_STORED):
-    raise AssertionError("the preset's synthetic facts differ from its schema's")
 
 
 @dataclass(frozen=True)
@@ -129,6 +126,9 @@ def _facts(id_name: str, n: int, draws: tuple[Draw, ...], stored: tuple[str, ...
 
 
 def _side_features(spec: SynthSpec, rng: np.random.Generator) -> tuple[dict, dict]:
+    if {f.name for f in _SCHEMA.with_role("user")} != set(SYNTH_USER_STORED) or \
+            {f.name for f in _SCHEMA.with_role("item")} != set(SYNTH_ITEM_STORED):
+        raise AssertionError("the preset's synthetic facts differ from its schema's")
     return (_facts(USER_ID, spec.users, SYNTH_USER_FACTS, SYNTH_USER_STORED, rng),
             _facts(ITEM_ID, spec.items, SYNTH_ITEM_FACTS, SYNTH_ITEM_STORED, rng))
 
