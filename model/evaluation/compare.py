@@ -252,12 +252,22 @@ def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
                  if other not in (source, "async"))
 
 
+def _trainings(variant: Variant, vary: list[str], source: str, shared: bool) -> int:
+    """The models one pair of ``variant`` trains for ``source`` when nothing is cached: both
+    replicas, or only B when an earlier source of the same pair index trained the same A
+    (``shared``: synchronous training, whose replicas are reproducible)."""
+    first = vary.index(source) == 0 or source == "async"
+    return variant.ensemble * (2 if first or not shared else 1)
+
+
 def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepared: Prepared,
                   requests: Requests | None, ranking_users: int, split: str, tau_users: int,
-                  work_dir: Path, records: Path, log: Log) -> tuple[dict[str, Any], str]:
-    """Pair ``p``'s metrics for a variant and source, and how they were had: from its
-    record when one matches (``RECORD``), else measured on its two replicas and recorded,
-    the replicas cached (``EXPORTS``) or at least one trained now (``TRAINED``)."""
+                  work_dir: Path, records: Path, log: Log
+                  ) -> tuple[dict[str, Any], str, int]:
+    """Pair ``p``'s metrics for a variant and source, how they were had and the replicas
+    trained now: from its record when one matches (``RECORD``), else measured on its two
+    replicas and recorded, the replicas cached (``EXPORTS``) or at least one trained now
+    (``TRAINED``)."""
     vconfig = variant.apply(config)
     record = records / source / variant.slug / f"pair{p}.json"
     key = pair_records.key(vconfig, replica_seeds(source, p), prepared.checksum, split,
@@ -265,7 +275,7 @@ def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepare
     found = pair_records.read(record, key)
     if found is not None:
         log(f"reusing the record {record}")
-        return found, RECORD
+        return found, RECORD, 0
     folder = work_dir / source / variant.slug
     (a, a_trained), (b, b_trained) = (
         replica(vconfig, seeds, folder / f"pair{p}-{r}", prepared, split, log,
@@ -273,7 +283,8 @@ def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepare
         for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
     out = replica_pair_metrics(a, b, prepared, requests, tau_users)
     pair_records.write(record, key, out)
-    return out, TRAINED if a_trained or b_trained else EXPORTS
+    trained = int(a_trained) + int(b_trained)
+    return out, TRAINED if trained else EXPORTS, trained
 
 
 def _summaries(per_pair: list[dict[str, Any]]) -> dict[str, Any]:
@@ -326,18 +337,22 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
     # export is still on this machine; the records let another machine go on from there.
     # Single models first and ensembles (K trainings a replica) last, so the cheap variants'
     # numbers are in early; the report keeps the order the variants were given in.
-    pace = Pace([v.ensemble for v in variants for _ in range(pairs) for _ in vary])
+    shared = config.train.strategy != "parameter-server"  # replica A reused across sources
+    pace = Pace([_trainings(v, vary, source, shared)
+                 for v in variants for _ in range(pairs) for source in vary])
     for variant in sorted(variants, key=lambda v: v.ensemble):
         measured: dict[str, list[dict[str, Any]]] = {source: [] for source in vary}
         for n, p in enumerate(range(first_pair, first_pair + pairs)):
             for source in vary:
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
+                planned = _trainings(variant, vary, source, shared)
                 started = time.perf_counter()
-                numbers, how = _measure_pair(
+                numbers, how, trained = _measure_pair(
                     variant, _source_config(config, source), source, p, prepared, requests,
                     ranking_users, split_name, tau_users, work_dir, records, log)
                 measured[source].append(numbers)
-                log(pace.finished(variant.ensemble, time.perf_counter() - started, how))
+                log(pace.finished(planned, time.perf_counter() - started, how,
+                                  trained * variant.ensemble))
         for source in vary:
             summaries[source][variant.name] = _summaries(measured[source])
             _log_summary(log, source, variant.name, summaries[source][variant.name])

@@ -21,10 +21,13 @@ RECORD, EXPORTS, TRAINED = "record", "exports", "trained"  # how a pair's number
 
 
 class Pace:
-    """Pair records done of a run's total, and the time left at the pace of the pairs that
-    trained a replica so far. Each pair has a weight, its trainings (an ensemble of K trains K
-    models a replica). A pair read from its record (``RECORD``) or measured on exports that
-    were all there already (``EXPORTS``, as after a restart) sets no pace."""
+    """Pair records done of a run's total, and the time left at the pace of the trainings
+    done so far. Each pair has a weight, the models it trains when nothing is cached (an
+    ensemble of K trains K models a replica; a pair whose replica A another table already
+    trained trains only B). The pace is seconds per model actually trained: after a restart a
+    pair may find A cached and train B alone, and counts one replica, not two. A pair read
+    from its record (``RECORD``) or measured on exports that were all there already
+    (``EXPORTS``) trained nothing and sets no pace."""
 
     def __init__(self, weights: Sequence[int]) -> None:
         if any(w < 1 for w in weights):
@@ -35,11 +38,17 @@ class Pace:
         self.seconds = 0.0
         self.weight_trained = 0
 
-    def finished(self, weight: int, seconds: float, how: str) -> str:
-        """Counts one pair (``weight`` trainings, its numbers had ``how`` in ``seconds``) and
-        says where the run stands."""
+    def finished(self, weight: int, seconds: float, how: str, trained: int | None = None
+                 ) -> str:
+        """Counts one pair (``weight`` planned trainings, its numbers had ``how`` in
+        ``seconds``, ``trained`` models trained now: all ``weight`` by default when ``how`` is
+        ``TRAINED``) and says where the run stands."""
         if how not in (RECORD, EXPORTS, TRAINED):
             raise ValueError(f"how must be {RECORD}, {EXPORTS} or {TRAINED}, got {how!r}")
+        if trained is None:
+            trained = weight if how == TRAINED else 0
+        if (trained >= 1) != (how == TRAINED):
+            raise ValueError(f"a pair had {how!r} cannot have trained {trained} models")
         if self.done >= self.total:
             raise ValueError(f"all {self.total} pairs were already counted")
         self.done += 1
@@ -48,7 +57,7 @@ class Pace:
             self.reused += 1
         elif how == TRAINED:
             self.seconds += seconds
-            self.weight_trained += weight
+            self.weight_trained += trained
         line = f"{self.done}/{self.total} pair records"
         if self.reused:
             line += f" ({self.reused} from earlier runs)"

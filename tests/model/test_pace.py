@@ -47,3 +47,34 @@ def test_how_a_pair_was_had_must_be_named():
 def test_pair_weights_must_be_whole_trainings():
     with pytest.raises(ValueError, match="weights must be >= 1"):
         Pace([1, 0])
+
+
+def test_a_pair_that_trained_only_one_replica_sets_the_pace_per_model_trained():
+    """After a restart a pair may find replica A cached and train B alone: the pace is per
+    model trained, so such a pair does not make the run look twice as fast."""
+    pace = Pace([2, 2, 8, 8])  # two single-model pairs, then two 4-model ensemble pairs
+    # 60 s for B alone (A was cached): 60 s a model, 2 + 8 + 8 models planned after it.
+    assert pace.finished(2, 60.0, TRAINED, trained=1) == \
+        "1/4 pair records, about 18 min left at this run's pace"
+    # A whole pair at 40 s a model: 180 s over 3 models is still 60 s a model.
+    assert pace.finished(2, 120.0, TRAINED) == \
+        "2/4 pair records, about 16 min left at this run's pace"
+
+
+@pytest.mark.parametrize(("how", "trained"), [(TRAINED, 0), (RECORD, 1), (EXPORTS, 2)])
+def test_the_models_trained_must_agree_with_how_the_pair_was_had(how, trained):
+    with pytest.raises(ValueError, match=f"cannot have trained {trained} models"):
+        Pace([2]).finished(2, 1.0, how, trained=trained)
+
+
+def test_a_pair_plans_both_replicas_only_for_the_first_table_sharing_replica_a():
+    """Under `--vary all,order` replica A of pair p is the same model in both tables: the
+    order table's pair trains B alone. Parameter servers share nothing; ensembles train K."""
+    from steadyrank.model.evaluation import compare
+
+    relu, ensemble = compare.parse_variants("relu,relu-ensemble:4")
+    vary = ["all", "order"]
+    assert [compare._trainings(relu, vary, s, shared=True) for s in vary] == [2, 1]
+    assert [compare._trainings(ensemble, vary, s, shared=True) for s in vary] == [8, 4]
+    assert [compare._trainings(relu, vary, s, shared=False) for s in vary] == [2, 2]
+    assert compare._trainings(relu, ["all", "async"], "async", shared=True) == 2
