@@ -448,6 +448,29 @@ def test_the_shipped_criteo_config_is_round_2s_named_winner():
     assert f"W=${{W:-{named}}}" in (study / "run.sh").read_text()
 
 
+def test_round_2s_judgment_judged_the_shipped_criteo_config():
+    """The committed judgment (reports/criteo-synth-2/judgment) judged configs/criteo-steady.toml:
+    its winner is the candidates' named winner, on round 2's `relu` with the judgment draw,
+    8 or more pairs under both `--vary all` and `--vary order`, with every variant the issue
+    asks for, and each source's goals measured on that winner."""
+    repo = Path(__file__).resolve().parents[2]
+    study = repo / "reports" / "criteo-synth-2"
+    named = json.loads((study / "candidates" / "winner.json").read_text())["winner"]
+    judged = json.loads((study / "judgment" / "report.json").read_text())
+    assert judged["winner"] == named
+    (winner,) = compare.parse_variants(judged["winner"])
+    judgment_draw = load(repo / "configs" / "criteo-relu-2.toml",
+                         ['data.train=["data/criteo-judge-2/*.parquet"]'])
+    assert same_config(judged["config"], judgment_draw)
+    assert winner.apply(judgment_draw) == load(repo / "configs" / "criteo-steady.toml",
+                                               ['data.train=["data/criteo-judge-2/*.parquet"]'])
+    assert judged["pairs"] >= 8 and sorted(judged["sources"]) == ["all", "order"]
+    own_share = "relu+" + named.split("+", 1)[1]
+    assert {"relu", "relu-ensemble:4", "smelu:0.5", named, own_share} <= set(judged["variants"])
+    for source in ("all", "order"):
+        assert judged["goals"][source][0]["selected"] == named
+
+
 def test_ranking_grids_keep_a_multi_hot_context_list_per_row():
     """A multi-hot context feature is one list per request, repeated for every candidate."""
     import numpy as np
