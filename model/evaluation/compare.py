@@ -49,7 +49,7 @@ from steadyrank.model.config import (
 from steadyrank.model.data.splits import Prepared, prepare_data
 from steadyrank.model.evaluation import pair_records
 from steadyrank.model.evaluation.evalset import Requests, ranking_requests
-from steadyrank.model.evaluation.pace import EXPORTS, RECORD, TRAINED, Pace
+from steadyrank.model.evaluation.pace import Pace
 from steadyrank.model.evaluation.pairs import (
     VARY,
     replica_pair_metrics,
@@ -241,33 +241,36 @@ def _source_config(config: Config, vary: str) -> Config:
     return config  # under parameter servers, asynchrony adds to the seeds' differences
 
 
-def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
-              ) -> tuple[Path, ...]:
-    """Where other sources keep a replica that may equal this one (same config and seeds).
+def _sharing(config: Config, source: str) -> tuple[str, ...]:
+    """The other sources whose replicas may equal this source's (same config and seeds).
 
     Only synchronous training is deterministic: under parameter servers none is shared."""
     if config.train.strategy == "parameter-server":
         return ()
-    return tuple(work_dir / other / slug / name for other in VARY
-                 if other not in (source, "async"))
+    return tuple(other for other in VARY if other not in (source, "async"))
 
 
-def _trainings(variant: Variant, vary: list[str], source: str, shared: bool) -> int:
+def _siblings(config: Config, work_dir: Path, source: str, slug: str, name: str
+              ) -> tuple[Path, ...]:
+    """Where other sources keep a replica that may equal this one (same config and seeds)."""
+    return tuple(work_dir / other / slug / name for other in _sharing(config, source))
+
+
+def _trainings(variant: Variant, config: Config, vary: list[str], source: str) -> int:
     """The models one pair of ``variant`` trains for ``source`` when nothing is cached: both
     replicas, or only B when an earlier source of the same pair index trained the same A
-    (``shared``: synchronous training, whose replicas are reproducible)."""
-    first = vary.index(source) == 0 or source == "async"
-    return variant.ensemble * (2 if first or not shared else 1)
+    (one of ``_siblings``' folders)."""
+    earlier = vary[:vary.index(source)]
+    return variant.ensemble * (1 if set(earlier) & set(_sharing(config, source)) else 2)
 
 
 def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepared: Prepared,
                   requests: Requests | None, ranking_users: int, split: str, tau_users: int,
                   work_dir: Path, records: Path, log: Log
-                  ) -> tuple[dict[str, Any], str, int]:
-    """Pair ``p``'s metrics for a variant and source, how they were had and the replicas
-    trained now: from its record when one matches (``RECORD``), else measured on its two
-    replicas and recorded, the replicas cached (``EXPORTS``) or at least one trained now
-    (``TRAINED``)."""
+                  ) -> tuple[dict[str, Any], bool, int]:
+    """Pair ``p``'s metrics for a variant and source, whether they came from its record (one
+    that matches), and how many of its two replicas were trained now (0 from the record or
+    cached exports); measured numbers are recorded."""
     vconfig = variant.apply(config)
     record = records / source / variant.slug / f"pair{p}.json"
     key = pair_records.key(vconfig, replica_seeds(source, p), prepared.checksum, split,
@@ -275,7 +278,7 @@ def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepare
     found = pair_records.read(record, key)
     if found is not None:
         log(f"reusing the record {record}")
-        return found, RECORD, 0
+        return found, True, 0
     folder = work_dir / source / variant.slug
     (a, a_trained), (b, b_trained) = (
         replica(vconfig, seeds, folder / f"pair{p}-{r}", prepared, split, log,
@@ -283,8 +286,7 @@ def _measure_pair(variant: Variant, config: Config, source: str, p: int, prepare
         for r, seeds in zip("ab", replica_seeds(source, p), strict=True))
     out = replica_pair_metrics(a, b, prepared, requests, tau_users)
     pair_records.write(record, key, out)
-    trained = int(a_trained) + int(b_trained)
-    return out, TRAINED if trained else EXPORTS, trained
+    return out, False, int(a_trained) + int(b_trained)
 
 
 def _summaries(per_pair: list[dict[str, Any]]) -> dict[str, Any]:
@@ -337,22 +339,21 @@ def run(config: Config, variants: list[Variant], pairs: int, work_dir: str | Pat
     # export is still on this machine; the records let another machine go on from there.
     # Single models first and ensembles (K trainings a replica) last, so the cheap variants'
     # numbers are in early; the report keeps the order the variants were given in.
-    shared = config.train.strategy != "parameter-server"  # replica A reused across sources
-    pace = Pace([_trainings(v, vary, source, shared)
+    pace = Pace([_trainings(v, config, vary, source)
                  for v in variants for _ in range(pairs) for source in vary])
     for variant in sorted(variants, key=lambda v: v.ensemble):
         measured: dict[str, list[dict[str, Any]]] = {source: [] for source in vary}
         for n, p in enumerate(range(first_pair, first_pair + pairs)):
             for source in vary:
                 log(f"{source} / {variant.name}: pair {n + 1}/{pairs} (index {p})")
-                planned = _trainings(variant, vary, source, shared)
+                planned = _trainings(variant, config, vary, source)
                 started = time.perf_counter()
-                numbers, how, trained = _measure_pair(
+                numbers, reused, trained = _measure_pair(
                     variant, _source_config(config, source), source, p, prepared, requests,
                     ranking_users, split_name, tau_users, work_dir, records, log)
                 measured[source].append(numbers)
-                log(pace.finished(planned, time.perf_counter() - started, how,
-                                  trained * variant.ensemble))
+                log(pace.finished(planned, time.perf_counter() - started,
+                                  trained * variant.ensemble, reused))
         for source in vary:
             summaries[source][variant.name] = _summaries(measured[source])
             _log_summary(log, source, variant.name, summaries[source][variant.name])

@@ -17,17 +17,14 @@ def duration_text(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-RECORD, EXPORTS, TRAINED = "record", "exports", "trained"  # how a pair's numbers were had
-
-
 class Pace:
     """Pair records done of a run's total, and the time left at the pace of the trainings
     done so far. Each pair has a weight, the models it trains when nothing is cached (an
     ensemble of K trains K models a replica; a pair whose replica A another table already
     trained trains only B). The pace is seconds per model actually trained: after a restart a
-    pair may find A cached and train B alone, and counts one replica, not two. A pair read
-    from its record (``RECORD``) or measured on exports that were all there already
-    (``EXPORTS``) trained nothing and sets no pace."""
+    pair may find A cached and train B alone, and counts one model, not two. A pair read from
+    its record, or measured on exports that were all there already, trained nothing and sets
+    no pace."""
 
     def __init__(self, weights: Sequence[int]) -> None:
         if any(w < 1 for w in weights):
@@ -38,24 +35,20 @@ class Pace:
         self.seconds = 0.0
         self.weight_trained = 0
 
-    def finished(self, weight: int, seconds: float, how: str, trained: int | None = None
+    def finished(self, weight: int, seconds: float, trained: int, reused: bool = False
                  ) -> str:
-        """Counts one pair (``weight`` planned trainings, its numbers had ``how`` in
-        ``seconds``, ``trained`` models trained now: all ``weight`` by default when ``how`` is
-        ``TRAINED``) and says where the run stands."""
-        if how not in (RECORD, EXPORTS, TRAINED):
-            raise ValueError(f"how must be {RECORD}, {EXPORTS} or {TRAINED}, got {how!r}")
-        if trained is None:
-            trained = weight if how == TRAINED else 0
-        if (trained >= 1) != (how == TRAINED):
-            raise ValueError(f"a pair had {how!r} cannot have trained {trained} models")
+        """Counts one pair (``weight`` planned trainings, ``trained`` models trained now, in
+        ``seconds``; ``reused``: read from an earlier run's record) and says where the run
+        stands."""
+        if trained < 0 or (reused and trained):
+            raise ValueError(f"a pair {'read from its record ' if reused else ''}cannot have "
+                             f"trained {trained} models")
         if self.done >= self.total:
             raise ValueError(f"all {self.total} pairs were already counted")
         self.done += 1
         self.weight_left -= weight
-        if how == RECORD:
-            self.reused += 1
-        elif how == TRAINED:
+        self.reused += reused
+        if trained:
             self.seconds += seconds
             self.weight_trained += trained
         line = f"{self.done}/{self.total} pair records"
